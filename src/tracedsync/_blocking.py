@@ -1,0 +1,188 @@
+"""The blocking path: every operation that has to wait passes through here.
+
+This is tracedsync's choke point for waits.  A primitive calls
+:func:`acquire_contended` when a lock is busy, and wraps every other wait
+(condition, event, semaphore, barrier, join) in :func:`begin_wait` /
+:func:`end_wait`.  The wait is registered in :data:`tracedsync._waits.waits`
+for as long as it lasts, so the deadlock checks can see who is blocked, and a
+self re-acquire of a ``Lock`` is checked here before the thread blocks.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from _thread import get_ident
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+from tracedsync._config import settings
+from tracedsync._errors import DeadlockError
+from tracedsync._log import emit
+from tracedsync._sites import describe_site, register_internal_module, user_frame
+from tracedsync._waits import Wait, waits
+
+if TYPE_CHECKING:
+    from tracedsync._lock import Lock, RLock
+
+__all__ = ["acquire_contended", "begin_wait", "end_wait", "thread_name"]
+
+register_internal_module(__file__)
+
+#: How long a self re-acquiring thread waits between two checks of whether
+#: another thread could still release its lock.  The first check after a
+#: negative answer comes soon, to confirm it; later ones back off.
+_CONFIRM_SECONDS = 0.02
+_MAX_POLL_SECONDS = 0.1
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def begin_wait(primitive: object, timed: bool) -> Wait | None:
+    """Register that the calling thread blocks on ``primitive``; pass the
+    result to :func:`end_wait` when the wait is over, however it ends."""
+    return waits.begin(primitive, timed)
+
+
+def end_wait(outer: Wait | None) -> None:
+    """Unregister the calling thread's wait (see :func:`begin_wait`)."""
+    waits.end(outer)
+
+
+def thread_name(ident: int) -> str:
+    """The ``threading`` name of the thread ``ident``, without creating a
+    dummy ``Thread`` object for threads ``threading`` does not know."""
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return f"thread {ident}"
+
+
+def describe(primitive: _Named) -> str:
+    """``Lock 'name'``: a primitive as it appears in a report."""
+    return f"{type(primitive).__name__} {primitive.name!r}"
+
+
+def acquire_contended(lock: Lock | RLock, blocking: bool, timeout: float, frame: FrameType) -> bool:
+    """Acquire ``lock`` whose raw lock was just found busy.
+
+    Arguments are already validated.  Non-blocking and zero-timeout calls
+    return ``False`` at once, as the stdlib does.  A thread re-acquiring a
+    ``Lock`` it holds is checked for self-deadlock first.  The wait is
+    registered for its whole duration; if it is interrupted (``KeyboardInterrupt``
+    in the main thread) the lock is not taken and the registration is undone.
+    """
+    me = get_ident()
+    self_reacquire = lock._owner == me  # an RLock's owner never gets here
+    if not blocking or timeout == 0:
+        if self_reacquire:
+            _warn_self_reacquire(lock, frame, "a non-blocking acquire returns False")
+        return False
+    if self_reacquire:
+        _check_self_reacquire(lock, timeout, frame)
+    outer = waits.begin(lock, timeout >= 0)
+    try:
+        if self_reacquire and timeout < 0:
+            acquired = _wait_for_release(lock, frame)
+        else:
+            acquired = lock._lock.acquire(True, timeout)
+        if acquired:
+            lock._take(frame)
+    finally:
+        waits.end(outer)
+    return acquired
+
+
+def _strict(lock: Lock | RLock) -> bool:
+    per_lock = getattr(lock, "strict", None)
+    return settings.strict if per_lock is None else bool(per_lock)
+
+
+def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) -> None:
+    """Refuse a self re-acquire that can never succeed; warn about the others."""
+    if _strict(lock):
+        raise _self_deadlock(lock, frame, "strict mode refuses every blocking self re-acquire")
+    if timeout < 0 and len(sys._current_frames()) == 1:
+        raise _self_deadlock(lock, frame, "no other thread exists that could release it")
+    if timeout >= 0:
+        _warn_self_reacquire(lock, frame, f"waiting up to {timeout} s for another thread to release it")
+    else:
+        _warn_self_reacquire(lock, frame, "waiting: another thread may release it")
+
+
+def _wait_for_release(lock: Lock | RLock, frame: FrameType) -> bool:
+    """Wait, without timeout, for another thread to release a lock we hold.
+
+    Raises :class:`DeadlockError` once no other thread can make progress: the
+    answer must be the same at two checks a short wait apart, with no wait
+    begun or ended in between, so a thread that was just woken but has not
+    yet unregistered its wait is never mistaken for a blocked one.
+    """
+    me = get_ident()
+    raw = lock._lock
+    interval = _CONFIRM_SECONDS
+    unconfirmed: int | None = None
+    while not raw.acquire(True, interval):
+        can_progress, generation = waits.others_can_progress(me)
+        if can_progress:
+            unconfirmed = None
+            interval = min(interval * 2, _MAX_POLL_SECONDS)
+        elif unconfirmed == generation:
+            raise _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
+        else:
+            unconfirmed = generation
+            interval = _CONFIRM_SECONDS
+    return True
+
+
+def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None]:
+    """Where the lock was first acquired, and where the new acquire is made."""
+    held_at = describe_site(lock._acquired_code, lock._acquired_line)
+    found = user_frame(frame)
+    requested_at = None if found is None else describe_site(found.f_code, found.f_lineno)
+    return held_at, requested_at
+
+
+def _warn_self_reacquire(lock: Lock | RLock, frame: FrameType, outcome: str) -> None:
+    held_at, requested_at = _sites(lock, frame)
+    emit(
+        "warning",
+        "lock.self_reacquire",
+        lock=lock.name,
+        thread=thread_name(get_ident()),
+        held_at=held_at,
+        requested_at=requested_at,
+        outcome=outcome,
+    )
+
+
+def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str) -> DeadlockError:
+    """Build (and report) the error for a thread re-acquiring its own lock."""
+    held_at, requested_at = _sites(lock, frame)
+    name = thread_name(get_ident())
+    message = (
+        f"{describe(lock)} re-acquired by thread {name!r}, which already holds it: "
+        f"this acquire would block forever ({reason}).\n"
+        f"  first acquired at: {held_at or 'unknown'}\n"
+        f"  acquired again at: {requested_at or 'unknown'}\n"
+        "Release it before acquiring it again, or use an RLock if re-entry is intended."
+    )
+    emit(
+        "error",
+        "deadlock.self_reacquire",
+        lock=lock.name,
+        thread=name,
+        held_at=held_at,
+        requested_at=requested_at,
+        reason=reason,
+    )
+    return DeadlockError(
+        message,
+        primitive=lock.name,
+        thread_name=name,
+        held_at=held_at,
+        requested_at=requested_at,
+    )

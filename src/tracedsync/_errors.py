@@ -1,0 +1,37 @@
+"""The exception tracedsync raises instead of letting a thread hang forever."""
+
+from __future__ import annotations
+
+__all__ = ["DeadlockError"]
+
+
+class DeadlockError(RuntimeError):
+    """An acquire or wait that could never return was refused.
+
+    Raised in the thread whose operation would block forever, instead of
+    letting it hang.  It subclasses :class:`RuntimeError` because that is what
+    ``threading`` raises for misuse of a lock, so code that already guards
+    against lock misuse keeps working.
+
+    The attributes carry the same facts as the message, for programs and tests
+    that want to inspect them: :attr:`primitive` is the name of the primitive
+    that could not be acquired, :attr:`thread_name` the thread that was
+    refused, :attr:`held_at` where that primitive was acquired by the thread
+    that holds it (``None`` if unknown) and :attr:`requested_at` where the
+    refused acquire was made, both as ``"file:line (in function)"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        primitive: str,
+        thread_name: str,
+        held_at: str | None,
+        requested_at: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.primitive = primitive
+        self.thread_name = thread_name
+        self.held_at = held_at
+        self.requested_at = requested_at

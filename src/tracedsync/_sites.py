@@ -1,0 +1,81 @@
+"""Where in the user's code something happened.
+
+Diagnostics must point at the user's code, never at tracedsync's own frames
+nor at the standard library's synchronisation code that calls our primitives
+(``threading.Condition.__enter__`` calling ``lock.acquire`` is not where the
+user took the lock).  Capturing a site is one frame lookup plus, only when that
+frame is internal, a short walk outwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from types import CodeType, FrameType
+
+__all__ = [
+    "INTERNAL_FILES",
+    "describe_site",
+    "register_internal_module",
+    "short_path",
+    "user_frame",
+]
+
+#: Files whose frames are never reported as the user's call site: every
+#: tracedsync module registers itself here, and ``threading`` is here because
+#: its classes call the primitives on the user's behalf.
+INTERNAL_FILES: set[str] = {threading.__file__}
+
+
+def register_internal_module(filename: str) -> None:
+    """Mark ``filename`` as tracedsync's own code, skipped in call sites."""
+    INTERNAL_FILES.add(filename)
+
+
+register_internal_module(__file__)
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """Return ``frame`` or the nearest caller of it that is not internal."""
+    while frame is not None and frame.f_code.co_filename in INTERNAL_FILES:
+        frame = frame.f_back
+    return frame
+
+
+def caller_site(depth: int) -> tuple[CodeType | None, int]:
+    """The user's code object and line, ``depth`` frames above the caller."""
+    frame = user_frame(sys._getframe(depth + 1))
+    if frame is None:
+        return None, 0
+    return frame.f_code, frame.f_lineno
+
+
+def short_path(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies inside it.
+
+    Paths outside the working directory keep their last two components
+    (``package/module.py``), enough to recognise them in a one-line report.
+    """
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        relative = filename
+    if not relative.startswith(os.pardir):
+        return relative
+    parent, base = os.path.split(filename)
+    return os.path.join(os.path.basename(parent), base) if parent else base
+
+
+def describe_site(code: CodeType | None, line: int) -> str | None:
+    """``"file.py:42 (in function)"`` for a captured site, ``None`` if unknown."""
+    if code is None:
+        return None
+    return f"{short_path(code.co_filename)}:{line} (in {code.co_name})"
+
+
+def default_name(kind: str, code: CodeType | None, line: int) -> str:
+    """The name a primitive gets when the user gives none: ``Lock@app.py:42``."""
+    if code is None:
+        return kind
+    return f"{kind}@{short_path(code.co_filename)}:{line}"

@@ -19,6 +19,7 @@ from tracedsync._threads import Thread, Timer
 
 Lock.__module__ = "tracedsync"
 RLock.__module__ = "tracedsync"
+DeadlockError.__module__ = "tracedsync"
 
 __all__ = [
     "Barrier",

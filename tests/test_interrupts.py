@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import PATIENCE, wait_until_blocked
 
 import tracedsync
+from helpers import PATIENCE, wait_until_blocked
 from tracedsync._waits import waits
 
 pytestmark = pytest.mark.skipif(

@@ -18,9 +18,9 @@ from contextlib import redirect_stdout
 from typing import Any
 
 import pytest
-from helpers import run_python, wait_until_blocked
 
 import tracedsync
+from helpers import run_python, wait_until_blocked
 from tracedsync._waits import waits
 
 LOCK_PAIRS: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
@@ -32,8 +32,18 @@ LOCK_PAIRS: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
 def test_public_api_is_complete() -> None:
     for name in tracedsync.__all__:
         assert hasattr(tracedsync, name), name
-    for name in ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event",
-                 "Barrier", "Thread", "Timer", "BrokenBarrierError"):
+    for name in (
+        "Lock",
+        "RLock",
+        "Condition",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Event",
+        "Barrier",
+        "Thread",
+        "Timer",
+        "BrokenBarrierError",
+    ):
         assert name in tracedsync.__all__
     assert tracedsync.BrokenBarrierError is threading.BrokenBarrierError
     assert issubclass(tracedsync.DeadlockError, RuntimeError)
@@ -84,7 +94,9 @@ def test_names_outside_the_working_directory_keep_two_path_components() -> None:
     ],
 )
 def test_acquire_argument_errors_match_the_stdlib(
-    stdlib: Callable[[], Any], traced: Callable[[], Any], args: tuple[Any, ...],
+    stdlib: Callable[[], Any],
+    traced: Callable[[], Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
     def outcome(lock: Any) -> tuple[str, str]:
@@ -107,8 +119,10 @@ def test_release_errors_and_enter_values_match_the_stdlib(
         lock = factory()
         with pytest.raises(RuntimeError) as caught:
             lock.release()
-        expected = "release unlocked lock" if factory in (threading.Lock, tracedsync.Lock) else (
-            "cannot release un-acquired lock"
+        expected = (
+            "release unlocked lock"
+            if factory in (threading.Lock, tracedsync.Lock)
+            else ("cannot release un-acquired lock")
         )
         assert str(caught.value) == expected
         with lock as entered:
@@ -125,8 +139,13 @@ def test_lock_legacy_aliases() -> None:
 
 def test_private_protocol_exists_where_the_stdlib_has_it() -> None:
     stdlib_rlock = _thread.RLock()
-    for attribute in ("_is_owned", "_release_save", "_acquire_restore", "_at_fork_reinit",
-                      "_recursion_count"):
+    for attribute in (
+        "_is_owned",
+        "_release_save",
+        "_acquire_restore",
+        "_at_fork_reinit",
+        "_recursion_count",
+    ):
         assert hasattr(tracedsync.RLock(), attribute) == hasattr(stdlib_rlock, attribute)
     assert hasattr(tracedsync.Lock(), "_at_fork_reinit")
 
@@ -173,8 +192,9 @@ def test_isalive_alias_warns_and_answers() -> None:
 
 def test_thread_is_a_threading_thread() -> None:
     seen: list[threading.Thread] = []
-    thread = tracedsync.Thread(target=lambda: seen.append(threading.current_thread()),
-                               name="named", daemon=True)
+    thread = tracedsync.Thread(
+        target=lambda: seen.append(threading.current_thread()), name="named", daemon=True
+    )
     assert isinstance(thread, threading.Thread)
     thread.start()
     thread.join()
@@ -329,7 +349,8 @@ print(os.waitstatus_to_exitcode(status), held.locked(), rheld._is_owned())
     assert (result.stdout, result.stderr) == ("0 True True\n", "")
 
 
-def test_no_strong_references_keep_user_locks_alive() -> None:
+def _use_locks_contended() -> list[weakref.ref[Any]]:
+    """Hold, contend for and release a Lock and an RLock; return weak refs to them."""
     lock = tracedsync.Lock()
     rlock = tracedsync.RLock()
     holder_ready = threading.Event()
@@ -340,18 +361,24 @@ def test_no_strong_references_keep_user_locks_alive() -> None:
             holder_ready.set()
             release.wait()
 
+    def contend() -> None:
+        if lock.acquire(timeout=PATIENCE_SECONDS):
+            lock.release()
+
     thread = tracedsync.Thread(target=hold)
     thread.start()
     holder_ready.wait()
-    waiter = tracedsync.Thread(target=lambda: lock.acquire(timeout=PATIENCE_SECONDS) and
-                               lock.release())
+    waiter = tracedsync.Thread(target=contend)
     waiter.start()
     wait_until_blocked(waiter.ident)
     release.set()
     thread.join()
     waiter.join()
-    references = [weakref.ref(lock), weakref.ref(rlock)]
-    del lock, rlock, thread, waiter, hold
+    return [weakref.ref(lock), weakref.ref(rlock)]
+
+
+def test_no_strong_references_keep_user_locks_alive() -> None:
+    references = _use_locks_contended()
     gc.collect()
     assert [ref() for ref in references] == [None, None]
     assert not waits.snapshot()[1]
@@ -364,9 +391,8 @@ def test_teaching_programs_behave_as_with_threading() -> None:
 
         def increment() -> None:
             for _ in range(1000):
-                with rlock:
-                    with rlock:
-                        counter["value"] += 1
+                with rlock, rlock:
+                    counter["value"] += 1
 
         threads = [module.Thread(target=increment) for _ in range(10)]
         for thread in threads:
@@ -408,8 +434,10 @@ def test_teaching_programs_behave_as_with_threading() -> None:
 
 
 def test_importing_prints_nothing() -> None:
-    result = run_python("import tracedsync; lock = tracedsync.Lock(); lock.acquire(); "
-                        "lock.acquire(False); lock.release()")
+    result = run_python(
+        "import tracedsync; lock = tracedsync.Lock(); lock.acquire(); "
+        "lock.acquire(False); lock.release()"
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import run_python, wait_until_blocked
 
 import tracedsync
+from helpers import run_python, wait_until_blocked
 from tracedsync._waits import waits
 
 

@@ -108,7 +108,9 @@ def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) 
     if timeout < 0 and len(sys._current_frames()) == 1:
         raise _self_deadlock(lock, frame, "no other thread exists that could release it")
     if timeout >= 0:
-        _warn_self_reacquire(lock, frame, f"waiting up to {timeout} s for another thread to release it")
+        _warn_self_reacquire(
+            lock, frame, f"waiting up to {timeout} s for another thread to release it"
+        )
     else:
         _warn_self_reacquire(lock, frame, "waiting: another thread may release it")
 

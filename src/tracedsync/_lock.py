@@ -48,13 +48,23 @@ def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
 class _SiteMixin:
     """Names and acquisition sites shared by both lock classes."""
 
-    __slots__ = ()
+    __slots__ = (
+        "__weakref__",
+        "_acquired_code",
+        "_acquired_line",
+        "_created_code",
+        "_created_line",
+        "_lock",
+        "_name",
+        "_owner",
+    )
     _kind = "Lock"
     _name: str | None
     _created_code: CodeType | None
     _created_line: int
     _acquired_code: CodeType | None
     _acquired_line: int
+    _owner: int | None
 
     @property
     def name(self) -> str:
@@ -88,22 +98,12 @@ class Lock(_SiteMixin):
     re-acquire at once.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_acquired_code",
-        "_acquired_line",
-        "_created_code",
-        "_created_line",
-        "_lock",
-        "_name",
-        "_owner",
-        "strict",
-    )
+    __slots__ = ("strict",)
 
     def __init__(self, *, name: str | None = None, strict: bool | None = None) -> None:
         self._lock = allocate_lock()
         #: Ident of the thread that acquired the lock, ``None`` while unlocked.
-        self._owner: int | None = None
+        self._owner = None
         self._acquired_code = None
         self._acquired_line = 0
         self._created_code, self._created_line = caller_site(1)
@@ -177,7 +177,9 @@ class Lock(_SiteMixin):
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
         cls = type(self)
-        return f"<{state} {cls.__module__}.{cls.__qualname__} object {self.name!r} at {id(self):#x}>"
+        return (
+            f"<{state} {cls.__module__}.{cls.__qualname__} object {self.name!r} at {id(self):#x}>"
+        )
 
 
 class RLock(_SiteMixin):
@@ -188,17 +190,7 @@ class RLock(_SiteMixin):
     as with ``threading.RLock``).  Recursion is never reported as a deadlock.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_acquired_code",
-        "_acquired_line",
-        "_created_code",
-        "_created_line",
-        "_depth",
-        "_lock",
-        "_name",
-        "_owner",
-    )
+    __slots__ = ("_depth",)
     _kind = "RLock"
 
     def __init__(self, *, name: str | None = None) -> None:

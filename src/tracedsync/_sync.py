@@ -16,7 +16,7 @@ from types import CodeType
 from typing import Any
 
 from tracedsync._blocking import begin_wait, end_wait
-from tracedsync._lock import Lock, RLock
+from tracedsync._lock import RLock
 from tracedsync._sites import caller_site, default_name, register_internal_module
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Semaphore"]
@@ -51,9 +51,9 @@ class Condition(_Named, threading.Condition):
     or not, exactly as with ``threading.Condition``.
     """
 
-    def __init__(self, lock: Lock | RLock | Any = None, *, name: str | None = None) -> None:
+    def __init__(self, lock: Any = None, *, name: str | None = None) -> None:
         self._set_name(name)
-        super().__init__(RLock() if lock is None else lock)
+        super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until notified or until ``timeout`` seconds pass."""
@@ -115,7 +115,7 @@ class Barrier(_Named, threading.Barrier):
     def __init__(
         self,
         parties: int,
-        action: Callable[[], object] | None = None,
+        action: Callable[[], None] | None = None,
         timeout: float | None = None,
         *,
         name: str | None = None,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from tracedsync._config import settings
 from tracedsync._errors import DeadlockError
 from tracedsync._log import emit
-from tracedsync._sites import describe_site, register_internal_module, user_frame
+from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 from tracedsync._waits import Wait, waits
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _wait_for_release(lock: Lock | RLock, frame: FrameType) -> bool:
 
 def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None]:
     """Where the lock was first acquired, and where the new acquire is made."""
-    held_at = describe_site(lock._acquired_code, lock._acquired_line)
+    held_at = describe_offset(lock._acquired_code, lock._acquired_offset)
     found = user_frame(frame)
     requested_at = None if found is None else describe_site(found.f_code, found.f_lineno)
     return held_at, requested_at

@@ -51,7 +51,7 @@ class _SiteMixin:
     __slots__ = (
         "__weakref__",
         "_acquired_code",
-        "_acquired_line",
+        "_acquired_offset",
         "_created_code",
         "_created_line",
         "_lock",
@@ -63,7 +63,9 @@ class _SiteMixin:
     _created_code: CodeType | None
     _created_line: int
     _acquired_code: CodeType | None
-    _acquired_line: int
+    #: Bytecode offset of the acquire in ``_acquired_code``: cheaper to capture
+    #: than a line number, which is computed only when a report needs it.
+    _acquired_offset: int
     _owner: int | None
 
     @property
@@ -81,9 +83,9 @@ class _SiteMixin:
         """Remember where the user acquired the lock (skipping internal frames)."""
         found = user_frame(frame)
         if found is None:
-            self._acquired_code, self._acquired_line = None, 0
+            self._acquired_code, self._acquired_offset = None, 0
         else:
-            self._acquired_code, self._acquired_line = found.f_code, found.f_lineno
+            self._acquired_code, self._acquired_offset = found.f_code, found.f_lasti
 
 
 class Lock(_SiteMixin):
@@ -105,7 +107,7 @@ class Lock(_SiteMixin):
         #: Ident of the thread that acquired the lock, ``None`` while unlocked.
         self._owner = None
         self._acquired_code = None
-        self._acquired_line = 0
+        self._acquired_offset = 0
         self._created_code, self._created_line = caller_site(1)
         self._name = name
         #: Per-lock override of the global ``strict`` setting (``None``: use it).
@@ -121,7 +123,7 @@ class Lock(_SiteMixin):
             if frame.f_code.co_filename in INTERNAL_FILES:
                 self._note_site(frame)
             else:
-                self._acquired_code, self._acquired_line = frame.f_code, frame.f_lineno
+                self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -201,7 +203,7 @@ class RLock(_SiteMixin):
         #: Recursion depth; meaningful only to the owner.
         self._depth = 0
         self._acquired_code = None
-        self._acquired_line = 0
+        self._acquired_offset = 0
         self._created_code, self._created_line = caller_site(1)
         self._name = name
 
@@ -220,7 +222,7 @@ class RLock(_SiteMixin):
             if frame.f_code.co_filename in INTERNAL_FILES:
                 self._note_site(frame)
             else:
-                self._acquired_code, self._acquired_line = frame.f_code, frame.f_lineno
+                self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 

@@ -16,7 +16,9 @@ from types import CodeType, FrameType
 
 __all__ = [
     "INTERNAL_FILES",
+    "describe_offset",
     "describe_site",
+    "line_at",
     "register_internal_module",
     "short_path",
     "user_frame",
@@ -72,6 +74,24 @@ def describe_site(code: CodeType | None, line: int) -> str | None:
     if code is None:
         return None
     return f"{short_path(code.co_filename)}:{line} (in {code.co_name})"
+
+
+def line_at(code: CodeType, offset: int) -> int:
+    """The source line of the instruction at bytecode ``offset`` in ``code``."""
+    line = code.co_firstlineno
+    for start, end, number in code.co_lines():
+        if number is not None:
+            line = number
+        if start <= offset < end:
+            break
+    return line
+
+
+def describe_offset(code: CodeType | None, offset: int) -> str | None:
+    """Like :func:`describe_site`, for a site captured as a bytecode offset."""
+    if code is None:
+        return None
+    return describe_site(code, line_at(code, offset))
 
 
 def default_name(kind: str, code: CodeType | None, line: int) -> str:

@@ -115,7 +115,7 @@ class Lock(_SiteMixin):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock, as :meth:`threading.Lock.acquire`."""
-        if timeout != -1 or not blocking:
+        if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
         frame = _getframe(1)
         if self._lock.acquire(False):
@@ -209,7 +209,7 @@ class RLock(_SiteMixin):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
-        if timeout != -1 or not blocking:
+        if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
         me = get_ident()
         if self._owner == me:

@@ -238,7 +238,7 @@ def test_timeout_and_non_blocking_keep_stdlib_behaviour_and_warn(
     lock.release()
     err = capfd.readouterr().err
     assert err.count("lock.self_reacquire") == 3
-    assert "lock=guarded" in err
+    assert "primitive_name=guarded" in err
     assert "waiting up to 0.05 s" in err
     assert "a non-blocking acquire returns False" in err
 
@@ -252,15 +252,18 @@ def test_warnings_are_silent_by_default(capfd: pytest.CaptureFixture[str]) -> No
 
 
 def test_rlock_recursion_is_never_flagged(capfd: pytest.CaptureFixture[str]) -> None:
-    tracedsync.configure(log_level="debug", strict=True)
+    tracedsync.configure(log_level="warning", strict=True)
     lock = tracedsync.RLock()
-    for _ in range(5):
-        assert lock.acquire()
-    assert lock.acquire(False)
-    assert lock.acquire(timeout=0.01)
-    for _ in range(7):
-        lock.release()
+    with tracedsync.record() as trace:
+        for _ in range(5):
+            assert lock.acquire()
+        assert lock.acquire(False)
+        assert lock.acquire(timeout=0.01)
+        for _ in range(7):
+            lock.release()
     assert capfd.readouterr() == ("", "")
+    assert trace.names() == ["rlock.acquire"] * 7 + ["rlock.release"] * 7
+    assert [event["depth"] for event in trace] == [*range(1, 8), *range(6, -1, -1)]
 
 
 def test_deadlock_error_is_reported_on_stderr_at_error_level() -> None:
@@ -268,4 +271,4 @@ def test_deadlock_error_is_reported_on_stderr_at_error_level() -> None:
     first_line = result.stderr.splitlines()[0]
     assert "[error" in first_line
     assert "deadlock.self_reacquire" in first_line
-    assert "lock=teaching" in first_line
+    assert "primitive_name=teaching" in first_line

@@ -2,26 +2,32 @@
 
 Replace ``threading.Lock`` with ``tracedsync.Lock`` (and likewise ``RLock``,
 ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Barrier``,
-``Thread`` and ``Timer``): a correct program behaves exactly as before, and a
-thread that would deadlock on itself gets :class:`DeadlockError` instead of
-hanging.
+``Thread`` and ``Timer``): a correct program behaves exactly as before, every
+operation can be observed as a structured event (:func:`record`,
+:func:`configure`), and a thread that would deadlock on itself gets
+:class:`DeadlockError` instead of hanging.
 """
 
 from __future__ import annotations
 
 from threading import BrokenBarrierError
 
+from tracedsync import _jsonl  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
 from tracedsync._config import configure
 from tracedsync._errors import DeadlockError
+from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
+from tracedsync._recorder import Trace, record
+from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-Lock.__module__ = "tracedsync"
-RLock.__module__ = "tracedsync"
-DeadlockError.__module__ = "tracedsync"
+for _public in (Lock, RLock, DeadlockError, Trace):
+    _public.__module__ = "tracedsync"
+del _public
 
 __all__ = [
+    "SCHEMA_VERSION",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
@@ -33,7 +39,12 @@ __all__ = [
     "Semaphore",
     "Thread",
     "Timer",
+    "Trace",
     "configure",
+    "disable",
+    "enable",
+    "is_enabled",
+    "record",
 ]
 
 __version__ = "0.1.0.dev0"

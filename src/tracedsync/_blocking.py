@@ -16,9 +16,9 @@ from _thread import get_ident
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
+from tracedsync import _hooks
 from tracedsync._config import settings
 from tracedsync._errors import DeadlockError
-from tracedsync._log import emit
 from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 from tracedsync._waits import Wait, waits
 
@@ -66,7 +66,14 @@ def describe(primitive: _Named) -> str:
     return f"{type(primitive).__name__} {primitive.name!r}"
 
 
-def acquire_contended(lock: Lock | RLock, blocking: bool, timeout: float, frame: FrameType) -> bool:
+def acquire_contended(
+    lock: Lock | RLock,
+    blocking: bool,
+    timeout: float,
+    frame: FrameType,
+    *,
+    quiet: bool = False,
+) -> bool:
     """Acquire ``lock`` whose raw lock was just found busy.
 
     Arguments are already validated.  Non-blocking and zero-timeout calls
@@ -74,15 +81,26 @@ def acquire_contended(lock: Lock | RLock, blocking: bool, timeout: float, frame:
     ``Lock`` it holds is checked for self-deadlock first.  The wait is
     registered for its whole duration; if it is interrupted (``KeyboardInterrupt``
     in the main thread) the lock is not taken and the registration is undone.
+    ``quiet`` leaves the final ``acquire`` event to the caller (a condition
+    restoring an RLock's depth reports it with the depth).
     """
     me = get_ident()
+    observing = _hooks.observing
+    event = lock._events + ".acquire"
     self_reacquire = lock._owner == me  # an RLock's owner never gets here
     if not blocking or timeout == 0:
         if self_reacquire:
             _warn_self_reacquire(lock, frame, "a non-blocking acquire returns False")
+        if observing:
+            data = {"outcome": "would_block", "waited_ns": 0, "blocking": bool(blocking)}
+            data["timeout"] = timeout
+            _hooks.emit(event, lock, frame, data)
         return False
     if self_reacquire:
         _check_self_reacquire(lock, timeout, frame)
+    if observing:
+        holder = {"timeout": timeout, "holder_thread_id": lock._owner}
+        started_ns = _hooks.emit(event + ".blocked", lock, frame, holder)
     outer = waits.begin(lock, timeout >= 0)
     try:
         if self_reacquire and timeout < 0:
@@ -91,8 +109,25 @@ def acquire_contended(lock: Lock | RLock, blocking: bool, timeout: float, frame:
             acquired = lock._lock.acquire(True, timeout)
         if acquired:
             lock._take(frame)
+    except BaseException as error:
+        if observing:
+            data = {"outcome": "error", "error": repr(error), "blocking": True, "timeout": timeout}
+            _hooks.emit(event, lock, frame, data)
+        raise
     finally:
         waits.end(outer)
+    if observing and not quiet:
+        stamped = _hooks.stamp()
+        data = {
+            "outcome": "acquired" if acquired else "timed_out",
+            "waited_ns": stamped[1] - started_ns,
+            "blocking": True,
+            "timeout": timeout,
+        }
+        data.update(lock._depth_data())
+        if acquired:
+            lock._acquired_ns = stamped[1]
+        _hooks.deliver(stamped, event, lock, frame, data)
     return acquired
 
 
@@ -150,15 +185,8 @@ def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None
 
 def _warn_self_reacquire(lock: Lock | RLock, frame: FrameType, outcome: str) -> None:
     held_at, requested_at = _sites(lock, frame)
-    emit(
-        "warning",
-        "lock.self_reacquire",
-        lock=lock.name,
-        thread=thread_name(get_ident()),
-        held_at=held_at,
-        requested_at=requested_at,
-        outcome=outcome,
-    )
+    data = {"held_at": held_at, "requested_at": requested_at, "detail": outcome}
+    _hooks.emit("lock.self_reacquire", lock, frame, data, _hooks.WARNING)
 
 
 def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str) -> DeadlockError:
@@ -172,15 +200,8 @@ def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str) -> Deadloc
         f"  acquired again at: {requested_at or 'unknown'}\n"
         "Release it before acquiring it again, or use an RLock if re-entry is intended."
     )
-    emit(
-        "error",
-        "deadlock.self_reacquire",
-        lock=lock.name,
-        thread=name,
-        held_at=held_at,
-        requested_at=requested_at,
-        reason=reason,
-    )
+    data = {"held_at": held_at, "requested_at": requested_at, "reason": reason}
+    _hooks.emit("deadlock.self_reacquire", lock, frame, data, _hooks.ERROR)
     return DeadlockError(
         message,
         primitive=lock.name,

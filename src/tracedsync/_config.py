@@ -1,49 +1,68 @@
 """Process-wide settings, read once from the environment and changed by
 :func:`tracedsync.configure`.
 
-Settings are plain module attributes read on slow paths only; the hot path of
-an uncontended acquire never consults them.
+Settings are plain attributes read on slow paths only; the hot path of an
+uncontended acquire reads a single flag derived from them
+(:data:`tracedsync._hooks.observing`).
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["LOG_LEVELS", "Settings", "configure", "settings"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "Settings", "configure", "settings"]
 
 #: Level names accepted by ``TRACEDSYNC_LOG`` and :func:`configure`, with the
 #: numbers of the standard :mod:`logging` levels so both sort the same way.
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
+LOG_FORMATS = ("console", "json")
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _env_level(name: str, default: str) -> int:
+def _env_choice(name: str, choices: tuple[str, ...] | dict[str, int], default: str) -> str:
     value = os.environ.get(name, default).strip().lower()
-    return LOG_LEVELS.get(value, LOG_LEVELS[default])
+    return value if value in choices else default
 
 
 class Settings:
     """The current settings; one instance, :data:`settings`."""
 
-    __slots__ = ("log_level", "strict")
+    __slots__ = ("enabled", "log_format", "log_level", "strict")
 
     def __init__(self) -> None:
+        #: ``False`` (``TRACEDSYNC=off``): the factories return plain
+        #: ``threading`` objects.
+        self.enabled: bool = os.environ.get("TRACEDSYNC", "").strip().lower() not in {
+            "off",
+            "0",
+            "false",
+            "no",
+        }
         #: Raise :class:`DeadlockError` at once on every blocking self
         #: re-acquire of a ``Lock``, even when another thread could release it.
         self.strict: bool = _env_flag("TRACEDSYNC_STRICT")
-        #: Diagnostics at or above this level are written to stderr.  Errors
-        #: (deadlocks) by default; an application that merely imports
+        #: Events at or above this level are rendered through structlog.
+        #: Errors (deadlocks) by default: an application that merely imports
         #: tracedsync sees nothing else.
-        self.log_level: int = _env_level("TRACEDSYNC_LOG", "error")
+        self.log_level: int = LOG_LEVELS[_env_choice("TRACEDSYNC_LOG", LOG_LEVELS, "error")]
+        #: ``"console"`` lines or ``"json"`` lines, when tracedsync renders
+        #: events itself (the application has not configured structlog).
+        self.log_format: str = _env_choice("TRACEDSYNC_LOG_FORMAT", LOG_FORMATS, "console")
 
 
 settings = Settings()
 
 
-def configure(*, strict: bool | None = None, log_level: str | None = None) -> None:
+def configure(
+    *,
+    strict: bool | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
+    log_file: str | os.PathLike[str] | None = None,
+) -> None:
     """Change tracedsync's process-wide settings; ``None`` leaves one as it is.
 
     ``strict``: raise :class:`~tracedsync.DeadlockError` at once when a thread
@@ -51,12 +70,23 @@ def configure(*, strict: bool | None = None, log_level: str | None = None) -> No
     first checking whether another thread could still release it (the
     go-deadlock rule).  A lock's own ``strict=`` argument overrides this.
 
-    ``log_level``: the lowest level of diagnostics written to stderr, one of
-    ``"debug"``, ``"info"``, ``"warning"``, ``"error"`` (the default),
-    ``"critical"`` or ``"off"``.  The same as the ``TRACEDSYNC_LOG``
-    environment variable.  This never touches structlog's or logging's global
-    configuration.
+    ``log_level``: the lowest level of events rendered through structlog, one
+    of ``"debug"`` (every operation), ``"info"``, ``"warning"`` (suspicious
+    things such as a self re-acquire), ``"error"`` (deadlocks; the default),
+    ``"critical"`` or ``"off"``.  The same as ``TRACEDSYNC_LOG``.
+
+    ``log_format``: ``"console"`` (the default) or ``"json"`` lines on stderr,
+    used when the application has not configured structlog itself; if it has,
+    events go through ``structlog.get_logger("tracedsync")`` and its
+    processors.  The same as ``TRACEDSYNC_LOG_FORMAT``.
+
+    ``log_file``: also write every event, at every level, to this JSON Lines
+    file (replacing any file set before).  The same as ``TRACEDSYNC_LOG_FILE``.
+
+    This never touches structlog's or logging's global configuration.
     """
+    from tracedsync import _hooks
+
     if strict is not None:
         settings.strict = bool(strict)
     if log_level is not None:
@@ -65,3 +95,12 @@ def configure(*, strict: bool | None = None, log_level: str | None = None) -> No
         except KeyError:
             choices = ", ".join(LOG_LEVELS)
             raise ValueError(f"unknown log_level {log_level!r}; use one of {choices}") from None
+    if log_format is not None:
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"unknown log_format {log_format!r}; use one of console, json")
+        settings.log_format = log_format
+    if log_file is not None:
+        from tracedsync._jsonl import open_log_file
+
+        open_log_file(log_file)
+    _hooks.settings_changed()

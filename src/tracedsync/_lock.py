@@ -1,10 +1,11 @@
 """``Lock`` and ``RLock``: the hot path.
 
 An uncontended acquire is one non-blocking try of a raw ``_thread`` lock,
-an owner store and the caller's site (one frame lookup); release is an owner
-clear and a raw release.  Everything that can wait (contention, self
-re-acquire, timeouts) leaves this module for :mod:`tracedsync._blocking`, the
-single place where blocking operations are registered and checked.
+an owner store, the caller's site (one frame lookup) and one flag test;
+release is an owner clear, the flag test and a raw release.  Everything else
+leaves this module: waiting for :mod:`tracedsync._blocking` (the single place
+where blocking operations are registered and checked), events for
+:mod:`tracedsync._hooks` (only while something observes them).
 
 Both classes are real classes, not proxies: ``with lock:``,
 ``threading.Condition(lock)``, ``os.fork()`` and weak references must all see
@@ -16,10 +17,14 @@ a lock, including the private protocol ``threading.Condition`` relies on
 from __future__ import annotations
 
 import sys
+import threading
 from _thread import allocate_lock, get_ident
 from types import CodeType, FrameType, TracebackType
+from typing import Any
 
-from tracedsync import _blocking
+from tracedsync import _blocking, _hooks
+from tracedsync._config import settings
+from tracedsync._hooks import Identity
 from tracedsync._sites import (
     INTERNAL_FILES,
     caller_site,
@@ -45,20 +50,24 @@ def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
     allocate_lock().acquire(blocking, timeout)
 
 
-class _SiteMixin:
-    """Names and acquisition sites shared by both lock classes."""
+class _LockBase:
+    """What both lock classes share: names, sites, identity, the off switch."""
 
     __slots__ = (
         "__weakref__",
         "_acquired_code",
+        "_acquired_ns",
         "_acquired_offset",
         "_created_code",
         "_created_line",
+        "_identity",
         "_lock",
         "_name",
         "_owner",
     )
     _kind = "Lock"
+    #: Prefix of this class's event names (``lock.acquire``...).
+    _events = "lock"
     _name: str | None
     _created_code: CodeType | None
     _created_line: int
@@ -66,7 +75,20 @@ class _SiteMixin:
     #: Bytecode offset of the acquire in ``_acquired_code``: cheaper to capture
     #: than a line number, which is computed only when a report needs it.
     _acquired_offset: int
+    #: ``time.monotonic_ns()`` of the acquisition, kept only while observed.
+    _acquired_ns: int
+    _identity: Identity | None
     _owner: int | None
+
+    def _init_common(self, name: str | None) -> None:
+        self._lock = allocate_lock()
+        self._owner = None
+        self._acquired_code = None
+        self._acquired_offset = 0
+        self._acquired_ns = 0
+        self._created_code, self._created_line = caller_site(2)
+        self._name = name
+        self._identity = None
 
     @property
     def name(self) -> str:
@@ -74,10 +96,6 @@ class _SiteMixin:
         if self._name is None:
             self._name = default_name(self._kind, self._created_code, self._created_line)
         return self._name
-
-    def _take(self, frame: FrameType) -> None:
-        """Record the calling thread as owner after a contended acquire succeeded."""
-        raise NotImplementedError
 
     def _note_site(self, frame: FrameType) -> None:
         """Remember where the user acquired the lock (skipping internal frames)."""
@@ -87,8 +105,33 @@ class _SiteMixin:
         else:
             self._acquired_code, self._acquired_offset = found.f_code, found.f_lasti
 
+    def _take(self, frame: FrameType) -> None:
+        """Record the calling thread as owner after a contended acquire succeeded."""
+        raise NotImplementedError
 
-class Lock(_SiteMixin):
+    def _depth_data(self) -> dict[str, Any]:
+        """Extra event fields describing the lock's state (an RLock's depth)."""
+        return {}
+
+    def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
+        data = {
+            "outcome": "acquired",
+            "waited_ns": 0,
+            "blocking": bool(blocking),
+            "timeout": timeout,
+        }
+        self._acquired_ns = _hooks.emit("lock.acquire", self, frame, data)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()  # type: ignore[attr-defined]
+
+
+class Lock(_LockBase):
     """A traced drop-in for :func:`threading.Lock`.
 
     Same methods, return values and exceptions.  A thread that re-acquires,
@@ -102,14 +145,13 @@ class Lock(_SiteMixin):
 
     __slots__ = ("strict",)
 
+    def __new__(cls, *, name: str | None = None, strict: bool | None = None) -> Lock:
+        if not settings.enabled and cls is Lock:
+            return threading.Lock()  # type: ignore[return-value]
+        return object.__new__(cls)
+
     def __init__(self, *, name: str | None = None, strict: bool | None = None) -> None:
-        self._lock = allocate_lock()
-        #: Ident of the thread that acquired the lock, ``None`` while unlocked.
-        self._owner = None
-        self._acquired_code = None
-        self._acquired_offset = 0
-        self._created_code, self._created_line = caller_site(1)
-        self._name = name
+        self._init_common(name)
         #: Per-lock override of the global ``strict`` setting (``None``: use it).
         self.strict = strict
 
@@ -124,6 +166,8 @@ class Lock(_SiteMixin):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
+            if _hooks.observing:
+                self._observe_acquired(frame, blocking, timeout)
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -135,16 +179,27 @@ class Lock(_SiteMixin):
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
+        if _hooks.observing:
+            self._release_observed(_getframe(1))
+            return
         self._owner = None
         self._lock.release()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
+    def _release_observed(self, frame: FrameType) -> None:
+        stamped = _hooks.stamp()  # before the release: see _hooks
+        acquired_ns, self._acquired_ns = self._acquired_ns, 0
+        self._owner = None
+        try:
+            self._lock.release()
+        except RuntimeError as error:
+            _hooks.deliver(
+                stamped, "lock.release", self, frame, {"outcome": "error", "error": str(error)}
+            )
+            raise
+        held_ns = stamped[1] - acquired_ns if acquired_ns else None
+        _hooks.deliver(
+            stamped, "lock.release", self, frame, {"outcome": "released", "held_ns": held_ns}
+        )
 
     def locked(self) -> bool:
         """Whether the lock is held by any thread."""
@@ -162,13 +217,18 @@ class Lock(_SiteMixin):
         return self._lock.locked()
 
     def _release_save(self) -> None:
-        self.release()
+        if _hooks.observing:
+            self._release_observed(_getframe(1))
+            return
+        self._owner = None
+        self._lock.release()
 
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
         if self._lock.acquire(False):
-            self._owner = get_ident()
-            self._note_site(frame)
+            self._take(frame)
+            if _hooks.observing:
+                self._observe_acquired(frame, True, -1)
         else:
             _blocking.acquire_contended(self, True, -1, frame)
 
@@ -184,7 +244,7 @@ class Lock(_SiteMixin):
         )
 
 
-class RLock(_SiteMixin):
+class RLock(_LockBase):
     """A traced drop-in for :func:`threading.RLock`.
 
     Reentrant: the owning thread may acquire it again, and must release it as
@@ -194,18 +254,19 @@ class RLock(_SiteMixin):
 
     __slots__ = ("_depth",)
     _kind = "RLock"
+    _events = "rlock"
+
+    def __new__(cls, *, name: str | None = None) -> RLock:
+        if not settings.enabled and cls is RLock:
+            return threading.RLock()  # type: ignore[return-value]
+        return object.__new__(cls)
 
     def __init__(self, *, name: str | None = None) -> None:
-        self._lock = allocate_lock()
-        #: Ident of the owning thread, ``None`` while unlocked.  Written only
-        #: by the owner, so a thread reading its own ident here owns the lock.
-        self._owner: int | None = None
-        #: Recursion depth; meaningful only to the owner.
+        self._init_common(name)
+        #: Recursion depth; meaningful only to the owner.  ``_owner`` is
+        #: written only by the owner, so a thread reading its own ident there
+        #: owns the lock.
         self._depth = 0
-        self._acquired_code = None
-        self._acquired_offset = 0
-        self._created_code, self._created_line = caller_site(1)
-        self._name = name
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
@@ -214,6 +275,8 @@ class RLock(_SiteMixin):
         me = get_ident()
         if self._owner == me:
             self._depth += 1
+            if _hooks.observing:
+                self._observe_acquired(_getframe(1), blocking, timeout)
             return True
         frame = _getframe(1)
         if self._lock.acquire(False):
@@ -223,6 +286,8 @@ class RLock(_SiteMixin):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
+            if _hooks.observing:
+                self._observe_acquired(frame, blocking, timeout)
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -233,8 +298,26 @@ class RLock(_SiteMixin):
         self._depth = 1
         self._note_site(frame)
 
+    def _depth_data(self) -> dict[str, Any]:
+        return {"depth": self._depth}
+
+    def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
+        data = {
+            "outcome": "acquired",
+            "waited_ns": 0,
+            "blocking": bool(blocking),
+            "timeout": timeout,
+            "depth": self._depth,
+        }
+        now = _hooks.emit("rlock.acquire", self, frame, data)
+        if self._depth == 1:
+            self._acquired_ns = now
+
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
+        if _hooks.observing:
+            self._release_observed(_getframe(1), 1)
+            return
         if self._owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
         depth = self._depth - 1
@@ -243,13 +326,26 @@ class RLock(_SiteMixin):
             self._owner = None
             self._lock.release()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
+    def _release_observed(self, frame: FrameType, levels: int) -> None:
+        stamped = _hooks.stamp()  # before the release: see _hooks
+        if self._owner != get_ident():
+            error = "cannot release un-acquired lock"
+            _hooks.deliver(
+                stamped, "rlock.release", self, frame, {"outcome": "error", "error": error}
+            )
+            raise RuntimeError(error)
+        depth = self._depth - levels
+        data: dict[str, Any] = {"outcome": "released", "depth": depth, "held_ns": None}
+        if levels != 1:
+            data["levels"] = levels
+        self._depth = depth
+        if depth == 0:
+            if self._acquired_ns:
+                data["held_ns"] = stamped[1] - self._acquired_ns
+            self._acquired_ns = 0
+            self._owner = None
+            self._lock.release()
+        _hooks.deliver(stamped, "rlock.release", self, frame, data)
 
     def _is_owned(self) -> bool:
         return self._owner == get_ident()
@@ -259,6 +355,9 @@ class RLock(_SiteMixin):
         if owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
         state = (self._depth, owner)
+        if _hooks.observing:
+            self._release_observed(_getframe(1), self._depth)
+            return state
         self._depth = 0
         self._owner = None
         self._lock.release()
@@ -266,11 +365,14 @@ class RLock(_SiteMixin):
 
     def _acquire_restore(self, state: tuple[int, int], /) -> None:
         frame = _getframe(1)
-        if not self._lock.acquire(False):
-            _blocking.acquire_contended(self, True, -1, frame)
+        if self._lock.acquire(False):
+            self._take(frame)
         else:
-            self._note_site(frame)
+            _blocking.acquire_contended(self, True, -1, frame, quiet=True)
         self._depth, self._owner = state
+        if _hooks.observing:
+            data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
+            self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data)
 
     if sys.version_info >= (3, 11):
 

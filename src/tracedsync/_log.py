@@ -1,10 +1,14 @@
-"""Diagnostics written through structlog without configuring structlog.
+"""Events rendered through structlog, without configuring structlog.
 
 A library must not call ``structlog.configure()``: the application owns that.
-Unconfigured structlog prints every level to stdout, so tracedsync keeps its
-own bound logger, built with :func:`structlog.wrap_logger` and explicit
-processors, that writes to the *current* ``sys.stderr`` and only at or above
-the level the user chose (errors by default).
+If the application has configured structlog, tracedsync's events go through
+``structlog.get_logger("tracedsync")`` and so through the application's own
+processors.  Otherwise tracedsync uses a private bound logger, built with
+:func:`structlog.wrap_logger` and explicit processors, that writes to the
+*current* ``sys.stderr``, as console lines or JSON lines.
+
+Only events at or above the configured level (``error`` by default) come
+here; see :func:`tracedsync.configure`.
 """
 
 from __future__ import annotations
@@ -14,16 +18,36 @@ from typing import Any
 
 import structlog
 
-from tracedsync._config import LOG_LEVELS, settings
+from tracedsync._config import settings
+from tracedsync._hooks import Record
+from tracedsync._schema import record_to_dict
+from tracedsync._sites import register_internal_module, short_path
 
-__all__ = ["emit"]
+__all__ = ["log_record"]
+
+register_internal_module(__file__)
+
+#: Fields a console line leaves out: the line already shows time and level,
+#: and the rest matter to programs reading JSON, not to a person.
+_CONSOLE_OMITS = (
+    "schema",
+    "seq",
+    "time_ns",
+    "thread_id",
+    "pid",
+    "thread_token",
+    "primitive_id",
+    "file",
+    "line",
+    "function",
+)
 
 
 class _StderrLogger:
     """A structlog logger writing each rendered line to ``sys.stderr`` as it is now.
 
     Looking ``sys.stderr`` up per line (not once at import) lets test runners
-    and applications that redirect stderr capture our diagnostics.
+    and applications that redirect stderr capture our events.
     """
 
     def msg(self, message: str) -> None:
@@ -32,21 +56,39 @@ class _StderrLogger:
     debug = info = warning = error = critical = msg
 
 
-_logger = structlog.wrap_logger(
-    _StderrLogger(),
-    processors=[
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.dev.ConsoleRenderer(colors=False),
-    ],
-    wrapper_class=structlog.BoundLogger,
-    context_class=dict,
-    cache_logger_on_first_use=False,
-    logger_name="tracedsync",
-)
+def _private_logger(renderer: Any) -> Any:
+    return structlog.wrap_logger(
+        _StderrLogger(),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.BoundLogger,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+        logger_name="tracedsync",
+    )
 
 
-def emit(level: str, event: str, **fields: Any) -> None:
-    """Write one diagnostic if ``level`` is at or above the configured level."""
-    if LOG_LEVELS[level] >= settings.log_level:
-        getattr(_logger, level)(event, **fields)
+_console_logger = _private_logger(structlog.dev.ConsoleRenderer(colors=False))
+_json_logger = _private_logger(structlog.processors.JSONRenderer())
+
+
+def log_record(record: Record) -> None:
+    """Render one event through structlog at its level."""
+    fields = record_to_dict(record)
+    event = fields.pop("event")
+    level = fields.pop("level")
+    if structlog.is_configured():
+        logger = structlog.get_logger("tracedsync")
+    elif settings.log_format == "json":
+        logger = _json_logger
+    else:
+        logger = _console_logger
+        if fields["file"] is not None:
+            fields["site"] = f"{short_path(fields['file'])}:{fields['line']} ({fields['function']})"
+        for key in _CONSOLE_OMITS:
+            fields.pop(key, None)
+        fields = {key: value for key, value in fields.items() if value is not None}
+    getattr(logger, level)(event, **fields)

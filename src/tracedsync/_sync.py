@@ -3,19 +3,27 @@
 Each subclasses its ``threading`` counterpart, so its behaviour, exceptions,
 warnings and ``repr`` are exactly those of the running Python version.  The
 subclass adds a name, registers every wait that actually blocks with
-:mod:`tracedsync._blocking`, and makes a ``Condition`` default to a traced
+:mod:`tracedsync._blocking`, reports its operations to :mod:`tracedsync._hooks`
+while something observes them, and makes a ``Condition`` default to a traced
 ``RLock``.  The internal locks the stdlib classes allocate for themselves are
 implementation details and stay untraced.
+
+With the off switch (``TRACEDSYNC=off``), constructing one of these classes
+returns the plain ``threading`` object instead.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
+from tracedsync import _hooks
 from tracedsync._blocking import begin_wait, end_wait
+from tracedsync._config import settings
+from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
 from tracedsync._sites import caller_site, default_name, register_internal_module
 
@@ -23,16 +31,29 @@ __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Semaphore"]
 
 register_internal_module(__file__)
 
+_getframe = sys._getframe
+
 
 class _Named:
-    """A name given at creation, or ``Kind@file.py:line`` of the creation site."""
+    """A name given at creation, or ``Kind@file.py:line`` of the creation site,
+    and the off switch: ``_plain`` is the ``threading`` class to return instead."""
 
+    _kind = "Primitive"
+    _plain: Any = None
+    _identity: Identity | None = None
     _tracedsync_name: str | None
     _tracedsync_created: tuple[CodeType | None, int]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if not settings.enabled and cls._plain is not None and cls.__module__ == "tracedsync":
+            kwargs.pop("name", None)
+            return cls._plain(*args, **kwargs)
+        return super().__new__(cls)
 
     def _set_name(self, name: str | None) -> None:
         self._tracedsync_name = name
         self._tracedsync_created = caller_site(2)
+        self._kind = type(self).__name__
 
     @property
     def name(self) -> str:
@@ -43,6 +64,14 @@ class _Named:
         return self._tracedsync_name
 
 
+def _outcome_data(
+    outcome: str, started_ns: int, **fields: Any
+) -> tuple[tuple[int, int], dict[str, Any]]:
+    """Stamp the end of a wait and build its event fields."""
+    stamped = _hooks.stamp()
+    return stamped, {"outcome": outcome, "waited_ns": stamped[1] - started_ns, **fields}
+
+
 class Condition(_Named, threading.Condition):
     """A traced drop-in for :class:`threading.Condition`.
 
@@ -51,21 +80,56 @@ class Condition(_Named, threading.Condition):
     or not, exactly as with ``threading.Condition``.
     """
 
+    _plain = threading.Condition
+
     def __init__(self, lock: Any = None, *, name: str | None = None) -> None:
         self._set_name(name)
         super().__init__(RLock() if lock is None else lock)  # type: ignore[arg-type]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until notified or until ``timeout`` seconds pass."""
+        observing = _hooks.observing
+        if observing:
+            frame = _getframe(1)
+            started_ns = _hooks.emit("condition.wait.blocked", self, frame, {"timeout": timeout})
         outer = begin_wait(self, timeout is not None)
         try:
-            return super().wait(timeout)
+            notified = super().wait(timeout)
         finally:
             end_wait(outer)
+        if observing:
+            outcome = "notified" if notified else "timed_out"
+            stamped, data = _outcome_data(outcome, started_ns, timeout=timeout)
+            _hooks.deliver(stamped, "condition.wait", self, frame, data)
+        return notified
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` threads waiting on the condition."""
+        if _hooks.observing:
+            stamped = _hooks.stamp()  # before the state change: see _hooks
+            waiting = len(self._waiters)  # type: ignore[attr-defined]
+            super().notify(n)
+            data = {"n": n, "waiters": waiting}
+            _hooks.deliver(stamped, "condition.notify", self, _getframe(1), data)
+            return
+        super().notify(n)
+
+    def notify_all(self) -> None:
+        """Wake every thread waiting on the condition."""
+        waiting = len(self._waiters)  # type: ignore[attr-defined]
+        if _hooks.observing:
+            stamped = _hooks.stamp()
+            threading.Condition.notify(self, waiting)
+            data = {"waiters": waiting}
+            _hooks.deliver(stamped, "condition.notify_all", self, _getframe(1), data)
+            return
+        threading.Condition.notify(self, waiting)
 
 
 class Semaphore(_Named, threading.Semaphore):
     """A traced drop-in for :class:`threading.Semaphore`."""
+
+    _plain = threading.Semaphore
 
     def __init__(self, value: int = 1, *, name: str | None = None) -> None:
         self._set_name(name)
@@ -73,44 +137,114 @@ class Semaphore(_Named, threading.Semaphore):
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Decrement the counter, waiting while it is zero (as the stdlib does)."""
-        if not blocking:
-            # The stdlib checks the arguments and makes the single try.
-            return super().acquire(blocking, timeout)
-        if super().acquire(False):
-            return True
+        observing = _hooks.observing
+        if not blocking or super().acquire(False):
+            # A non-blocking call goes to the stdlib as it is, so that its
+            # argument checks and exceptions are the stdlib's own.
+            acquired = True if blocking else super().acquire(blocking, timeout)
+            if observing:
+                data = {
+                    "outcome": "acquired" if acquired else "would_block",
+                    "waited_ns": 0,
+                    "blocking": bool(blocking),
+                    "timeout": timeout,
+                }
+                _hooks.emit("semaphore.acquire", self, _getframe(1), data)
+            return acquired
+        if observing:
+            frame = _getframe(1)
+            started_ns = _hooks.emit("semaphore.acquire.blocked", self, frame, {"timeout": timeout})
         outer = begin_wait(self, timeout is not None)
         try:
-            return super().acquire(True, timeout)
+            acquired = super().acquire(True, timeout)
         finally:
             end_wait(outer)
+        if observing:
+            outcome = "acquired" if acquired else "timed_out"
+            stamped, data = _outcome_data(outcome, started_ns, blocking=True, timeout=timeout)
+            _hooks.deliver(stamped, "semaphore.acquire", self, frame, data)
+        return acquired
 
     __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        """Increment the counter by ``n``, waking waiting threads."""
+        if _hooks.observing:
+            stamped = _hooks.stamp()  # before the state change: see _hooks
+            frame = _getframe(1)
+            try:
+                super().release(n)
+            except ValueError as error:
+                data = {"outcome": "error", "error": str(error), "n": n}
+                _hooks.deliver(stamped, "semaphore.release", self, frame, data)
+                raise
+            _hooks.deliver(
+                stamped, "semaphore.release", self, frame, {"outcome": "released", "n": n}
+            )
+            return
+        super().release(n)
 
 
 class BoundedSemaphore(Semaphore, threading.BoundedSemaphore):
     """A traced drop-in for :class:`threading.BoundedSemaphore`."""
 
+    _plain = threading.BoundedSemaphore
+
 
 class Event(_Named, threading.Event):
     """A traced drop-in for :class:`threading.Event`."""
+
+    _plain = threading.Event
 
     def __init__(self, *, name: str | None = None) -> None:
         self._set_name(name)
         super().__init__()
 
+    def set(self) -> None:
+        """Set the flag, waking every waiting thread."""
+        if _hooks.observing:
+            stamped = _hooks.stamp()  # before the state change: see _hooks
+            super().set()
+            _hooks.deliver(stamped, "event.set", self, _getframe(1), {"flag": True})
+            return
+        super().set()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        if _hooks.observing:
+            stamped = _hooks.stamp()
+            super().clear()
+            _hooks.deliver(stamped, "event.clear", self, _getframe(1), {"flag": False})
+            return
+        super().clear()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout`` seconds pass; return the flag."""
+        observing = _hooks.observing
         if self.is_set():
+            if observing:
+                data = {"outcome": "set", "flag": True, "waited_ns": 0, "timeout": timeout}
+                _hooks.emit("event.wait", self, _getframe(1), data)
             return True
+        if observing:
+            frame = _getframe(1)
+            started_ns = _hooks.emit("event.wait.blocked", self, frame, {"timeout": timeout})
         outer = begin_wait(self, timeout is not None)
         try:
-            return super().wait(timeout)
+            flag = super().wait(timeout)
         finally:
             end_wait(outer)
+        if observing:
+            outcome = "set" if flag else "timed_out"
+            stamped, data = _outcome_data(outcome, started_ns, flag=flag, timeout=timeout)
+            _hooks.deliver(stamped, "event.wait", self, frame, data)
+        return flag
 
 
 class Barrier(_Named, threading.Barrier):
     """A traced drop-in for :class:`threading.Barrier`."""
+
+    _plain = threading.Barrier
 
     def __init__(
         self,
@@ -126,11 +260,38 @@ class Barrier(_Named, threading.Barrier):
     def wait(self, timeout: float | None = None) -> int:
         """Wait for all parties, as :meth:`threading.Barrier.wait`."""
         timed = timeout is not None or self._timeout is not None  # type: ignore[attr-defined]
+        observing = _hooks.observing
+        if observing:
+            frame: FrameType | None = _getframe(1)
+            data = {"timeout": timeout, "parties": self.parties, "waiting": self.n_waiting}
+            started_ns = _hooks.emit("barrier.wait.blocked", self, frame, data)
         outer = begin_wait(self, timed)
         try:
-            return super().wait(timeout)
+            index = super().wait(timeout)
+        except threading.BrokenBarrierError:
+            if observing:
+                stamped, data = _outcome_data("broken", started_ns, timeout=timeout)
+                _hooks.deliver(stamped, "barrier.wait", self, frame, data)
+            raise
         finally:
             end_wait(outer)
+        if observing:
+            stamped, data = _outcome_data("passed", started_ns, index=index, timeout=timeout)
+            _hooks.deliver(stamped, "barrier.wait", self, frame, data)
+        return index
+
+    def abort(self) -> None:
+        """Put the barrier into the broken state, waking every waiting thread."""
+        if _hooks.observing:
+            _hooks.emit("barrier.abort", self, _getframe(1), {"waiting": self.n_waiting})
+        super().abort()
+
+    def reset(self) -> None:
+        """Return the barrier to its initial state; waiting threads get
+        :class:`~threading.BrokenBarrierError`."""
+        if _hooks.observing:
+            _hooks.emit("barrier.reset", self, _getframe(1), {"waiting": self.n_waiting})
+        super().reset()
 
 
 for _public in (Condition, Semaphore, BoundedSemaphore, Event, Barrier):

@@ -4,18 +4,24 @@
 stdlib reaches for behaves exactly as on the running Python version, legacy
 camelCase methods and their deprecation warnings included.  It adds
 ``isAlive()``, removed from the stdlib in Python 3.9 but still called by old
-tutorial code, and registers ``join()`` as a blocking wait so the deadlock
-checks know that a joining thread cannot release anything.
+tutorial code, registers ``join()`` as a blocking wait so the deadlock checks
+know that a joining thread cannot release anything, and reports
+``thread.start``, ``thread.run``, ``thread.exit`` and ``thread.join`` events
+while something observes them.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tracedsync import _hooks
 from tracedsync._blocking import begin_wait, end_wait
+from tracedsync._config import settings
+from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
 
@@ -23,20 +29,97 @@ __all__ = ["Thread", "Timer"]
 
 register_internal_module(__file__)
 
+_getframe = sys._getframe
+
+
+def _excepthook_recorder(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap ``Thread._invoke_excepthook`` to keep the exception that ended
+    ``run()`` for the ``thread.exit`` event (the wrapper holds no reference
+    to the thread: no cycle)."""
+
+    def invoke_excepthook(thread: Any) -> None:
+        thread._tracedsync_exception = sys.exc_info()[1]
+        original(thread)
+
+    return invoke_excepthook
+
 
 class Thread(threading.Thread):
     """A traced drop-in for :class:`threading.Thread`."""
 
+    _kind = "Thread"
+    _identity: Identity | None = None
+    _tracedsync_exception: BaseException | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if not settings.enabled and cls in (Thread, Timer):
+            plain = threading.Thread if cls is Thread else threading.Timer
+            return plain(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        hook = getattr(self, "_invoke_excepthook", None)
+        if hook is not None:
+            self._invoke_excepthook = _excepthook_recorder(hook)
+
+    def start(self) -> None:
+        """Start the thread's activity, as :meth:`threading.Thread.start`."""
+        if not _hooks.observing:
+            super().start()
+            return
+        stamped = _hooks.stamp()  # before the thread runs: see _hooks
+        super().start()
+        data = {"started_thread_id": self.ident, "daemon": self.daemon}
+        _hooks.deliver(stamped, "thread.start", self, _getframe(1), data)
+
+    def _bootstrap_inner(self) -> None:
+        _hooks.bind_thread(self.name)
+        if _hooks.observing:
+            _hooks.emit("thread.run", self, None, {"daemon": self.daemon})
+        try:
+            super()._bootstrap_inner()  # type: ignore[misc]
+        finally:
+            if _hooks.observing:
+                error = self._tracedsync_exception
+                data: dict[str, Any] = {"outcome": "returned" if error is None else "raised"}
+                if error is not None:
+                    data["exception"] = f"{type(error).__qualname__}: {error}"
+                _hooks.emit("thread.exit", self, None, data)
+
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ends, or until ``timeout`` seconds pass."""
+        observing = _hooks.observing
+        if observing:
+            frame = _getframe(1)
+            blocked = {"timeout": timeout, "joined_thread_id": self.ident}
+            started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
         outer = begin_wait(self, timeout is not None)
         try:
             super().join(timeout)
         finally:
             end_wait(outer)
+        if observing:
+            stamped = _hooks.stamp()
+            data: dict[str, Any] = {
+                "outcome": "timed_out" if self.is_alive() else "joined",
+                "waited_ns": stamped[1] - started_ns,
+                "timeout": timeout,
+            }
+            _hooks.deliver(stamped, "thread.join", self, frame, data)
 
     def isAlive(self) -> bool:  # noqa: N802 - the legacy name is the point
-        """Deprecated alias of :meth:`is_alive`, removed from ``threading`` in 3.9."""
+        """Deprecated alias of :meth:`threading.Thread.is_alive`, removed from
+        ``threading`` in Python 3.9."""
         warnings.warn(
             "isAlive() is deprecated, use is_alive() instead",
             DeprecationWarning,

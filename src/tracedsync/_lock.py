@@ -316,7 +316,7 @@ class RLock(_LockBase):
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
         if _hooks.observing:
-            self._release_observed(_getframe(1), 1)
+            self._release_observed(_getframe(1), 1, whole=False)
             return
         if self._owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
@@ -326,7 +326,7 @@ class RLock(_LockBase):
             self._owner = None
             self._lock.release()
 
-    def _release_observed(self, frame: FrameType, levels: int) -> None:
+    def _release_observed(self, frame: FrameType, levels: int, *, whole: bool) -> None:
         stamped = _hooks.stamp()  # before the release: see _hooks
         if self._owner != get_ident():
             error = "cannot release un-acquired lock"
@@ -336,7 +336,7 @@ class RLock(_LockBase):
             raise RuntimeError(error)
         depth = self._depth - levels
         data: dict[str, Any] = {"outcome": "released", "depth": depth, "held_ns": None}
-        if levels != 1:
+        if whole:  # a condition wait releases every level at once
             data["levels"] = levels
         self._depth = depth
         if depth == 0:
@@ -356,7 +356,7 @@ class RLock(_LockBase):
             raise RuntimeError("cannot release un-acquired lock")
         state = (self._depth, owner)
         if _hooks.observing:
-            self._release_observed(_getframe(1), self._depth)
+            self._release_observed(_getframe(1), self._depth, whole=True)
             return state
         self._depth = 0
         self._owner = None

@@ -45,11 +45,11 @@ def pairing_violations(events: Iterable[dict[str, Any]]) -> list[str]:
             if name == "rlock.acquire" and outcome == "acquired":
                 if owner not in (None, me):
                     violations.append(f"{_where(event)}: acquired while owned by another thread")
-                owner, depth = me, depth + 1
+                owner, depth = me, depth + event.get("levels", 1)
             elif name == "rlock.release" and outcome == "released":
                 if owner != me:
                     violations.append(f"{_where(event)}: released by a thread that does not own it")
-                depth = max(depth - 1, 0)
+                depth = max(depth - event.get("levels", 1), 0)
                 owner = owner if depth else None
             else:
                 continue

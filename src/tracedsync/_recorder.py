@@ -137,7 +137,8 @@ class Trace:
         A ``Lock`` must be released between two acquisitions, and only a held
         ``Lock`` may be released (by any thread).  An ``RLock`` may be
         acquired only when free or by its owner, released only by its owner,
-        and its recorded depth must count every acquire and release.
+        and its recorded depth must count every acquire and release (a
+        condition wait releases and restores every level at once).
         Failed operations (``outcome`` other than ``acquired`` or
         ``released``) change nothing.
         """

@@ -25,7 +25,14 @@ def test_demo_runs_every_teaching_program_and_catches_the_deadlocks() -> None:
     assert "first acquired at: src/tracedsync/_demo.py:" in out
     assert "acquired twice: <locked tracedsync.RLock object 'teaching-rlock'" in out
     assert "the worker got: Lock 'worker-lock' re-acquired by thread 'worker'" in out
-    assert out.rstrip().endswith("All programs finished; none hung.")
+    assert out.rstrip().endswith(
+        "All programs finished; none hung; every trace obeys the pairing rules."
+    )
+    # Each program's events, counted: 20 workers started, ran, exited, joined.
+    assert "   20 x thread.start" in out and "   20 x thread.join" in out
+    assert "20000 x rlock.acquire" in out  # 10 threads x 1000 x two levels
+    assert "   10 x event.wait" in out and "    1 x event.set" in out
+    assert "deadlock.self_reacquire" in out
     # tracedsync's own diagnostics: the error for each deadlock, the warning
     # for the worker's re-acquire while another thread could still release.
     assert result.stderr.count("deadlock.self_reacquire") == 2

@@ -9,6 +9,7 @@ the one that would hang forever: re-acquiring a ``Lock`` you hold raises
 from __future__ import annotations
 
 import random
+from collections import Counter
 import threading
 import time
 from typing import TextIO
@@ -125,23 +126,50 @@ def _worker_self_deadlock(out: TextIO) -> None:
     print(f"  the worker got: {outcome[0]}", file=out, flush=True)
 
 
+def _show_events(out: TextIO, trace: tracedsync.Trace, first: int = 0) -> None:
+    """Summarise a program's events: counts by name, then a few in full."""
+    counts = Counter(event["event"] for event in trace)
+    print(f"  -- {len(trace)} events recorded ({trace.dropped} dropped):", file=out, flush=True)
+    for name, count in sorted(counts.items()):
+        print(f"     {count:5d} x {name}", file=out, flush=True)
+    for event in list(trace)[:first]:
+        details = {
+            key: event[key]
+            for key in ("outcome", "depth", "waited_ns", "held_ns", "flag")
+            if event.get(key) is not None
+        }
+        print(
+            f"     seq={event['seq']} {event['thread_name']}: {event['event']} "
+            f"{event['primitive_name']} line {event['line']} {details}",
+            file=out,
+            flush=True,
+        )
+
+
 def run_demo(out: TextIO) -> int:
     """Run every teaching program, writing what happens to ``out``."""
     print(
-        "tracedsync demo: the classic threading teaching programs, on tracedsync.",
-        file=out,
-        flush=True,
-    )
-    print(
-        "Diagnostics from tracedsync appear on stderr as structured log lines.",
+        "tracedsync demo: the classic threading teaching programs, on tracedsync.\n"
+        "Each program's events are recorded with tracedsync.record(); tracedsync's own\n"
+        "warnings and errors appear on stderr as structlog lines.",
         file=out,
         flush=True,
     )
     tracedsync.configure(log_level="warning")
-    _sleeping_workers(out)
-    _rlock_counter(out)
-    _event_waiters(out)
-    _self_deadlock(out)
-    _worker_self_deadlock(out)
-    print("\nAll programs finished; none hung.", file=out, flush=True)
+    for program, shown in (
+        (_sleeping_workers, 0),
+        (_rlock_counter, 0),
+        (_event_waiters, 6),
+        (_self_deadlock, 4),
+        (_worker_self_deadlock, 0),
+    ):
+        with tracedsync.record() as trace:
+            program(out)
+        _show_events(out, trace, shown)
+        trace.assert_pairing()
+    print(
+        "\nAll programs finished; none hung; every trace obeys the pairing rules.",
+        file=out,
+        flush=True,
+    )
     return 0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from tracedsync import _hooks
 from tracedsync._config import settings
+from tracedsync._deadlock import begin_checked_wait
 from tracedsync._errors import DeadlockError
 from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 from tracedsync._waits import Wait, waits
@@ -41,10 +42,19 @@ class _Named(Protocol):
     def name(self) -> str: ...
 
 
-def begin_wait(primitive: object, timed: bool) -> Wait | None:
-    """Register that the calling thread blocks on ``primitive``; pass the
-    result to :func:`end_wait` when the wait is over, however it ends."""
-    return waits.begin(primitive, timed)
+def begin_wait(
+    primitive: object, timed: bool, frame: FrameType | None, *, check_cycle: bool = False
+) -> Wait | None:
+    """Register that the calling thread blocks on ``primitive`` (the wait made
+    in ``frame``); pass the result to :func:`end_wait` when the wait is over,
+    however it ends.
+
+    With ``check_cycle`` an untimed wait is first checked for a wait-for
+    cycle (:mod:`tracedsync._deadlock`), which may raise ``DeadlockError``.
+    """
+    if check_cycle and not timed:
+        return begin_checked_wait(primitive, frame)
+    return waits.begin(primitive, timed, frame)
 
 
 def end_wait(outer: Wait | None) -> None:
@@ -101,7 +111,7 @@ def acquire_contended(
     if observing:
         holder = {"timeout": timeout, "holder_thread_id": lock._owner}
         started_ns = _hooks.emit(event + ".blocked", lock, frame, holder)
-    outer = waits.begin(lock, timeout >= 0)
+    outer = begin_wait(lock, timeout >= 0, frame, check_cycle=not self_reacquire)
     try:
         if self_reacquire and timeout < 0:
             acquired = _wait_for_release(lock, frame)

@@ -35,3 +35,6 @@ class DeadlockError(RuntimeError):
         self.thread_name = thread_name
         self.held_at = held_at
         self.requested_at = requested_at
+        #: The full finding (``tracedsync.Report``) for deadlocks between
+        #: threads; ``None`` for a thread deadlocking on itself.
+        self.report: object = None

@@ -143,7 +143,7 @@ class Lock(_LockBase):
     re-acquire at once.
     """
 
-    __slots__ = ("strict",)
+    __slots__ = ("_handoff", "strict")
 
     def __new__(cls, *, name: str | None = None, strict: bool | None = None) -> Lock:
         if not settings.enabled and cls is Lock:
@@ -154,6 +154,9 @@ class Lock(_LockBase):
         self._init_common(name)
         #: Per-lock override of the global ``strict`` setting (``None``: use it).
         self.strict = strict
+        #: Set once another thread than the acquirer released the lock (a
+        #: handoff): anyone may release it, so it never closes a deadlock cycle.
+        self._handoff = False
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock, as :meth:`threading.Lock.acquire`."""
@@ -182,13 +185,19 @@ class Lock(_LockBase):
         if _hooks.observing:
             self._release_observed(_getframe(1))
             return
+        owner = self._owner
         self._owner = None
+        if owner is not None and owner != get_ident():
+            self._handoff = True
         self._lock.release()
 
     def _release_observed(self, frame: FrameType) -> None:
         stamped = _hooks.stamp()  # before the release: see _hooks
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
+        owner = self._owner
         self._owner = None
+        if owner is not None and owner != get_ident():
+            self._handoff = True
         try:
             self._lock.release()
         except RuntimeError as error:

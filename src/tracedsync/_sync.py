@@ -92,7 +92,7 @@ class Condition(_Named, threading.Condition):
         if observing:
             frame = _getframe(1)
             started_ns = _hooks.emit("condition.wait.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None)
+        outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             notified = super().wait(timeout)
         finally:
@@ -154,7 +154,7 @@ class Semaphore(_Named, threading.Semaphore):
         if observing:
             frame = _getframe(1)
             started_ns = _hooks.emit("semaphore.acquire.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None)
+        outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             acquired = super().acquire(True, timeout)
         finally:
@@ -229,7 +229,7 @@ class Event(_Named, threading.Event):
         if observing:
             frame = _getframe(1)
             started_ns = _hooks.emit("event.wait.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None)
+        outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             flag = super().wait(timeout)
         finally:
@@ -265,7 +265,7 @@ class Barrier(_Named, threading.Barrier):
             frame: FrameType | None = _getframe(1)
             data = {"timeout": timeout, "parties": self.parties, "waiting": self.n_waiting}
             started_ns = _hooks.emit("barrier.wait.blocked", self, frame, data)
-        outer = begin_wait(self, timed)
+        outer = begin_wait(self, timed, _getframe(1))
         try:
             index = super().wait(timeout)
         except threading.BrokenBarrierError:

@@ -103,7 +103,10 @@ class Thread(threading.Thread):
             frame = _getframe(1)
             blocked = {"timeout": timeout, "joined_thread_id": self.ident}
             started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
-        outer = begin_wait(self, timeout is not None)
+        joining_self = self.ident == threading.get_ident()
+        outer = begin_wait(
+            self, timeout is not None, _getframe(1), check_cycle=not joining_self
+        )
         try:
             super().join(timeout)
         finally:

@@ -17,9 +17,11 @@ import os
 import sys
 import threading
 from _thread import allocate_lock, get_ident
+from time import monotonic_ns
+from types import CodeType, FrameType
 from typing import NamedTuple
 
-from tracedsync._sites import register_internal_module
+from tracedsync._sites import register_internal_module, user_frame
 
 __all__ = ["Wait", "WaitRegistry", "waits"]
 
@@ -34,6 +36,12 @@ class Wait(NamedTuple):
     primitive: object
     #: Whether the wait ends by itself: a timed wait is not "blocked forever".
     timed: bool
+    #: The user's code and bytecode offset where the wait was made (``None``
+    #: if unknown), for reports.
+    code: CodeType | None = None
+    offset: int = 0
+    #: ``time.monotonic_ns()`` when the wait began, for the long-wait watchdog.
+    since_ns: int = 0
 
 
 class WaitRegistry:
@@ -51,12 +59,18 @@ class WaitRegistry:
         #: snapshots saw the same state.
         self._generation = 0
 
-    def begin(self, primitive: object, timed: bool) -> Wait | None:
-        """Record that the calling thread is about to block; return the outer wait."""
+    def begin(self, primitive: object, timed: bool, frame: FrameType | None = None) -> Wait | None:
+        """Record that the calling thread is about to block; return the outer wait.
+
+        ``frame`` is the frame making the wait (internal frames are skipped).
+        """
         ident = get_ident()
+        found = user_frame(frame)
+        code, offset = (None, 0) if found is None else (found.f_code, found.f_lasti)
+        wait = Wait(primitive, timed, code, offset, monotonic_ns())
         with self._guard:
             outer = self._waits.get(ident)
-            self._waits[ident] = Wait(primitive, timed)
+            self._waits[ident] = wait
             self._generation += 1
         return outer
 
@@ -74,6 +88,16 @@ class WaitRegistry:
         """The current generation and a copy of every wait in progress."""
         with self._guard:
             return self._generation, dict(self._waits)
+
+    def get(self, ident: int) -> Wait | None:
+        """The wait thread ``ident`` is blocked in, if any."""
+        with self._guard:
+            return self._waits.get(ident)
+
+    @property
+    def generation(self) -> int:
+        """The number of changes so far (see :meth:`snapshot`)."""
+        return self._generation
 
     def others_can_progress(self, me: int) -> tuple[bool, int]:
         """Whether a thread other than ``me`` is running or may wake by itself.

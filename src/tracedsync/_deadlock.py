@@ -1,0 +1,164 @@
+"""Actual deadlocks: cycles in the wait-for graph.
+
+The graph is read, not maintained: a thread waits for a primitive (the wait
+registry), and a ``Lock`` or ``RLock`` is held by its owner, a ``Thread`` being
+joined "is held" by itself until it ends.  When a thread is about to block
+without a timeout, :func:`begin_checked_wait` follows that chain from it;
+if the chain comes back to the thread, its wait closes a cycle and no thread
+in the cycle can ever proceed.  That thread is the victim: it gets
+:class:`~tracedsync.DeadlockError` (or the configured policy applies) instead
+of blocking.
+
+Only waits that actually block are checked, under one raw lock so that two
+threads closing the same cycle at once produce one victim, not two.  The
+uncontended path never comes here.  Waits on events, semaphores, barriers and
+conditions have no known releaser and are not edges.  A ``Lock`` that has
+been released by a thread other than its acquirer (a handoff) may be released
+by anyone, so a cycle through it is not reported.
+"""
+
+from __future__ import annotations
+
+import threading
+from _thread import allocate_lock, get_ident
+from types import FrameType
+from typing import Any, NamedTuple
+
+from tracedsync import _hooks
+from tracedsync._errors import DeadlockError
+from tracedsync._policy import policy_for
+from tracedsync._report import Report, current_stack, describe_primitive, thread_label
+from tracedsync._sites import describe_offset, register_internal_module
+from tracedsync._waits import Wait, waits
+
+__all__ = ["begin_checked_wait", "find_cycle"]
+
+register_internal_module(__file__)
+
+_check_guard = allocate_lock()
+
+#: How often a check is retried when the registry changed while it was read.
+_ATTEMPTS = 3
+
+
+class Edge(NamedTuple):
+    """``thread`` waits (``wait``) for a primitive held by ``holder``."""
+
+    thread: int
+    wait: Wait
+    holder: int
+
+
+def holder_of(primitive: Any) -> int | None:
+    """The thread that must act for ``primitive`` to become available."""
+    if isinstance(primitive, threading.Thread):
+        return primitive.ident if primitive.is_alive() else None
+    owner: int | None = getattr(primitive, "_owner", None)
+    return owner
+
+
+def find_cycle(me: int) -> list[Edge] | None:
+    """The wait-for cycle through thread ``me``'s current wait, if there is one."""
+    for _ in range(_ATTEMPTS):
+        generation, current = waits.snapshot()
+        edges: list[Edge] = []
+        thread, wait = me, current.get(me)
+        seen: set[int] = set()
+        while wait is not None and not wait.timed:
+            holder = holder_of(wait.primitive)
+            if holder is None or holder in seen:
+                break
+            edges.append(Edge(thread, wait, holder))
+            if holder == me:
+                break
+            seen.add(holder)
+            thread, wait = holder, current.get(holder)
+        else:
+            edges = []
+        if not edges or edges[-1].holder != me:
+            return None
+        if waits.generation == generation:
+            # Nothing began or ended while the owners were read: every edge
+            # held at once, with every thread in the cycle blocked.
+            if any(getattr(edge.wait.primitive, "_handoff", False) for edge in edges):
+                return None
+            return edges
+    return None
+
+
+def _report(edges: list[Edge]) -> Report:
+    count = len(edges)
+    lines = [f"Found a deadlock: {count} threads wait for each other in a cycle (tracedsync)."]
+    cycle: list[dict[str, Any]] = []
+    for edge in edges:
+        primitive = edge.wait.primitive
+        waits_at = describe_offset(edge.wait.code, edge.wait.offset) or "unknown"
+        if isinstance(primitive, threading.Thread):
+            held = f"which has not finished; it is at {', '.join(current_stack(edge.holder, 1))}"
+            held_at = None
+        else:
+            held_at = describe_offset(primitive._acquired_code, primitive._acquired_offset)
+            held = f"held by thread {thread_label(edge.holder)}, acquired at {held_at or 'unknown'}"
+        lines.append(
+            f"  thread {thread_label(edge.thread)} waits for {describe_primitive(primitive)}"
+            f" at {waits_at}"
+        )
+        lines.append(f"      {held}")
+        cycle.append(
+            {
+                "thread_id": edge.thread,
+                "thread": thread_label(edge.thread).strip("'"),
+                "waits_for": primitive.name,
+                "waits_for_kind": getattr(primitive, "_kind", type(primitive).__name__),
+                "waits_at": waits_at,
+                "holder_thread_id": edge.holder,
+                "holder_acquired_at": held_at,
+            }
+        )
+    victim = thread_label(edges[0].thread)
+    lines.append(f"Thread {victim} is refused, so that the others can proceed.")
+    signature = ("deadlock", *sorted(entry["waits_for"] for entry in cycle))
+    return Report("deadlock", "\n".join(lines), signature, {"cycle": cycle})
+
+
+def begin_checked_wait(primitive: Any, frame: FrameType | None) -> Wait | None:
+    """Register an untimed wait for ``primitive`` and check it for a cycle.
+
+    Registration and check happen under one lock, so of two threads closing
+    the same cycle at once only the second sees it: one victim.  Returns the
+    outer wait for :meth:`WaitRegistry.end`.  Raises
+    :class:`DeadlockError` (with the wait already unregistered) if the wait
+    closes a cycle and the policy is ``"raise"``; otherwise reports per
+    policy and returns, and the thread blocks as the stdlib would.
+    """
+    with _check_guard:
+        outer = waits.begin(primitive, False, frame)
+        edges = find_cycle(get_ident())
+    if edges is not None:
+        try:
+            _handle(edges, primitive, frame)
+        except BaseException:
+            waits.end(outer)
+            raise
+    return outer
+
+
+def _handle(edges: list[Edge], primitive: Any, frame: FrameType | None) -> None:
+    report = _report(edges)
+    data = {"message": report.message, **report.details}
+    _hooks.emit("deadlock.cycle", primitive, frame, data, _hooks.ERROR)
+    policy = policy_for("deadlock", primitive)
+    if callable(policy):
+        policy(report)
+        return
+    if policy == "raise":
+        first = report.details["cycle"][0]
+        error = DeadlockError(
+            report.message,
+            primitive=primitive.name,
+            thread_name=first["thread"],
+            held_at=first["holder_acquired_at"],
+            requested_at=first["waits_at"],
+        )
+        error.report = report
+        raise error

@@ -1,0 +1,67 @@
+"""Findings as reports: the text a person reads and the data a program reads.
+
+Reports follow the best tools' shape: jstack's "Found one Java-level
+deadlock" (each thread, what it waits for, who holds it), PostgreSQL's one
+detail line per edge, lockdep's "possible circular locking dependency" with
+the site where each edge was first seen.  Every site is a frame of the user's
+code, never tracedsync's.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracedsync._sites import INTERNAL_FILES, describe_site, register_internal_module
+
+__all__ = ["Report", "current_stack", "describe_primitive"]
+
+register_internal_module(__file__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One finding of a detector.
+
+    ``kind`` is ``"deadlock"``, ``"inversion"`` or ``"long_wait"``;
+    ``message`` the text shown to people; ``signature`` identifies the
+    finding for deduplication; ``details`` holds the same facts as data (the
+    fields of the corresponding event).
+    """
+
+    kind: str
+    message: str
+    signature: tuple[Any, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_primitive(primitive: Any) -> str:
+    """``Lock 'name'``: a primitive as reports name it."""
+    kind = getattr(primitive, "_kind", type(primitive).__name__)
+    return f"{kind} {primitive.name!r}"
+
+
+def current_stack(ident: int, limit: int = 6) -> list[str]:
+    """The user frames thread ``ident`` is executing now, innermost first."""
+    frame = sys._current_frames().get(ident)
+    lines: list[str] = []
+    while frame is not None and len(lines) < limit:
+        if frame.f_code.co_filename not in INTERNAL_FILES:
+            site = describe_site(frame.f_code, frame.f_lineno)
+            if site is not None:
+                lines.append(site)
+        frame = frame.f_back
+    return lines
+
+
+def thread_label(ident: int) -> str:
+    """``'worker-1'`` for a thread ``threading`` knows, else its ident."""
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return repr(thread.name)
+    return f"thread {ident}"

@@ -65,7 +65,7 @@ def test_recorded_trace_matches_the_program_and_obeys_pairing(
             thread.join()
     trace.assert_pairing()
     assert trace.dropped == 0
-    for thread, steps_of_thread in zip(threads, program):
+    for thread, steps_of_thread in zip(threads, program, strict=True):
         recorded = [
             (event["event"], event["primitive_name"], event.get("depth"))
             for event in trace.events(thread=thread)

@@ -16,7 +16,7 @@ from _thread import get_ident
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
-from tracedsync import _hooks
+from tracedsync import _hooks, _lockorder
 from tracedsync._config import settings
 from tracedsync._deadlock import begin_checked_wait
 from tracedsync._errors import DeadlockError
@@ -119,6 +119,8 @@ def acquire_contended(
             acquired = lock._lock.acquire(True, timeout)
         if acquired:
             lock._take(frame)
+            if _hooks.ordering and not quiet:
+                _lockorder.acquired(lock, frame, timeout < 0)
     except BaseException as error:
         if observing:
             data = {"outcome": "error", "error": repr(error), "blocking": True, "timeout": timeout}

@@ -9,6 +9,7 @@ uncontended acquire reads a single flag derived from them
 from __future__ import annotations
 
 import os
+from typing import Any
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "Settings", "configure", "settings"]
 
@@ -30,7 +31,7 @@ def _env_choice(name: str, choices: tuple[str, ...] | dict[str, int], default: s
 class Settings:
     """The current settings; one instance, :data:`settings`."""
 
-    __slots__ = ("enabled", "log_format", "log_level", "strict")
+    __slots__ = ("enabled", "lock_order", "log_format", "log_level", "strict")
 
     def __init__(self) -> None:
         #: ``False`` (``TRACEDSYNC=off``): the factories return plain
@@ -48,6 +49,15 @@ class Settings:
         #: Errors (deadlocks) by default: an application that merely imports
         #: tracedsync sees nothing else.
         self.log_level: int = LOG_LEVELS[_env_choice("TRACEDSYNC_LOG", LOG_LEVELS, "error")]
+        #: Check the order locks are taken in (lock-order inversions).
+        self.lock_order: bool = os.environ.get(
+            "TRACEDSYNC_LOCK_ORDER", "1"
+        ).strip().lower() not in {
+            "0",
+            "off",
+            "false",
+            "no",
+        }
         #: ``"console"`` lines or ``"json"`` lines, when tracedsync renders
         #: events itself (the application has not configured structlog).
         self.log_format: str = _env_choice("TRACEDSYNC_LOG_FORMAT", LOG_FORMATS, "console")
@@ -62,6 +72,9 @@ def configure(
     log_level: str | None = None,
     log_format: str | None = None,
     log_file: str | os.PathLike[str] | None = None,
+    lock_order: bool | None = None,
+    on_deadlock: Any = None,
+    on_inversion: Any = None,
 ) -> None:
     """Change tracedsync's process-wide settings; ``None`` leaves one as it is.
 
@@ -83,9 +96,21 @@ def configure(
     ``log_file``: also write every event, at every level, to this JSON Lines
     file (replacing any file set before).  The same as ``TRACEDSYNC_LOG_FILE``.
 
+    ``lock_order``: check the order in which each thread takes locks and
+    report lock-order inversions (on by default; ``TRACEDSYNC_LOCK_ORDER=0``
+    turns it off).
+
+    ``on_deadlock``, ``on_inversion``: what happens when a wait closes a
+    wait-for cycle (default ``"raise"``: :class:`~tracedsync.DeadlockError`
+    in the thread closing it) or an acquisition makes the lock-order graph
+    cyclic (default ``"warn"``): ``"raise"``, ``"warn"`` (log the report and
+    carry on as the stdlib would) or a callable receiving the
+    :class:`~tracedsync.Report`.  :func:`~tracedsync.set_policy` overrides
+    them per primitive.
+
     This never touches structlog's or logging's global configuration.
     """
-    from tracedsync import _hooks
+    from tracedsync import _hooks, _policy
 
     if strict is not None:
         settings.strict = bool(strict)
@@ -103,4 +128,10 @@ def configure(
         from tracedsync._jsonl import open_log_file
 
         open_log_file(log_file)
+    if lock_order is not None:
+        settings.lock_order = bool(lock_order)
+    if on_deadlock is not None:
+        _policy.set_global("deadlock", on_deadlock)
+    if on_inversion is not None:
+        _policy.set_global("inversion", on_inversion)
     _hooks.settings_changed()

@@ -91,7 +91,7 @@ def _report(edges: list[Edge]) -> Report:
     lines = [f"Found a deadlock: {count} threads wait for each other in a cycle (tracedsync)."]
     cycle: list[dict[str, Any]] = []
     for edge in edges:
-        primitive = edge.wait.primitive
+        primitive: Any = edge.wait.primitive
         waits_at = describe_offset(edge.wait.code, edge.wait.offset) or "unknown"
         if isinstance(primitive, threading.Thread):
             held = f"which has not finished; it is at {', '.join(current_stack(edge.holder, 1))}"

@@ -9,9 +9,9 @@ the one that would hang forever: re-acquiring a ``Lock`` you hold raises
 from __future__ import annotations
 
 import random
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from typing import TextIO
 
 import tracedsync

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DeadlockError"]
+__all__ = ["DeadlockError", "LockOrderError"]
 
 
 class DeadlockError(RuntimeError):
@@ -38,3 +38,11 @@ class DeadlockError(RuntimeError):
         #: The full finding (``tracedsync.Report``) for deadlocks between
         #: threads; ``None`` for a thread deadlocking on itself.
         self.report: object = None
+
+
+class LockOrderError(DeadlockError):
+    """A lock-order inversion, raised only under the ``"raise"`` policy.
+
+    The acquire that would have created the inversion is undone before the
+    error is raised: the lock is not held.
+    """

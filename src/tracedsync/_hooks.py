@@ -109,8 +109,13 @@ _sinks: tuple[Callable[[Record], None], ...] = ()
 _sinks_guard = allocate_lock()
 
 #: Whether any operation must be reported: a sink is registered, or the log
-#: level lets debug events through.  Primitives read it on every operation.
+#: level lets debug events through.
 observing = False
+#: Whether the lock-order checker (:mod:`tracedsync._lockorder`) is on.
+ordering = False
+#: ``observing or ordering``: the one flag the hot path reads on every
+#: acquire and release.
+active = False
 
 
 def _current_thread_name(ident: int) -> str:
@@ -210,8 +215,10 @@ def _deliver(
 
 
 def _update_observing() -> None:
-    global observing
+    global observing, ordering, active
     observing = bool(_sinks) or settings.log_level <= DEBUG
+    ordering = settings.lock_order
+    active = observing or ordering
 
 
 def add_sink(sink: Callable[[Record], None]) -> None:

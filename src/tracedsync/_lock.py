@@ -22,7 +22,7 @@ from _thread import allocate_lock, get_ident
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from tracedsync import _blocking, _hooks
+from tracedsync import _blocking, _hooks, _lockorder
 from tracedsync._config import settings
 from tracedsync._hooks import Identity
 from tracedsync._sites import (
@@ -63,6 +63,7 @@ class _LockBase:
         "_identity",
         "_lock",
         "_name",
+        "_order_key",
         "_owner",
     )
     _kind = "Lock"
@@ -78,6 +79,7 @@ class _LockBase:
     #: ``time.monotonic_ns()`` of the acquisition, kept only while observed.
     _acquired_ns: int
     _identity: Identity | None
+    _order_key: str | None
     _owner: int | None
 
     def _init_common(self, name: str | None) -> None:
@@ -89,6 +91,7 @@ class _LockBase:
         self._created_code, self._created_line = caller_site(2)
         self._name = name
         self._identity = None
+        self._order_key = None
 
     @property
     def name(self) -> str:
@@ -113,6 +116,15 @@ class _LockBase:
         """Extra event fields describing the lock's state (an RLock's depth)."""
         return {}
 
+    def _after_acquire(
+        self, frame: FrameType, blocking: bool, timeout: float, *, may_raise: bool = True
+    ) -> None:
+        """Report a fresh (not recursive) acquisition to the active hooks."""
+        if _hooks.ordering:
+            _lockorder.acquired(self, frame, may_raise and bool(blocking) and timeout < 0)
+        if _hooks.observing:
+            self._observe_acquired(frame, blocking, timeout)
+
     def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
         data = {
             "outcome": "acquired",
@@ -121,6 +133,12 @@ class _LockBase:
             "timeout": timeout,
         }
         self._acquired_ns = _hooks.emit("lock.acquire", self, frame, data)
+
+    def _undo_acquire(self) -> None:
+        """Release a just-made acquisition that a hook refused."""
+        _lockorder.released(self)
+        self._owner = None
+        self._lock.release()
 
     def __exit__(
         self,
@@ -169,8 +187,8 @@ class Lock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.observing:
-                self._observe_acquired(frame, blocking, timeout)
+            if _hooks.active:
+                self._after_acquire(frame, blocking, timeout)
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -182,8 +200,8 @@ class Lock(_LockBase):
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
-        if _hooks.observing:
-            self._release_observed(_getframe(1))
+        if _hooks.active:
+            self._release_active(_getframe(1))
             return
         owner = self._owner
         self._owner = None
@@ -191,7 +209,16 @@ class Lock(_LockBase):
             self._handoff = True
         self._lock.release()
 
-    def _release_observed(self, frame: FrameType) -> None:
+    def _release_active(self, frame: FrameType) -> None:
+        if _hooks.ordering:
+            _lockorder.released(self)
+        if not _hooks.observing:
+            owner = self._owner
+            self._owner = None
+            if owner is not None and owner != get_ident():
+                self._handoff = True
+            self._lock.release()
+            return
         stamped = _hooks.stamp()  # before the release: see _hooks
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
@@ -226,8 +253,8 @@ class Lock(_LockBase):
         return self._lock.locked()
 
     def _release_save(self) -> None:
-        if _hooks.observing:
-            self._release_observed(_getframe(1))
+        if _hooks.active:
+            self._release_active(_getframe(1))
             return
         self._owner = None
         self._lock.release()
@@ -236,8 +263,8 @@ class Lock(_LockBase):
         frame = _getframe(1)
         if self._lock.acquire(False):
             self._take(frame)
-            if _hooks.observing:
-                self._observe_acquired(frame, True, -1)
+            if _hooks.active:
+                self._after_acquire(frame, True, -1, may_raise=False)
         else:
             _blocking.acquire_contended(self, True, -1, frame)
 
@@ -295,8 +322,8 @@ class RLock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.observing:
-                self._observe_acquired(frame, blocking, timeout)
+            if _hooks.active:
+                self._after_acquire(frame, blocking, timeout)
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -324,8 +351,8 @@ class RLock(_LockBase):
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
-        if _hooks.observing:
-            self._release_observed(_getframe(1), 1, whole=False)
+        if _hooks.active:
+            self._release_active(_getframe(1), 1, whole=False)
             return
         if self._owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
@@ -335,7 +362,24 @@ class RLock(_LockBase):
             self._owner = None
             self._lock.release()
 
-    def _release_observed(self, frame: FrameType, levels: int, *, whole: bool) -> None:
+    def _undo_acquire(self) -> None:
+        _lockorder.released(self)
+        self._depth = 0
+        self._owner = None
+        self._lock.release()
+
+    def _release_active(self, frame: FrameType, levels: int, *, whole: bool) -> None:
+        if _hooks.ordering and self._owner == get_ident() and self._depth == levels:
+            _lockorder.released(self)
+        if not _hooks.observing:
+            if self._owner != get_ident():
+                raise RuntimeError("cannot release un-acquired lock")
+            depth = self._depth - levels
+            self._depth = depth
+            if depth == 0:
+                self._owner = None
+                self._lock.release()
+            return
         stamped = _hooks.stamp()  # before the release: see _hooks
         if self._owner != get_ident():
             error = "cannot release un-acquired lock"
@@ -364,8 +408,8 @@ class RLock(_LockBase):
         if owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
         state = (self._depth, owner)
-        if _hooks.observing:
-            self._release_observed(_getframe(1), self._depth, whole=True)
+        if _hooks.active:
+            self._release_active(_getframe(1), self._depth, whole=True)
             return state
         self._depth = 0
         self._owner = None
@@ -379,6 +423,8 @@ class RLock(_LockBase):
         else:
             _blocking.acquire_contended(self, True, -1, frame, quiet=True)
         self._depth, self._owner = state
+        if _hooks.ordering:
+            _lockorder.acquired(self, frame, False)
         if _hooks.observing:
             data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
             self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data)

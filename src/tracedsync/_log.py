@@ -90,5 +90,11 @@ def log_record(record: Record) -> None:
             fields["site"] = f"{short_path(fields['file'])}:{fields['line']} ({fields['function']})"
         for key in _CONSOLE_OMITS:
             fields.pop(key, None)
+        message = fields.pop("message", None)
+        if message is not None:
+            # A report: the person reads its text; its data is in JSON output.
+            fields.pop("cycle", None)
+            fields.pop("chain", None)
+            event = f"{event}\n{message}"
         fields = {key: value for key, value in fields.items() if value is not None}
     getattr(logger, level)(event, **fields)

@@ -22,7 +22,7 @@ __all__ = ["KINDS", "Policy", "check_policy", "policy_for", "set_policy"]
 register_internal_module(__file__)
 
 #: A policy: ``"raise"``, ``"warn"``, or a callable receiving the report.
-Policy = Union[str, Callable[["Report"], object]]
+Policy = Union[str, Callable[["Report"], object]]  # noqa: UP007 - a runtime alias on 3.10
 
 #: The kinds of finding and their default policies.
 KINDS: dict[str, Policy] = {

@@ -104,9 +104,7 @@ class Thread(threading.Thread):
             blocked = {"timeout": timeout, "joined_thread_id": self.ident}
             started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
         joining_self = self.ident == threading.get_ident()
-        outer = begin_wait(
-            self, timeout is not None, _getframe(1), check_cycle=not joining_self
-        )
+        outer = begin_wait(self, timeout is not None, _getframe(1), check_cycle=not joining_self)
         try:
             super().join(timeout)
         finally:

@@ -1,0 +1,316 @@
+"""Potential deadlocks: lock-order inversions, lockdep-style.
+
+When a thread acquires lock B while holding lock A, the order A -> B is an
+edge of a graph whose nodes are lock *classes*: the creation site, so all
+locks made by one line of code are one class.  An acquisition whose new edge
+closes a cycle in that graph means two code paths take the same locks in
+opposite orders: they can deadlock, even if this run did not.  The cycle is
+reported once (per set of edges), with the site where each edge was first
+seen and the user's stack at that moment.
+
+Cost: like lockdep, each thread keeps the chain of classes it holds; a chain
+seen before (the common case) costs one dict lookup, and only a new chain
+adds edges and searches for a cycle, under one raw lock.
+
+False positives the classic tools fell into, avoided here:
+
+* a cycle whose edges were all taken while one common "gate" lock was held
+  cannot deadlock and is not reported;
+* a ``Lock`` released by another thread than its acquirer (a handoff) is
+  kept out of the graph;
+* two locks of the same class nested (``locks[i]`` then ``locks[j]``) are not
+  a cycle by themselves; instances of one class are ordered by an instance
+  graph instead, which forgets a lock when it is garbage collected;
+* non-blocking and timed acquires add edges but never raise.
+
+The graph is bounded: past :data:`MAX_EDGES` edges it stops growing and says
+so once (``lock_order.graph_full``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from _thread import _local, allocate_lock
+from types import FrameType
+from typing import Any, NamedTuple
+
+from tracedsync import _hooks
+from tracedsync._errors import LockOrderError
+from tracedsync._policy import policy_for
+from tracedsync._report import Report, current_stack, describe_primitive, thread_label
+from tracedsync._sites import describe_offset, register_internal_module, user_frame
+
+__all__ = ["MAX_EDGES", "acquired", "graph", "released"]
+
+register_internal_module(__file__)
+
+#: The most edges the graph keeps (class and instance edges together).
+MAX_EDGES = 20_000
+
+
+#: A lock the thread holds, as the order checker sees it: (lock, class key,
+#: code and bytecode offset of the acquire).  A plain tuple: built on every
+#: acquire while the checker is on.
+Held = tuple[Any, str, Any, int]
+
+
+class EdgeInfo(NamedTuple):
+    """Where and by whom an order ``before -> after`` was first seen."""
+
+    before_name: str
+    after_name: str
+    thread: str
+    before_at: str | None
+    after_at: str | None
+    stack: tuple[str, ...]
+    gates: frozenset[int]
+
+
+#: Per thread: ``held`` (list of :data:`Held`, innermost last) and ``chains``
+#: (the chain id after each of them).  Chain ids of chains holding two locks
+#: of one class are negative: those always take the slow path, which orders
+#: the instances.
+_per_thread = _local()
+
+
+class LockOrderGraph:
+    """Every lock order seen so far, by class and (within a class) by instance."""
+
+    def __init__(self, max_edges: int = MAX_EDGES) -> None:
+        self._guard = allocate_lock()
+        self.max_edges = max_edges
+        self.edges: dict[tuple[Any, Any], EdgeInfo] = {}
+        self._successors: dict[Any, set[Any]] = {}
+        self._chains: dict[tuple[int, str], int] = {}
+        self._chain_ids = itertools.count(1)
+        self._reported: set[frozenset[tuple[Any, Any]]] = set()
+        self._watched: dict[int, weakref.ref[Any]] = {}
+        self.full = False
+
+    def chain(self, chain: int, key: str) -> int | None:
+        """The known chain after ``chain`` + ``key``, or ``None`` if new."""
+        return self._chains.get((chain, key))
+
+    def clear(self) -> None:
+        """Forget every edge, chain and report."""
+        with self._guard:
+            self.edges.clear()
+            self._successors.clear()
+            self._chains.clear()
+            self._reported.clear()
+            self._watched.clear()
+            self.full = False
+
+    # -- graph ---------------------------------------------------------------
+    def _path(self, start: Any, goal: Any) -> list[Any] | None:
+        """Nodes from ``start`` to ``goal`` along edges, if connected."""
+        parents: dict[Any, Any] = {start: None}
+        frontier = [start]
+        while frontier:
+            node = frontier.pop()
+            if node == goal:
+                path = [node]
+                while parents[node] is not None:
+                    node = parents[node]
+                    path.append(node)
+                return path[::-1]
+            for following in self._successors.get(node, ()):
+                if following not in parents:
+                    parents[following] = node
+                    frontier.append(following)
+        return None
+
+    def _forget_instance(self, instance: int) -> None:
+        with self._guard:
+            self._watched.pop(instance, None)
+            for edge in [e for e in self.edges if instance in e]:
+                del self.edges[edge]
+                self._successors.get(edge[0], set()).discard(edge[1])
+            self._successors.pop(instance, None)
+
+    def _watch(self, lock: Any) -> None:
+        instance = id(lock)
+        if instance not in self._watched:
+            self._watched[instance] = weakref.ref(lock, lambda _: self._forget_instance(instance))
+
+    def add_chain(
+        self, held: list[Held], lock: Any, key: str, frame: FrameType | None, chain: int
+    ) -> tuple[int, list[EdgeInfo] | None]:
+        """Add the edges from every held lock to ``lock``; return the new
+        chain id and the first new cycle found (its edges), if any."""
+        found = user_frame(frame)
+        after_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
+        thread = thread_label(_hooks.thread_info().ident).strip("'")
+        cycle: list[EdgeInfo] | None = None
+        with self._guard:
+            for position, entry in enumerate(held):
+                if entry[0] is lock or getattr(entry[0], "_handoff", False):
+                    continue
+                same_class = entry[1] == key
+                edge = (id(entry[0]), id(lock)) if same_class else (entry[1], key)
+                if edge in self.edges:
+                    continue
+                if len(self.edges) >= self.max_edges:
+                    self._graph_full(lock, frame)
+                    break
+                if same_class:
+                    self._watch(entry[0])
+                    self._watch(lock)
+                gates = frozenset(id(gate[0]) for gate in held[:position])
+                self.edges[edge] = EdgeInfo(
+                    entry[0].name,
+                    lock.name,
+                    thread,
+                    describe_offset(entry[2], entry[3]),
+                    after_at,
+                    tuple(current_stack(_hooks.thread_info().ident)),
+                    gates,
+                )
+                self._successors.setdefault(edge[0], set()).add(edge[1])
+                if cycle is None:
+                    cycle = self._new_cycle(edge)
+            new_chain = self._chains.get((chain, key))
+            if new_chain is None:
+                new_chain = next(self._chain_ids)
+                if chain < 0 or any(entry[1] == key for entry in held):
+                    new_chain = -new_chain
+                self._chains[(chain, key)] = new_chain
+        return new_chain, cycle
+
+    def _new_cycle(self, edge: tuple[Any, Any]) -> list[EdgeInfo] | None:
+        path = self._path(edge[1], edge[0])
+        if path is None:
+            return None
+        cycle_edges = [edge, *itertools.pairwise(path)]
+        signature = frozenset(cycle_edges)
+        if signature in self._reported:
+            return None
+        infos = [self.edges[item] for item in cycle_edges]
+        if frozenset.intersection(*(info.gates for info in infos)):
+            return None  # every edge was taken under one common gate lock
+        self._reported.add(signature)
+        return infos
+
+    def _graph_full(self, lock: Any, frame: FrameType | None) -> None:
+        if not self.full:
+            self.full = True
+            data = {"max_edges": self.max_edges}
+            _hooks.emit("lock_order.graph_full", lock, frame, data, _hooks.WARNING)
+
+
+graph = LockOrderGraph()
+
+
+def _key(lock: Any) -> str:
+    key: str | None = lock._order_key
+    if key is None:
+        code, line = lock._created_code, lock._created_line
+        key = f"{lock._kind}@{code.co_filename if code else '?'}:{line}"
+        lock._order_key = key
+    return key
+
+
+def _thread_state() -> tuple[list[Held], list[int]]:
+    try:
+        return _per_thread.held, _per_thread.chains
+    except AttributeError:
+        _per_thread.held, _per_thread.chains = [], []
+        return _per_thread.held, _per_thread.chains
+
+
+def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
+    """The calling thread just acquired ``lock`` (not a recursive re-entry)."""
+    if getattr(lock, "_handoff", False):
+        return
+    try:
+        held, chains = _per_thread.held, _per_thread.chains
+    except AttributeError:
+        held, chains = _thread_state()
+    key = lock._order_key or _key(lock)
+    chain = chains[-1] if chains else 0
+    following = graph._chains.get((chain, key))
+    cycle = None
+    if following is None or following < 0:
+        following, cycle = graph.add_chain(held, lock, key, frame, chain)
+    held.append((lock, key, lock._acquired_code, lock._acquired_offset))
+    chains.append(following)
+    if cycle is not None:
+        _inversion(lock, frame, cycle, may_raise)
+
+
+def released(lock: Any) -> None:
+    """The calling thread released ``lock`` completely."""
+    try:
+        held = _per_thread.held
+    except AttributeError:
+        return
+    if held and held[-1][0] is lock:
+        held.pop()
+        _per_thread.chains.pop()
+        return
+    state = _per_thread
+    for position in range(len(held) - 1, -1, -1):
+        if held[position][0] is lock:
+            del held[position]
+            chains = state.chains[:position]
+            for entry in held[position:]:
+                previous = chains[-1] if chains else 0
+                known = graph.chain(previous, entry[1])
+                chains.append(known if known is not None else 0)
+            state.chains = chains
+            return
+
+
+def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_raise: bool) -> None:
+    new, *earlier = cycle
+    lines = [
+        "Possible deadlock: lock-order inversion (these locks are taken in opposite orders;",
+        "this run did not deadlock, but another interleaving can).",
+        f"  thread {new.thread!r} acquires {describe_primitive(lock)} at {new.after_at}",
+        f"      while holding Lock {new.before_name!r}, acquired at {new.before_at}",
+        "  the opposite order was seen before:",
+    ]
+    for edge in earlier:
+        lines.append(
+            f"    {edge.before_name!r} -> {edge.after_name!r}: thread {edge.thread!r} acquired "
+            f"{edge.after_name!r} at {edge.after_at} while holding {edge.before_name!r} "
+            f"(acquired at {edge.before_at})"
+        )
+        if edge.stack:
+            lines.append(f"      stack: {' <- '.join(edge.stack)}")
+    lines.append("Take these locks in one consistent order everywhere.")
+    chain = [
+        {
+            "before": edge.before_name,
+            "after": edge.after_name,
+            "thread": edge.thread,
+            "before_at": edge.before_at,
+            "after_at": edge.after_at,
+            "stack": list(edge.stack),
+        }
+        for edge in cycle
+    ]
+    signature = ("inversion", *sorted((e["before"], e["after"]) for e in chain))
+    report = Report("inversion", "\n".join(lines), signature, {"chain": chain})
+    _hooks.emit(
+        "lock_order.inversion",
+        lock,
+        frame,
+        {"message": report.message, "chain": chain},
+        _hooks.WARNING,
+    )
+    policy = policy_for("inversion", lock)
+    if callable(policy):
+        policy(report)
+    elif policy == "raise" and may_raise:
+        lock._undo_acquire()
+        error = LockOrderError(
+            report.message,
+            primitive=lock.name,
+            thread_name=new.thread,
+            held_at=new.before_at,
+            requested_at=new.after_at,
+        )
+        error.report = report
+        raise error

@@ -59,6 +59,8 @@ nitpick_ignore = [
     # Thread.isAlive's docstring says :meth:`is_alive`, which tracedsync
     # inherits from threading.Thread and does not document itself.
     ("py:meth", "is_alive"),
+    ("py:meth", "threading.Thread.is_alive"),
+    ("py:class", "os.PathLike"),
 ]
 
 html_theme = "furo"

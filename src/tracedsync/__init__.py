@@ -14,15 +14,17 @@ from threading import BrokenBarrierError
 
 from tracedsync import _jsonl  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
 from tracedsync._config import configure
-from tracedsync._errors import DeadlockError
+from tracedsync._errors import DeadlockError, LockOrderError
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
+from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
+from tracedsync._report import Report
 from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-for _public in (Lock, RLock, DeadlockError, Trace):
+for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace):
     _public.__module__ = "tracedsync"
 del _public
 
@@ -35,7 +37,9 @@ __all__ = [
     "DeadlockError",
     "Event",
     "Lock",
+    "LockOrderError",
     "RLock",
+    "Report",
     "Semaphore",
     "Thread",
     "Timer",
@@ -45,6 +49,7 @@ __all__ = [
     "enable",
     "is_enabled",
     "record",
+    "set_policy",
 ]
 
 __version__ = "0.1.0.dev0"

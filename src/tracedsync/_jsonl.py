@@ -14,7 +14,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
-from _thread import allocate_lock
+from _thread import RLock
 from typing import IO
 
 from tracedsync import _hooks
@@ -46,7 +46,8 @@ class JsonLinesSink:
         self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._batch = batch
         self._buffer: list[Record] = []
-        self._guard = allocate_lock()
+        # Reentrant: a __del__ run inside a flush may emit events itself.
+        self._guard = RLock()
         self._write_through = False
         self.written = 0
 
@@ -84,7 +85,7 @@ class JsonLinesSink:
     def _forget_after_fork(self) -> None:
         # The parent writes its own buffered records; the child starts empty.
         self._buffer = []
-        self._guard = allocate_lock()
+        self._guard = RLock()
 
 
 _current: JsonLinesSink | None = None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from _thread import _local, allocate_lock
+from _thread import RLock, _local
 from types import FrameType
 from typing import Any, NamedTuple
 
@@ -78,7 +78,7 @@ class LockOrderGraph:
     """Every lock order seen so far, by class and (within a class) by instance."""
 
     def __init__(self, max_edges: int = MAX_EDGES) -> None:
-        self._guard = allocate_lock()
+        self._guard = RLock()
         self.max_edges = max_edges
         self.edges: dict[tuple[Any, Any], EdgeInfo] = {}
         self._successors: dict[Any, set[Any]] = {}
@@ -86,6 +86,10 @@ class LockOrderGraph:
         self._chain_ids = itertools.count(1)
         self._reported: set[frozenset[tuple[Any, Any]]] = set()
         self._watched: dict[int, weakref.ref[Any]] = {}
+        #: Ids of watched locks that died; purged under the guard by the next
+        #: new chain.  A weakref callback may run inside any allocation, even
+        #: while this thread holds the guard, so it must never take it.
+        self._dead: list[int] = []
         self.full = False
 
     def chain(self, chain: int, key: str) -> int | None:
@@ -121,8 +125,10 @@ class LockOrderGraph:
                     frontier.append(following)
         return None
 
-    def _forget_instance(self, instance: int) -> None:
-        with self._guard:
+    def _purge_dead_locked(self) -> None:
+        """Drop the instance edges of locks that died (guard held)."""
+        while self._dead:
+            instance = self._dead.pop()
             self._watched.pop(instance, None)
             for edge in [e for e in self.edges if instance in e]:
                 del self.edges[edge]
@@ -132,7 +138,8 @@ class LockOrderGraph:
     def _watch(self, lock: Any) -> None:
         instance = id(lock)
         if instance not in self._watched:
-            self._watched[instance] = weakref.ref(lock, lambda _: self._forget_instance(instance))
+            dead = self._dead
+            self._watched[instance] = weakref.ref(lock, lambda _: dead.append(instance))
 
     def add_chain(
         self, held: list[Held], lock: Any, key: str, frame: FrameType | None, chain: int
@@ -144,6 +151,7 @@ class LockOrderGraph:
         thread = thread_label(_hooks.thread_info().ident).strip("'")
         cycle: list[EdgeInfo] | None = None
         with self._guard:
+            self._purge_dead_locked()
             for position, entry in enumerate(held):
                 if entry[0] is lock or getattr(entry[0], "_handoff", False):
                     continue

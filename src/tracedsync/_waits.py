@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from _thread import allocate_lock, get_ident
+from _thread import RLock as _RawRLock
+from _thread import get_ident
 from time import monotonic_ns
 from types import CodeType, FrameType
 from typing import NamedTuple
@@ -53,7 +54,9 @@ class WaitRegistry:
     """
 
     def __init__(self) -> None:
-        self._guard = allocate_lock()
+        # Reentrant: a __del__ run by the garbage collector inside a guarded
+        # section may itself wait on a traced primitive.
+        self._guard = _RawRLock()
         self._waits: dict[int, Wait] = {}
         #: Incremented by every change, so a caller can tell whether two
         #: snapshots saw the same state.
@@ -121,7 +124,9 @@ class WaitRegistry:
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""
-        self._guard = allocate_lock()
+        # Reentrant: a __del__ run by the garbage collector inside a guarded
+        # section may itself wait on a traced primitive.
+        self._guard = _RawRLock()
         self._waits = {}
         self._generation += 1
 

@@ -111,7 +111,13 @@ def acquire_contended(
     if observing:
         holder = {"timeout": timeout, "holder_thread_id": lock._owner}
         started_ns = _hooks.emit(event + ".blocked", lock, frame, holder)
-    outer = begin_wait(lock, timeout >= 0, frame, check_cycle=not self_reacquire)
+    try:
+        outer = begin_wait(lock, timeout >= 0, frame, check_cycle=not self_reacquire)
+    except DeadlockError as error:
+        if observing:
+            data = {"outcome": "error", "error": _hooks.describe_error(error), "timeout": timeout}
+            _hooks.emit(event, lock, frame, data)
+        raise
     try:
         if self_reacquire and timeout < 0:
             acquired = _wait_for_release(lock, frame)
@@ -123,7 +129,12 @@ def acquire_contended(
                 _lockorder.acquired(lock, frame, timeout < 0)
     except BaseException as error:
         if observing:
-            data = {"outcome": "error", "error": repr(error), "blocking": True, "timeout": timeout}
+            data = {
+                "outcome": "error",
+                "error": _hooks.describe_error(error),
+                "blocking": True,
+                "timeout": timeout,
+            }
             _hooks.emit(event, lock, frame, data)
         raise
     finally:
@@ -136,8 +147,8 @@ def acquire_contended(
             "blocking": True,
             "timeout": timeout,
         }
-        data.update(lock._depth_data())
         if acquired:
+            data.update(lock._depth_data())
             lock._acquired_ns = stamped[1]
         _hooks.deliver(stamped, event, lock, frame, data)
     return acquired

@@ -121,6 +121,7 @@ def configure(
             choices = ", ".join(LOG_LEVELS)
             raise ValueError(f"unknown log_level {log_level!r}; use one of {choices}") from None
     if log_format is not None:
+        log_format = log_format.lower()
         if log_format not in LOG_FORMATS:
             raise ValueError(f"unknown log_format {log_format!r}; use one of console, json")
         settings.log_format = log_format

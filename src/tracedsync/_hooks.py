@@ -8,9 +8,9 @@ in-memory recorders, the JSON Lines file) and, at or above the configured
 level, to structlog.  Records are converted to dictionaries and rendered only
 by the sinks that need it, never on the primitive's own path.
 
-While nothing observes (no sink and a log level above ``debug``) the
-primitives do not call in here at all: their hot path checks
-:data:`observing`, one module attribute.
+While nothing observes (no sink and a log level above ``debug``) and the
+lock-order checker is off, the primitives do not call in here at all: their
+hot path checks :data:`active`, one module attribute.
 
 Sequence numbers come from one process-wide :func:`itertools.count`, whose
 ``next()`` is a single C call.  A release-like operation (release, set,
@@ -134,6 +134,11 @@ def thread_info() -> ThreadInfo:
         info = ThreadInfo(ident, _current_thread_name(ident), os.getpid(), next(_tokens))
         _per_thread.info = info
     return info
+
+
+def describe_error(error: BaseException) -> str:
+    """``"ValueError: boom"``: how events spell an exception."""
+    return f"{type(error).__qualname__}: {error}"
 
 
 def bind_thread(name: str) -> None:

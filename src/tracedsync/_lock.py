@@ -205,6 +205,7 @@ class Lock(_LockBase):
             return
         owner = self._owner
         self._owner = None
+        self._acquired_ns = 0
         if owner is not None and owner != get_ident():
             self._handoff = True
         self._lock.release()
@@ -215,6 +216,7 @@ class Lock(_LockBase):
         if not _hooks.observing:
             owner = self._owner
             self._owner = None
+            self._acquired_ns = 0
             if owner is not None and owner != get_ident():
                 self._handoff = True
             self._lock.release()
@@ -229,7 +231,11 @@ class Lock(_LockBase):
             self._lock.release()
         except RuntimeError as error:
             _hooks.deliver(
-                stamped, "lock.release", self, frame, {"outcome": "error", "error": str(error)}
+                stamped,
+                "lock.release",
+                self,
+                frame,
+                {"outcome": "error", "error": _hooks.describe_error(error)},
             )
             raise
         held_ns = stamped[1] - acquired_ns if acquired_ns else None
@@ -360,6 +366,7 @@ class RLock(_LockBase):
         self._depth = depth
         if depth == 0:
             self._owner = None
+            self._acquired_ns = 0
             self._lock.release()
 
     def _undo_acquire(self) -> None:
@@ -378,13 +385,18 @@ class RLock(_LockBase):
             self._depth = depth
             if depth == 0:
                 self._owner = None
+                self._acquired_ns = 0
                 self._lock.release()
             return
         stamped = _hooks.stamp()  # before the release: see _hooks
         if self._owner != get_ident():
             error = "cannot release un-acquired lock"
             _hooks.deliver(
-                stamped, "rlock.release", self, frame, {"outcome": "error", "error": error}
+                stamped,
+                "rlock.release",
+                self,
+                frame,
+                {"outcome": "error", "error": f"RuntimeError: {error}"},
             )
             raise RuntimeError(error)
         depth = self._depth - levels

@@ -276,7 +276,7 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
         "Possible deadlock: lock-order inversion (these locks are taken in opposite orders;",
         "this run did not deadlock, but another interleaving can).",
         f"  thread {new.thread!r} acquires {describe_primitive(lock)} at {new.after_at}",
-        f"      while holding Lock {new.before_name!r}, acquired at {new.before_at}",
+        f"      while holding {new.before_name!r}, acquired at {new.before_at}",
         "  the opposite order was seen before:",
     ]
     for edge in earlier:

@@ -174,7 +174,8 @@ class Trace:
 def record(capacity: int = DEFAULT_CAPACITY) -> Trace:
     """Record the events of all threads in memory: ``with record() as trace:``.
 
-    At most ``capacity`` events are kept; later ones are counted in
-    :attr:`Trace.dropped`.  Several traces may record at once.
+    About ``capacity`` events are kept (threads racing for the last slot
+    may add a few more); later ones are counted in :attr:`Trace.dropped`,
+    never silently lost.  Several traces may record at once.
     """
     return Trace(capacity)

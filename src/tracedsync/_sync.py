@@ -72,6 +72,15 @@ def _outcome_data(
     return stamped, {"outcome": outcome, "waited_ns": stamped[1] - started_ns, **fields}
 
 
+def _report_failed_wait(
+    event: str, primitive: Any, frame: FrameType | None, error: BaseException
+) -> None:
+    """Close a ``*.blocked`` event whose wait ended with an exception."""
+    _hooks.emit(
+        event, primitive, frame, {"outcome": "error", "error": _hooks.describe_error(error)}
+    )
+
+
 class Condition(_Named, threading.Condition):
     """A traced drop-in for :class:`threading.Condition`.
 
@@ -95,6 +104,10 @@ class Condition(_Named, threading.Condition):
         outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             notified = super().wait(timeout)
+        except BaseException as error:
+            if observing:
+                _report_failed_wait("condition.wait", self, frame, error)
+            raise
         finally:
             end_wait(outer)
         if observing:
@@ -157,6 +170,10 @@ class Semaphore(_Named, threading.Semaphore):
         outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             acquired = super().acquire(True, timeout)
+        except BaseException as error:
+            if observing:
+                _report_failed_wait("semaphore.acquire", self, frame, error)
+            raise
         finally:
             end_wait(outer)
         if observing:
@@ -175,7 +192,7 @@ class Semaphore(_Named, threading.Semaphore):
             try:
                 super().release(n)
             except ValueError as error:
-                data = {"outcome": "error", "error": str(error), "n": n}
+                data = {"outcome": "error", "error": _hooks.describe_error(error), "n": n}
                 _hooks.deliver(stamped, "semaphore.release", self, frame, data)
                 raise
             _hooks.deliver(
@@ -232,6 +249,10 @@ class Event(_Named, threading.Event):
         outer = begin_wait(self, timeout is not None, _getframe(1))
         try:
             flag = super().wait(timeout)
+        except BaseException as error:
+            if observing:
+                _report_failed_wait("event.wait", self, frame, error)
+            raise
         finally:
             end_wait(outer)
         if observing:
@@ -272,6 +293,10 @@ class Barrier(_Named, threading.Barrier):
             if observing:
                 stamped, data = _outcome_data("broken", started_ns, timeout=timeout)
                 _hooks.deliver(stamped, "barrier.wait", self, frame, data)
+            raise
+        except BaseException as error:
+            if observing:
+                _report_failed_wait("barrier.wait", self, frame, error)
             raise
         finally:
             end_wait(outer)

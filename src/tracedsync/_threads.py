@@ -21,6 +21,7 @@ from typing import Any
 from tracedsync import _hooks
 from tracedsync._blocking import begin_wait, end_wait
 from tracedsync._config import settings
+from tracedsync._errors import DeadlockError
 from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
@@ -93,7 +94,7 @@ class Thread(threading.Thread):
                 error = self._tracedsync_exception
                 data: dict[str, Any] = {"outcome": "returned" if error is None else "raised"}
                 if error is not None:
-                    data["exception"] = f"{type(error).__qualname__}: {error}"
+                    data["exception"] = _hooks.describe_error(error)
                 _hooks.emit("thread.exit", self, None, data)
 
     def join(self, timeout: float | None = None) -> None:
@@ -104,9 +105,22 @@ class Thread(threading.Thread):
             blocked = {"timeout": timeout, "joined_thread_id": self.ident}
             started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
         joining_self = self.ident == threading.get_ident()
-        outer = begin_wait(self, timeout is not None, _getframe(1), check_cycle=not joining_self)
+        try:
+            outer = begin_wait(
+                self, timeout is not None, _getframe(1), check_cycle=not joining_self
+            )
+        except DeadlockError as error:
+            if observing:
+                refused = {"outcome": "error", "error": _hooks.describe_error(error)}
+                _hooks.emit("thread.join", self, frame, refused)
+            raise
         try:
             super().join(timeout)
+        except BaseException as error:
+            if observing:
+                failed = {"outcome": "error", "error": _hooks.describe_error(error)}
+                _hooks.emit("thread.join", self, frame, failed)
+            raise
         finally:
             end_wait(outer)
         if observing:

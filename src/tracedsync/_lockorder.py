@@ -157,7 +157,15 @@ class LockOrderGraph:
                     continue
                 same_class = entry[1] == key
                 edge = (id(entry[0]), id(lock)) if same_class else (entry[1], key)
-                if edge in self.edges:
+                gates = frozenset(id(gate[0]) for gate in held[:position])
+                known = self.edges.get(edge)
+                if known is not None:
+                    # Seen before: only an observation under fewer gate locks
+                    # matters, since it may make a gated cycle harmful.
+                    if not known.gates <= gates:
+                        self.edges[edge] = known._replace(gates=known.gates & gates)
+                        if cycle is None:
+                            cycle = self._new_cycle(edge)
                     continue
                 if len(self.edges) >= self.max_edges:
                     self._graph_full(lock, frame)
@@ -165,7 +173,6 @@ class LockOrderGraph:
                 if same_class:
                     self._watch(entry[0])
                     self._watch(lock)
-                gates = frozenset(id(gate[0]) for gate in held[:position])
                 self.edges[edge] = EdgeInfo(
                     entry[0].name,
                     lock.name,

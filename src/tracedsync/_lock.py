@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from _thread import allocate_lock, get_ident
 from types import CodeType, FrameType, TracebackType
 from typing import Any
@@ -65,6 +66,7 @@ class _LockBase:
         "_name",
         "_order_key",
         "_owner",
+        "_weak_self",
     )
     _kind = "Lock"
     #: Prefix of this class's event names (``lock.acquire``...).
@@ -92,6 +94,7 @@ class _LockBase:
         self._name = name
         self._identity = None
         self._order_key = None
+        self._weak_self: weakref.ref[_LockBase] | None = None
 
     @property
     def name(self) -> str:

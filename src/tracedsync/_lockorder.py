@@ -49,10 +49,12 @@ register_internal_module(__file__)
 MAX_EDGES = 20_000
 
 
-#: A lock the thread holds, as the order checker sees it: (lock, class key,
-#: code and bytecode offset of the acquire).  A plain tuple: built on every
-#: acquire while the checker is on.
-Held = tuple[Any, str, Any, int]
+#: A lock the thread holds, as the order checker sees it: (weak reference to
+#: the lock, class key, code and bytecode offset of the acquire).  A plain
+#: tuple: built on every acquire while the checker is on.  The reference is
+#: weak so that a lock acquired and then dropped without a release (legal)
+#: is not kept alive, nor taken for a gate lock forever.
+Held = tuple["weakref.ref[Any]", str, Any, int]
 
 
 class EdgeInfo(NamedTuple):
@@ -153,11 +155,14 @@ class LockOrderGraph:
         with self._guard:
             self._purge_dead_locked()
             for position, entry in enumerate(held):
-                if entry[0] is lock or getattr(entry[0], "_handoff", False):
+                before = entry[0]()
+                if before is None or before is lock or getattr(before, "_handoff", False):
                     continue
                 same_class = entry[1] == key
-                edge = (id(entry[0]), id(lock)) if same_class else (entry[1], key)
-                gates = frozenset(id(gate[0]) for gate in held[:position])
+                edge = (id(before), id(lock)) if same_class else (entry[1], key)
+                gates = frozenset(
+                    id(gate) for gate in (item[0]() for item in held[:position]) if gate is not None
+                )
                 known = self.edges.get(edge)
                 if known is not None:
                     # Seen before: only an observation under fewer gate locks
@@ -171,10 +176,10 @@ class LockOrderGraph:
                     self._graph_full(lock, frame)
                     break
                 if same_class:
-                    self._watch(entry[0])
+                    self._watch(before)
                     self._watch(lock)
                 self.edges[edge] = EdgeInfo(
-                    entry[0].name,
+                    before.name,
                     lock.name,
                     thread,
                     describe_offset(entry[2], entry[3]),
@@ -248,7 +253,10 @@ def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
     cycle = None
     if following is None or following < 0:
         following, cycle = graph.add_chain(held, lock, key, frame, chain)
-    held.append((lock, key, lock._acquired_code, lock._acquired_offset))
+    reference = lock._weak_self
+    if reference is None:
+        reference = lock._weak_self = weakref.ref(lock)
+    held.append((reference, key, lock._acquired_code, lock._acquired_offset))
     chains.append(following)
     if cycle is not None:
         _inversion(lock, frame, cycle, may_raise)
@@ -260,13 +268,13 @@ def released(lock: Any) -> None:
         held = _per_thread.held
     except AttributeError:
         return
-    if held and held[-1][0] is lock:
+    if held and held[-1][0]() is lock:
         held.pop()
         _per_thread.chains.pop()
         return
     state = _per_thread
     for position in range(len(held) - 1, -1, -1):
-        if held[position][0] is lock:
+        if held[position][0]() is lock:
             del held[position]
             chains = state.chains[:position]
             for entry in held[position:]:

@@ -252,3 +252,49 @@ def test_handoff_lock_is_never_reported_while_another_thread_could_release() -> 
     releaser.start()
     worker.join()  # the cycle goes through a handoff lock: no DeadlockError
     releaser.join()
+
+
+def test_stranded_when_every_other_thread_is_blocked_forever() -> None:
+    lock = tracedsync.Lock(name="db")
+    never = tracedsync.Event(name="never-set")
+    holding = threading.Event()
+
+    def holder() -> None:
+        with lock:
+            holding.set()
+            never.wait()  # nobody will set it: the lock is held forever
+
+    holder_thread = tracedsync.Thread(target=holder, name="holder")
+    holder_thread.start()
+    holding.wait()
+    wait_until_blocked(holder_thread.ident)
+    client = tracedsync.Thread(target=lambda: lock.acquire() and lock.release(), name="client")
+    client.start()
+    wait_until_blocked(client.ident)
+    with pytest.raises(tracedsync.DeadlockError) as caught:
+        client.join()  # every other thread is blocked forever: this would hang
+    message = str(caught.value)
+    assert "every other thread is blocked forever or has exited" in message
+    assert "thread 'client' waits for Lock 'db'" in message
+    assert "thread 'holder' waits for Event 'never-set'" in message
+    assert caught.value.report.details["blocked"]
+    never.set()
+    client.join()
+    holder_thread.join()
+
+
+def test_worker_reacquire_after_the_main_thread_finished() -> None:
+    from helpers import run_python
+
+    result = run_python(
+        "import tracedsync\n"
+        "lock = tracedsync.Lock()\n"
+        "def work():\n"
+        "    lock.acquire()\n"
+        "    try:\n"
+        "        lock.acquire()\n"
+        "    except tracedsync.DeadlockError:\n"
+        "        print('worker got DeadlockError')\n"
+        "tracedsync.Thread(target=work).start()\n"
+    )
+    assert (result.returncode, result.stdout) == (0, "worker got DeadlockError\n")

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from threading import BrokenBarrierError
 
-from tracedsync import _jsonl  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
+from tracedsync import (
+    _jsonl,  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
+    _log,  # noqa: F401 - imported up front, not inside a first report
+)
 from tracedsync._config import configure
 from tracedsync._errors import DeadlockError, LockOrderError
 from tracedsync._hooks import SCHEMA_VERSION

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from tracedsync import _hooks, _lockorder
 from tracedsync._config import settings
-from tracedsync._deadlock import begin_checked_wait
+from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
 from tracedsync._errors import DeadlockError
 from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 from tracedsync._waits import Wait, waits
@@ -29,12 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["acquire_contended", "begin_wait", "end_wait", "thread_name"]
 
 register_internal_module(__file__)
-
-#: How long a self re-acquiring thread waits between two checks of whether
-#: another thread could still release its lock.  The first check after a
-#: negative answer comes soon, to confirm it; later ones back off.
-_CONFIRM_SECONDS = 0.02
-_MAX_POLL_SECONDS = 0.1
 
 
 class _Named(Protocol):
@@ -83,6 +77,7 @@ def acquire_contended(
     frame: FrameType,
     *,
     quiet: bool = False,
+    restoring: bool = False,
 ) -> bool:
     """Acquire ``lock`` whose raw lock was just found busy.
 
@@ -92,7 +87,10 @@ def acquire_contended(
     registered for its whole duration; if it is interrupted (``KeyboardInterrupt``
     in the main thread) the lock is not taken and the registration is undone.
     ``quiet`` leaves the final ``acquire`` event to the caller (a condition
-    restoring an RLock's depth reports it with the depth).
+    restoring an RLock's depth reports it with the depth).  ``restoring``
+    marks a condition wait taking its lock back: the lock-order checker may
+    report but must not refuse it, since ``Condition.wait`` cannot return
+    without its lock.
     """
     me = get_ident()
     observing = _hooks.observing
@@ -121,12 +119,15 @@ def acquire_contended(
     try:
         if self_reacquire and timeout < 0:
             acquired = _wait_for_release(lock, frame)
+        elif timeout < 0 and not waits.others_can_progress(me)[0]:
+            wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame)
+            acquired = True
         else:
             acquired = lock._lock.acquire(True, timeout)
         if acquired:
             lock._take(frame)
             if _hooks.ordering and not quiet:
-                _lockorder.acquired(lock, frame, timeout < 0)
+                _lockorder.acquired(lock, frame, timeout < 0 and not restoring)
     except BaseException as error:
         if observing:
             data = {
@@ -140,18 +141,25 @@ def acquire_contended(
     finally:
         waits.end(outer)
     if observing and not quiet:
-        stamped = _hooks.stamp()
-        data = {
-            "outcome": "acquired" if acquired else "timed_out",
-            "waited_ns": stamped[1] - started_ns,
-            "blocking": True,
-            "timeout": timeout,
-        }
-        if acquired:
-            data.update(lock._depth_data())
-            lock._acquired_ns = stamped[1]
-        _hooks.deliver(stamped, event, lock, frame, data)
+        _report_wait_end(lock, frame, acquired, started_ns, timeout)
     return acquired
+
+
+def _report_wait_end(
+    lock: Lock | RLock, frame: FrameType, acquired: bool, started_ns: int, timeout: float
+) -> None:
+    """The final ``acquire`` event of a contended acquire that blocked."""
+    stamped = _hooks.stamp()
+    data = {
+        "outcome": "acquired" if acquired else "timed_out",
+        "waited_ns": stamped[1] - started_ns,
+        "blocking": True,
+        "timeout": timeout,
+    }
+    if acquired:
+        data.update(lock._depth_data())
+        lock._acquired_ns = stamped[1]
+    _hooks.deliver(stamped, lock._events + ".acquire", lock, frame, data)
 
 
 def _strict(lock: Lock | RLock) -> bool:
@@ -174,27 +182,14 @@ def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) 
 
 
 def _wait_for_release(lock: Lock | RLock, frame: FrameType) -> bool:
-    """Wait, without timeout, for another thread to release a lock we hold.
+    """Wait, without timeout, for another thread to release a lock we hold;
+    raise :class:`DeadlockError` once no other thread can (see
+    :func:`~tracedsync._deadlock.wait_unless_stranded`)."""
 
-    Raises :class:`DeadlockError` once no other thread can make progress: the
-    answer must be the same at two checks a short wait apart, with no wait
-    begun or ended in between, so a thread that was just woken but has not
-    yet unregistered its wait is never mistaken for a blocked one.
-    """
-    me = get_ident()
-    raw = lock._lock
-    interval = _CONFIRM_SECONDS
-    unconfirmed: int | None = None
-    while not raw.acquire(True, interval):
-        can_progress, generation = waits.others_can_progress(me)
-        if can_progress:
-            unconfirmed = None
-            interval = min(interval * 2, _MAX_POLL_SECONDS)
-        elif unconfirmed == generation:
-            raise _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
-        else:
-            unconfirmed = generation
-            interval = _CONFIRM_SECONDS
+    def refuse() -> None:
+        raise _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
+
+    wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame, refuse)
     return True
 
 

@@ -103,7 +103,8 @@ def configure(
     ``on_deadlock``, ``on_inversion``: what happens when a wait closes a
     wait-for cycle (default ``"raise"``: :class:`~tracedsync.DeadlockError`
     in the thread closing it) or an acquisition makes the lock-order graph
-    cyclic (default ``"warn"``): ``"raise"``, ``"warn"`` (log the report and
+    cyclic (default ``"warn"``): ``"raise"``, ``"warn"`` (emit the finding's
+    event, shown on stderr when ``log_level`` lets its level through, and
     carry on as the stdlib would) or a callable receiving the
     :class:`~tracedsync.Report`.  :func:`~tracedsync.set_policy` overrides
     them per primitive.

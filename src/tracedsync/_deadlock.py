@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from _thread import allocate_lock, get_ident
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, NamedTuple
 
@@ -31,7 +32,12 @@ from tracedsync._report import Report, current_stack, describe_primitive, thread
 from tracedsync._sites import describe_offset, register_internal_module
 from tracedsync._waits import Wait, waits
 
-__all__ = ["begin_checked_wait", "find_cycle"]
+__all__ = ["begin_checked_wait", "find_cycle", "wait_unless_stranded"]
+
+#: How long a possibly stranded thread waits before confirming that no other
+#: thread can make progress; later checks back off up to the maximum.
+CONFIRM_SECONDS = 0.02
+MAX_POLL_SECONDS = 0.1
 
 register_internal_module(__file__)
 
@@ -134,31 +140,162 @@ def begin_checked_wait(primitive: Any, frame: FrameType | None) -> Wait | None:
     with _check_guard:
         outer = waits.begin(primitive, False, frame)
         edges = find_cycle(get_ident())
-    if edges is not None:
-        try:
-            _handle(edges, primitive, frame)
-        except BaseException:
+        if edges is not None:
+            # While it reports, the victim is running, not blocked: others
+            # must not count it as blocked forever.
             waits.end(outer)
-            raise
-    return outer
+    if edges is None:
+        return outer
+    _handle(edges, primitive, frame)
+    return waits.begin(primitive, False, frame)  # the policy lets it wait
 
 
 def _handle(edges: list[Edge], primitive: Any, frame: FrameType | None) -> None:
     report = _report(edges)
+    first = report.details["cycle"][0]
+    _apply(
+        report, primitive, frame, first["thread"], first["waits_at"], first["holder_acquired_at"]
+    )
+
+
+def _apply(
+    report: Report,
+    primitive: Any,
+    frame: FrameType | None,
+    thread_name: str,
+    requested_at: str | None,
+    held_at: str | None = None,
+) -> None:
+    """Emit the finding and apply the ``deadlock`` policy of ``primitive``."""
     data = {"message": report.message, **report.details}
-    _hooks.emit("deadlock.cycle", primitive, frame, data, _hooks.ERROR)
+    event = "deadlock.cycle" if report.signature[0] == "deadlock" else "deadlock.stranded"
+    _hooks.emit(event, primitive, frame, data, _hooks.ERROR)
     policy = policy_for("deadlock", primitive)
     if callable(policy):
         policy(report)
         return
     if policy == "raise":
-        first = report.details["cycle"][0]
         error = DeadlockError(
             report.message,
             primitive=primitive.name,
-            thread_name=first["thread"],
-            held_at=first["holder_acquired_at"],
-            requested_at=first["waits_at"],
+            thread_name=thread_name,
+            held_at=held_at,
+            requested_at=requested_at,
         )
         error.report = report
         raise error
+
+
+def wait_unless_stranded(
+    attempt: Callable[[float], bool],
+    primitive: Any,
+    frame: FrameType | None,
+    on_stranded: Callable[[], None] | None = None,
+) -> None:
+    """Wait, without timeout, for ``attempt`` to succeed, unless no other
+    thread can ever make it succeed.
+
+    ``attempt(seconds)`` waits at most that long and says whether the wait is
+    over.  The thread polls; once two checks a short wait apart agree that
+    every other thread is blocked forever or gone, with no wait begun or
+    ended in between (so a thread woken but not yet unregistered is never
+    taken for a blocked one), the thread is stranded.  The decision is taken
+    under the detection lock and the thread withdraws its wait at once, so
+    two stranded threads never both become victims.  Then ``on_stranded()``
+    runs (it may raise), or by default the ``deadlock`` policy of
+    ``primitive`` applies; if nothing raised, the thread waits on, as the
+    stdlib would.
+    """
+    me = get_ident()
+    joining = isinstance(primitive, threading.Thread)
+    _watchers[me] = joining
+    try:
+        _watch(attempt, primitive, frame, on_stranded, me, joining)
+    finally:
+        _watchers.pop(me, None)
+
+
+#: Threads polling in :func:`wait_unless_stranded`, and whether each is
+#: joining a thread.  A joiner is the worst victim (refusing it frees no
+#: lock), so it yields to any other polling thread.
+_watchers: dict[int, bool] = {}
+
+
+def _watch(
+    attempt: Callable[[float], bool],
+    primitive: Any,
+    frame: FrameType | None,
+    on_stranded: Callable[[], None] | None,
+    me: int,
+    joining: bool,
+) -> None:
+    interval = CONFIRM_SECONDS
+    unconfirmed: int | None = None
+    while not attempt(interval):
+        can_progress, generation = waits.others_can_progress(me)
+        if can_progress:
+            unconfirmed = None
+            interval = min(interval * 2, MAX_POLL_SECONDS)
+            continue
+        if unconfirmed != generation:
+            unconfirmed = generation
+            interval = CONFIRM_SECONDS
+            continue
+        with _check_guard:
+            can_progress, generation = waits.others_can_progress(me)
+            stranded = not can_progress and generation == unconfirmed
+            if joining and any(
+                not other_joins for ident, other_joins in list(_watchers.items()) if ident != me
+            ):
+                stranded = False
+            if stranded:
+                _, current = waits.snapshot()
+                waits.withdraw()
+        if not stranded:
+            unconfirmed = None
+            continue
+        if on_stranded is not None:
+            on_stranded()
+        else:
+            _stranded(primitive, frame, current)
+        while not attempt(MAX_POLL_SECONDS):
+            pass
+        return
+
+
+def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait]) -> None:
+    me = get_ident()
+    wait = current.get(me)
+    waits_at = describe_offset(wait.code, wait.offset) if wait is not None else None
+    holder = holder_of(primitive)
+    lines = [
+        f"Thread {thread_label(me)} waits for {describe_primitive(primitive)} at "
+        f"{waits_at or 'unknown'}, but every other thread is blocked forever or has "
+        "exited: the wait can never end (tracedsync).",
+    ]
+    if holder is not None and not isinstance(primitive, threading.Thread):
+        held_at = describe_offset(primitive._acquired_code, primitive._acquired_offset)
+        lines.append(f"  it is held by thread {thread_label(holder)}, acquired at {held_at}")
+    blocked = []
+    for ident, other in sorted(current.items()):
+        if ident == me:
+            continue
+        other_at = describe_offset(other.code, other.offset) or "unknown"
+        lines.append(
+            f"  thread {thread_label(ident)} waits for {describe_primitive(other.primitive)}"
+            f" at {other_at}"
+        )
+        blocked.append(
+            {
+                "thread_id": ident,
+                "waits_for": getattr(other.primitive, "name", None),
+                "waits_at": other_at,
+            }
+        )
+    report = Report(
+        "deadlock",
+        "\n".join(lines),
+        ("stranded", primitive.name),
+        {"stranded_thread_id": me, "waits_at": waits_at, "blocked": blocked},
+    )
+    _apply(report, primitive, frame, thread_label(me).strip("'"), waits_at)

@@ -275,7 +275,7 @@ class Lock(_LockBase):
             if _hooks.active:
                 self._after_acquire(frame, True, -1, may_raise=False)
         else:
-            _blocking.acquire_contended(self, True, -1, frame)
+            _blocking.acquire_contended(self, True, -1, frame, restoring=True)
 
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()  # type: ignore[attr-defined]
@@ -436,7 +436,7 @@ class RLock(_LockBase):
         if self._lock.acquire(False):
             self._take(frame)
         else:
-            _blocking.acquire_contended(self, True, -1, frame, quiet=True)
+            _blocking.acquire_contended(self, True, -1, frame, quiet=True, restoring=True)
         self._depth, self._owner = state
         if _hooks.ordering:
             _lockorder.acquired(self, frame, False)

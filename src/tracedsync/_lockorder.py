@@ -48,6 +48,11 @@ register_internal_module(__file__)
 #: The most edges the graph keeps (class and instance edges together).
 MAX_EDGES = 20_000
 
+#: The chain id of a held set that is not in the cache (after a lock was
+#: released out of order): acquisitions on top of it always take the slow
+#: path and are never cached.
+UNKNOWN_CHAIN = -1
+
 
 #: A lock the thread holds, as the order checker sees it: (weak reference to
 #: the lock, class key, code and bytecode offset of the acquire).  A plain
@@ -190,8 +195,10 @@ class LockOrderGraph:
                 self._successors.setdefault(edge[0], set()).add(edge[1])
                 if cycle is None:
                     cycle = self._new_cycle(edge)
-            new_chain = self._chains.get((chain, key))
-            if new_chain is None:
+            new_chain = None if chain == UNKNOWN_CHAIN else self._chains.get((chain, key))
+            if chain == UNKNOWN_CHAIN:
+                new_chain = UNKNOWN_CHAIN
+            elif new_chain is None:
                 new_chain = next(self._chain_ids)
                 if chain < 0 or any(entry[1] == key for entry in held):
                     new_chain = -new_chain
@@ -279,8 +286,8 @@ def released(lock: Any) -> None:
             chains = state.chains[:position]
             for entry in held[position:]:
                 previous = chains[-1] if chains else 0
-                known = graph.chain(previous, entry[1])
-                chains.append(known if known is not None else 0)
+                known = None if previous == UNKNOWN_CHAIN else graph.chain(previous, entry[1])
+                chains.append(known if known is not None else UNKNOWN_CHAIN)
             state.chains = chains
             return
 
@@ -325,7 +332,11 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
     )
     policy = policy_for("inversion", lock)
     if callable(policy):
-        policy(report)
+        try:
+            policy(report)
+        except BaseException:
+            lock._undo_acquire()  # the acquire fails: the lock must not stay held
+            raise
     elif policy == "raise" and may_raise:
         lock._undo_acquire()
         error = LockOrderError(

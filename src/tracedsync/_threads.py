@@ -21,10 +21,12 @@ from typing import Any
 from tracedsync import _hooks
 from tracedsync._blocking import begin_wait, end_wait
 from tracedsync._config import settings
+from tracedsync._deadlock import wait_unless_stranded
 from tracedsync._errors import DeadlockError
 from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
+from tracedsync._waits import waits
 
 __all__ = ["Thread", "Timer"]
 
@@ -104,7 +106,8 @@ class Thread(threading.Thread):
             frame = _getframe(1)
             blocked = {"timeout": timeout, "joined_thread_id": self.ident}
             started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
-        joining_self = self.ident == threading.get_ident()
+        me = threading.get_ident()
+        joining_self = self.ident == me
         try:
             outer = begin_wait(
                 self, timeout is not None, _getframe(1), check_cycle=not joining_self
@@ -115,7 +118,10 @@ class Thread(threading.Thread):
                 _hooks.emit("thread.join", self, frame, refused)
             raise
         try:
-            super().join(timeout)
+            if timeout is None and not joining_self and not waits.others_can_progress(me)[0]:
+                wait_unless_stranded(self._join_for, self, _getframe(1))
+            else:
+                super().join(timeout)
         except BaseException as error:
             if observing:
                 failed = {"outcome": "error", "error": _hooks.describe_error(error)}
@@ -131,6 +137,10 @@ class Thread(threading.Thread):
                 "timeout": timeout,
             }
             _hooks.deliver(stamped, "thread.join", self, frame, data)
+
+    def _join_for(self, seconds: float) -> bool:
+        super().join(seconds)
+        return not self.is_alive()
 
     def isAlive(self) -> bool:  # noqa: N802 - the legacy name is the point
         """Deprecated alias of :meth:`threading.Thread.is_alive`, removed from

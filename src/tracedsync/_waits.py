@@ -87,6 +87,13 @@ class WaitRegistry:
                 self._waits[ident] = outer
             self._generation += 1
 
+    def withdraw(self) -> None:
+        """Drop the calling thread's wait at once (a victim about to report
+        and raise is running, not blocked); :meth:`end` later is harmless."""
+        with self._guard:
+            self._waits.pop(get_ident(), None)
+            self._generation += 1
+
     def snapshot(self) -> tuple[int, dict[int, Wait]]:
         """The current generation and a copy of every wait in progress."""
         with self._guard:
@@ -112,8 +119,14 @@ class WaitRegistry:
         so (it then only waits for the other threads to exit).
         """
         generation, current = self.snapshot()
+        # Cheap test first: fewer untimed waits than other threads that
+        # ``threading`` knows means one of them is running.
         main_ident = threading.main_thread().ident
         main_finished = not threading.main_thread().is_alive()
+        untimed = sum(1 for ident, wait in current.items() if not wait.timed and ident != me)
+        others = threading.active_count() - 1 - (main_finished and main_ident != me)
+        if untimed < others:
+            return True, generation
         for ident in sys._current_frames():
             if ident == me or (ident == main_ident and main_finished):
                 continue

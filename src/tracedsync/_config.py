@@ -75,6 +75,8 @@ def configure(
     lock_order: bool | None = None,
     on_deadlock: Any = None,
     on_inversion: Any = None,
+    wait_warning: float | None = None,
+    on_long_wait: Any = None,
 ) -> None:
     """Change tracedsync's process-wide settings; ``None`` leaves one as it is.
 
@@ -109,6 +111,12 @@ def configure(
     :class:`~tracedsync.Report`.  :func:`~tracedsync.set_policy` overrides
     them per primitive.
 
+    ``wait_warning``: report (event ``wait.long``, level warning) every
+    blocking acquire, wait or join still blocked after this many seconds,
+    with the stack of every thread; ``0`` turns the watchdog off (the
+    default).  The same as ``TRACEDSYNC_WAIT_WARNING``.  ``on_long_wait``:
+    ``"warn"`` (the default) or a callable receiving the report.
+
     This never touches structlog's or logging's global configuration.
     """
     from tracedsync import _hooks, _policy
@@ -136,4 +144,10 @@ def configure(
         _policy.set_global("deadlock", on_deadlock)
     if on_inversion is not None:
         _policy.set_global("inversion", on_inversion)
+    if on_long_wait is not None:
+        _policy.set_global("long_wait", on_long_wait)
+    if wait_warning is not None:
+        from tracedsync._watchdog import watchdog
+
+        watchdog.configure(wait_warning)
     _hooks.settings_changed()

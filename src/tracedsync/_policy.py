@@ -41,6 +41,8 @@ def check_policy(kind: str, policy: Policy) -> Policy:
         raise ValueError(f"unknown finding {kind!r}; use one of {', '.join(KINDS)}")
     if not callable(policy) and policy not in {"raise", "warn"}:
         raise ValueError(f"policy for {kind} must be 'raise', 'warn' or a callable, not {policy!r}")
+    if kind == "long_wait" and policy == "raise":
+        raise ValueError("the watchdog cannot raise in a blocked thread: use 'warn' or a callable")
     return policy
 
 

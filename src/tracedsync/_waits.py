@@ -61,6 +61,9 @@ class WaitRegistry:
         #: Incremented by every change, so a caller can tell whether two
         #: snapshots saw the same state.
         self._generation = 0
+        #: Idents of tracedsync's own threads (the watchdog): never counted
+        #: as threads that could release anything.
+        self.internal: set[int] = set()
 
     def begin(self, primitive: object, timed: bool, frame: FrameType | None = None) -> Wait | None:
         """Record that the calling thread is about to block; return the outer wait.
@@ -128,7 +131,7 @@ class WaitRegistry:
         if untimed < others:
             return True, generation
         for ident in sys._current_frames():
-            if ident == me or (ident == main_ident and main_finished):
+            if ident == me or ident in self.internal or (ident == main_ident and main_finished):
                 continue
             wait = current.get(ident)
             if wait is None or wait.timed:

@@ -205,13 +205,21 @@ def test_warn_policy_reports_and_blocks_like_the_stdlib(capfd: pytest.CaptureFix
     assert "deadlock.cycle" in capfd.readouterr().err
 
 
+class _Refused(Exception):
+    pass
+
+
 def test_callback_policy_per_primitive_receives_the_report() -> None:
     reports: list[tracedsync.Report] = []
+
+    def refuse(report: tracedsync.Report) -> None:
+        reports.append(report)
+        raise _Refused(report.kind)  # a callback's exception reaches the victim
+
     first, second = tracedsync.Lock(name="x"), tracedsync.Lock(name="y")
-    tracedsync.set_policy(first, deadlock=reports.append)
-    tracedsync.set_policy(second, deadlock=reports.append)
+    tracedsync.set_policy(first, deadlock=refuse)
+    tracedsync.set_policy(second, deadlock=refuse)
     both_hold_one = tracedsync.Barrier(2)
-    release_all = threading.Event()
 
     def one() -> None:
         with first:
@@ -222,16 +230,14 @@ def test_callback_policy_per_primitive_receives_the_report() -> None:
     def two() -> None:
         with second:
             both_hold_one.wait()
-            release_all.wait(10)  # no deadlock will be raised: let the other through
-        # second is released once release_all is set or after 10 s
+            with first:
+                pass
 
-    threads = [tracedsync.Thread(target=one), tracedsync.Thread(target=two)]
-    for thread in threads:
-        thread.start()
-    release_all.set()
-    for thread in threads:
-        thread.join()
-    assert reports == []  # timed waits are no cycle
+    errors = _run_all(one, two)
+    assert [type(error) for error in errors] == [_Refused]
+    assert [report.kind for report in reports] == ["deadlock"]
+    assert reports[0].signature == ("deadlock", "x", "y")
+    tracedsync.set_policy(first, deadlock=None)  # back to the global policy
     with pytest.raises(ValueError, match="policy"):
         tracedsync.set_policy(first, deadlock="explode")
     with pytest.raises(ValueError, match="unknown finding"):

@@ -134,8 +134,11 @@ class _LockBase:
             "waited_ns": 0,
             "blocking": bool(blocking),
             "timeout": timeout,
+            **self._depth_data(),
         }
-        self._acquired_ns = _hooks.emit("lock.acquire", self, frame, data)
+        now = _hooks.emit(self._events + ".acquire", self, frame, data)
+        if data.get("depth", 1) == 1:  # a recursive acquire does not restart the hold
+            self._acquired_ns = now
 
     def _undo_acquire(self) -> None:
         """Release a just-made acquisition that a hook refused."""
@@ -345,18 +348,6 @@ class RLock(_LockBase):
 
     def _depth_data(self) -> dict[str, Any]:
         return {"depth": self._depth}
-
-    def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
-        data = {
-            "outcome": "acquired",
-            "waited_ns": 0,
-            "blocking": bool(blocking),
-            "timeout": timeout,
-            "depth": self._depth,
-        }
-        now = _hooks.emit("rlock.acquire", self, frame, data)
-        if self._depth == 1:
-            self._acquired_ns = now
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""

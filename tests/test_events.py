@@ -29,6 +29,7 @@ COMMON_FIELDS = (
     "primitive_kind",
     "primitive_id",
     "primitive_name",
+    "primitive_created",
     "file",
     "line",
     "function",

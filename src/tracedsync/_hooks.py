@@ -31,7 +31,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from tracedsync._config import LOG_LEVELS, settings
-from tracedsync._sites import INTERNAL_FILES, register_internal_module, user_frame
+from tracedsync._sites import INTERNAL_FILES, describe_line, register_internal_module, user_frame
 
 __all__ = [
     "DEBUG",
@@ -63,8 +63,9 @@ DEBUG = LOG_LEVELS["debug"]
 WARNING = LOG_LEVELS["warning"]
 ERROR = LOG_LEVELS["error"]
 
-#: A primitive as events name it: (kind, id, name).  Built once per primitive.
-Identity = tuple[str, int, str]
+#: A primitive as events name it: (kind, id, name, creation site as
+#: ``"file.py:line"`` or ``None``).  Built once per primitive.
+Identity = tuple[str, int, str, "str | None"]
 
 #: The order of the fields of a record tuple.
 RECORD_FIELDS = (
@@ -149,10 +150,13 @@ def bind_thread(name: str) -> None:
 
 
 def identity(primitive: Any) -> Identity:
-    """The primitive's (kind, id, name), cached on it after the first event."""
+    """The primitive's (kind, id, name, creation site), cached on it after the
+    first event."""
     found: Identity | None = primitive._identity
     if found is None:
-        found = (primitive._kind, id(primitive), primitive.name)
+        site = getattr(primitive, "_creation_site", None)
+        created = None if site is None else describe_line(*site())
+        found = (primitive._kind, id(primitive), primitive.name, created)
         primitive._identity = found
     return found
 

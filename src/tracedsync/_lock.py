@@ -103,6 +103,10 @@ class _LockBase:
             self._name = default_name(self._kind, self._created_code, self._created_line)
         return self._name
 
+    def _creation_site(self) -> tuple[CodeType | None, int]:
+        """Where the lock was created (events' ``primitive_created``)."""
+        return self._created_code, self._created_line
+
     def _note_site(self, frame: FrameType) -> None:
         """Remember where the user acquired the lock (skipping internal frames)."""
         found = user_frame(frame)

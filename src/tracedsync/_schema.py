@@ -25,7 +25,7 @@ def _line(code: CodeType, offset: int) -> int:
 def record_to_dict(record: Record) -> dict[str, Any]:
     """Every field of one event, in the documented order."""
     seq, time_ns, thread, event, level, primitive, code, offset, data = record
-    kind, primitive_id, name = primitive
+    kind, primitive_id, name, created = primitive
     event_dict: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "seq": seq,
@@ -39,6 +39,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "primitive_kind": kind,
         "primitive_id": primitive_id,
         "primitive_name": name,
+        "primitive_created": created,
         "file": None if code is None else code.co_filename,
         "line": None if code is None else _line(code, offset),
         "function": None if code is None else code.co_name,

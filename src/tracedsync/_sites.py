@@ -16,6 +16,7 @@ from types import CodeType, FrameType
 
 __all__ = [
     "INTERNAL_FILES",
+    "describe_line",
     "describe_offset",
     "describe_site",
     "line_at",
@@ -94,8 +95,14 @@ def describe_offset(code: CodeType | None, offset: int) -> str | None:
     return describe_site(code, line_at(code, offset))
 
 
+def describe_line(code: CodeType | None, line: int) -> str | None:
+    """``"app.py:42"`` (the path as :func:`short_path`), ``None`` if unknown."""
+    if code is None:
+        return None
+    return f"{short_path(code.co_filename)}:{line}"
+
+
 def default_name(kind: str, code: CodeType | None, line: int) -> str:
     """The name a primitive gets when the user gives none: ``Lock@app.py:42``."""
-    if code is None:
-        return kind
-    return f"{kind}@{short_path(code.co_filename)}:{line}"
+    site = describe_line(code, line)
+    return kind if site is None else f"{kind}@{site}"

@@ -55,6 +55,10 @@ class _Named:
         self._tracedsync_created = caller_site(2)
         self._kind = type(self).__name__
 
+    def _creation_site(self) -> tuple[CodeType | None, int]:
+        """Where the primitive was created (events' ``primitive_created``)."""
+        return self._tracedsync_created
+
     @property
     def name(self) -> str:
         """The primitive's name as it appears in events and reports."""

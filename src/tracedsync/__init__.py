@@ -20,6 +20,7 @@ from tracedsync._config import configure
 from tracedsync._errors import DeadlockError, LockOrderError
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
+from tracedsync._patch import is_patched, patch, patched, unpatch
 from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
 from tracedsync._report import Report
@@ -51,8 +52,12 @@ __all__ = [
     "disable",
     "enable",
     "is_enabled",
+    "is_patched",
+    "patch",
+    "patched",
     "record",
     "set_policy",
+    "unpatch",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -1,0 +1,264 @@
+"""Tracing unmodified code: make ``threading``'s constructors build traced primitives.
+
+After :func:`patch`, ``threading.Lock()``, ``RLock()``, ``Condition()``,
+``Semaphore()``, ``BoundedSemaphore()``, ``Event()``, ``Barrier()``,
+``Thread(...)`` and ``Timer(...)`` return tracedsync's primitives, so code that
+was never written for tracedsync (``queue``, ``concurrent.futures``, a
+third-party library) is traced as it runs.  :func:`unpatch` puts the original
+objects back, exactly.
+
+Each name on :mod:`threading` is replaced by a :class:`wrapt.FunctionWrapper`
+around the original, never by tracedsync's class itself, so the rest of the
+program still sees ``threading``'s types:
+
+* ``isinstance(x, threading.Thread)`` (and ``issubclass``) is true for
+  threads created before or after patching, traced or not;
+* ``class Worker(threading.Thread)`` written while patched subclasses
+  tracedsync's ``Thread`` (the wrapper's ``__mro_entries__``), so its
+  instances are traced too;
+* attribute access (``threading.Thread.run``) reaches the original class.
+
+Some code must never run on traced primitives: tracedsync itself, structlog
+and :mod:`logging` (which render tracedsync's own events, so tracing them
+would recurse) and :mod:`threading` (whose classes build private locks and
+events for their own bookkeeping, e.g. every ``Thread``'s ``_started`` event).
+A constructor called from such a module returns the original object; the
+caller is found with one frame lookup, at construction only.
+
+Names bound before :func:`patch` (``from threading import Lock`` in a module
+imported earlier) are rebound in every loaded module that holds the original
+under the same name, and restored by :func:`unpatch`.  What cannot be covered:
+primitives that already exist when :func:`patch` runs (module-level locks of
+modules imported earlier, such as ``logging``'s), aliases under other names,
+classes that subclassed a ``threading`` class before :func:`patch`, and
+C-level synchronisation (``queue.SimpleQueue``, ``_thread`` locks used
+directly).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from _thread import RLock as _RawRLock
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from types import MethodType, ModuleType
+from typing import Any
+
+import wrapt
+
+from tracedsync._lock import Lock, RLock
+from tracedsync._sites import register_internal_module
+from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
+from tracedsync._threads import Thread, Timer
+
+__all__ = ["EXCLUDED_MODULES", "is_patched", "patch", "patched", "unpatch"]
+
+register_internal_module(__file__)
+
+#: Modules (and their submodules) whose calls get the original primitives.
+EXCLUDED_MODULES: tuple[str, ...] = (
+    "threading",
+    "_thread",
+    "tracedsync",
+    "structlog",
+    "logging",
+    "wrapt",
+)
+
+#: ``threading`` name -> the tracedsync class its wrapper constructs.
+TRACED: dict[str, type] = {
+    "Lock": Lock,
+    "RLock": RLock,
+    "Condition": Condition,
+    "Semaphore": Semaphore,
+    "BoundedSemaphore": BoundedSemaphore,
+    "Event": Event,
+    "Barrier": Barrier,
+    "Thread": Thread,
+    "Timer": Timer,
+}
+
+
+def _excluded(module_name: str, excluded: tuple[str, ...]) -> bool:
+    return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in excluded)
+
+
+class _ForwardedInit:
+    """``threading.Semaphore.__init__`` while patched: the class's ``__init__``.
+
+    ``threading`` itself calls ``Semaphore.__init__(self, value)`` and
+    ``Thread.__init__(self, ...)`` through its module globals, and old-style
+    subclasses do the same.  Attribute access on the wrapper must therefore
+    give the wrapped class's ``__init__`` (the traced class's for a traced
+    instance), while the wrapper's own construction uses
+    :meth:`ConstructorWrapper._setup`.
+    """
+
+    def __get__(self, wrapper: Any, owner: Any = None) -> Any:
+        if wrapper is None:
+            return self
+        try:
+            return object.__getattribute__(wrapper, "_self_init")
+        except AttributeError:  # the wrapper itself is being constructed
+            return MethodType(ConstructorWrapper._setup, wrapper)
+
+
+class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+    """What stands in ``threading.<name>`` while patched.
+
+    Calling it builds the traced primitive, unless the caller's module is
+    excluded.  Type checks accept both the original and the traced class;
+    subclassing it subclasses the traced class.
+    """
+
+    __init__ = _ForwardedInit()
+
+    def _setup(self, original: Any, traced: type, excluded: tuple[str, ...]) -> None:
+        def construct(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
+        ) -> Any:
+            caller = sys._getframe(1)
+            while caller.f_globals.get("__name__", "").startswith("wrapt"):  # pure-Python wrapt
+                caller = caller.f_back  # type: ignore[assignment]
+            if _excluded(caller.f_globals.get("__name__", ""), excluded):
+                return wrapped(*args, **kwargs)
+            return traced(*args, **kwargs)
+
+        super().__init__(original, construct)
+        self._self_traced = traced
+        if isinstance(original, type):
+
+            def __init__(instance: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+                # threading's own classes chain to the original (a traced
+                # class's __init__ may be what called them); a user's
+                # old-style subclass of a traced class reaches the traced one.
+                owner = original
+                if isinstance(instance, traced) and not _excluded(
+                    sys._getframe(1).f_globals.get("__name__", ""), excluded
+                ):
+                    owner = traced
+                owner.__init__(instance, *args, **kwargs)  # type: ignore[misc]
+
+            self._self_init = __init__
+        else:
+            self._self_init = original.__init__
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        original: Any = self.__wrapped__
+        if not isinstance(original, type):  # threading.Lock before 3.13: a function,
+            return isinstance(instance, original)  # so this raises TypeError, as unpatched
+        return isinstance(instance, (original, self._self_traced))
+
+    def __subclasscheck__(self, subclass: Any) -> bool:
+        original: Any = self.__wrapped__
+        subclass = getattr(subclass, "__wrapped__", subclass)
+        if not isinstance(original, type):
+            return issubclass(subclass, original)  # raises TypeError, as unpatched
+        return issubclass(subclass, (original, self._self_traced))
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (self._self_traced,)
+
+
+class _Patcher:
+    """The patch state: which names were replaced where, under one raw lock."""
+
+    def __init__(self) -> None:
+        self._guard = _RawRLock()
+        #: (namespace dict, name, original, wrapper) of every replaced name.
+        self._replaced: list[tuple[dict[str, Any], str, Any, ConstructorWrapper]] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._replaced)
+
+    def patch(self, exclude: Iterable[str]) -> None:
+        with self._guard:
+            if self._replaced:
+                return
+            excluded = (*EXCLUDED_MODULES, *exclude)
+            namespace = vars(threading)
+            wrappers: dict[int, ConstructorWrapper] = {}
+            for name, traced in TRACED.items():
+                original = namespace[name]
+                wrapper = ConstructorWrapper(original, traced, excluded)
+                wrappers[id(original)] = wrapper
+                self._replace(namespace, name, original, wrapper)
+            for module in list(sys.modules.values()):
+                self._rebind(module, excluded, wrappers)
+
+    def _rebind(
+        self, module: ModuleType | None, excluded: tuple[str, ...], wrappers: dict[int, Any]
+    ) -> None:
+        """Rebind ``from threading import X`` names of an already imported module."""
+        module_name = getattr(module, "__name__", None)
+        if not isinstance(module_name, str) or _excluded(module_name, excluded):
+            return
+        try:
+            namespace = vars(module)
+        except TypeError:
+            return
+        for name in TRACED:
+            value = namespace.get(name)
+            wrapper = wrappers.get(id(value)) if value is not None else None
+            if wrapper is not None and wrapper.__wrapped__ is value:
+                self._replace(namespace, name, value, wrapper)
+
+    def _replace(
+        self, namespace: dict[str, Any], name: str, original: Any, wrapper: ConstructorWrapper
+    ) -> None:
+        namespace[name] = wrapper
+        self._replaced.append((namespace, name, original, wrapper))
+
+    def unpatch(self) -> None:
+        with self._guard:
+            replaced, self._replaced = self._replaced, []
+            for namespace, name, original, wrapper in reversed(replaced):
+                # A name someone else rebound since is theirs now: leave it.
+                if namespace.get(name) is wrapper:
+                    namespace[name] = original
+
+
+_patcher = _Patcher()
+
+
+def patch(*, exclude: Iterable[str] = ()) -> None:
+    """Make ``threading``'s constructors build traced primitives, until :func:`unpatch`.
+
+    ``exclude`` names more modules (and their submodules) whose calls keep
+    getting the original primitives, on top of :data:`EXCLUDED_MODULES`.
+    Patching an already patched process does nothing.
+    """
+    _patcher.patch(tuple(exclude))
+
+
+def unpatch() -> None:
+    """Restore every name :func:`patch` replaced to its original object.
+
+    Primitives created while patched stay traced.  Unpatching an unpatched
+    process does nothing.
+    """
+    _patcher.unpatch()
+
+
+def is_patched() -> bool:
+    """Whether ``threading`` is patched now."""
+    return _patcher.active
+
+
+@contextmanager
+def patched(*, exclude: Iterable[str] = ()) -> Iterator[None]:
+    """``with tracedsync.patched():`` patch for the block; a block entered while
+    already patched leaves the patch in place when it ends."""
+    if _patcher.active:
+        yield
+        return
+    patch(exclude=exclude)
+    try:
+        yield
+    finally:
+        unpatch()

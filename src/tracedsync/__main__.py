@@ -1,4 +1,8 @@
-"""The ``tracedsync`` command line (``python -m tracedsync``)."""
+"""The ``tracedsync`` command line (``python -m tracedsync``).
+
+``run`` traces an unmodified program, ``report`` and ``timeline`` read back
+the trace it saved, ``demo`` runs the teaching programs.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,93 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
+_RUN_EPILOG = """\
+Everything after the script (or the -m module) is the program's own argument
+list. The program's exit status passes through; a program stopped because it
+deadlocked exits with status 86.
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``tracedsync`` command; return its exit status."""
+examples:
+  tracedsync run app.py --port 8080
+  tracedsync run --trace trace.jsonl --timeline timeline.json -m mypackage.tool
+"""
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (off) or a positive number of seconds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracedsync",
         description="Make thread synchronisation visible and checkable.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a Python program with threading traced, then summarise what happened",
+        description="Run a Python program with threading patched to tracedsync's primitives: "
+        "deadlocks, lock-order inversions and long waits are reported as they happen, and "
+        "a summary with a contention table is printed at exit.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    run.add_argument("--trace", metavar="PATH", help="write every event to PATH (JSON Lines)")
+    run.add_argument(
+        "--timeline", metavar="PATH", help="write a Perfetto / Chrome trace timeline to PATH"
+    )
+    run.add_argument(
+        "--on-deadlock",
+        choices=("exit", "continue", "raise"),
+        default="exit",
+        help="on a deadlock: report and exit with status 86 (default), report and "
+        "continue, or raise DeadlockError in the thread that closes it",
+    )
+    run.add_argument(
+        "--hang-timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="report waits blocked this long; with --on-deadlock exit, a lock acquire "
+        "blocked this long, or any wait while every thread is blocked, is a hang "
+        "(default 10; 0 turns the watchdog off)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical", "off"),
+        help="lowest level of events printed as they happen (default warning)",
+    )
+    run.add_argument("--no-summary", action="store_true", help="do not print the summary")
+    run.add_argument(
+        "program", nargs=argparse.REMAINDER, metavar="script.py [args ...]", help="the program"
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="print the summary of a saved trace",
+        description="Print the summary (findings and contention table) of a JSON Lines trace "
+        "saved by 'tracedsync run --trace'.",
+    )
+    report.add_argument("trace", metavar="TRACE", help="the JSON Lines trace")
+    report.add_argument(
+        "--top", type=int, default=10, metavar="N", help="locks shown in the contention table"
+    )
+
+    timeline = commands.add_parser(
+        "timeline",
+        help="convert a saved trace to a Perfetto / Chrome trace timeline",
+        description="Convert a JSON Lines trace to Chrome Trace Event Format JSON, "
+        "which https://ui.perfetto.dev and chrome://tracing open.",
+    )
+    timeline.add_argument("trace", metavar="TRACE", help="the JSON Lines trace")
+    timeline.add_argument("-o", "--output", required=True, metavar="PATH", help="the timeline")
+
     commands.add_parser(
         "demo",
         help="run the classic threading teaching programs on tracedsync",
@@ -23,12 +106,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         "their output, tracedsync's diagnostics, and the self-deadlock caught instead "
         "of a hang.",
     )
-    arguments = parser.parse_args(argv)
-    if arguments.command == "demo":
-        from tracedsync._demo import run_demo
+    return parser
 
-        return run_demo(sys.stdout)
-    parser.error(f"unknown command {arguments.command!r}")  # pragma: no cover - argparse checks
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tracedsync`` command; return its exit status."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if arguments.command == "run":
+        return _run(parser, arguments)
+    if arguments.command in {"report", "timeline"}:
+        return _read_back(arguments)
+    from tracedsync._demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
+def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    from tracedsync._run import RunOptions, run
+
+    program = list(arguments.program)
+    if program and program[0] == "--":
+        program.pop(0)
+    if arguments.module is not None:
+        target, module = arguments.module, True
+    elif program:
+        target, module = program.pop(0), False
+    else:
+        parser.error("run: give a script to run, or -m MODULE")
+    options = RunOptions(
+        target=target,
+        arguments=program,
+        module=module,
+        trace=arguments.trace,
+        timeline=arguments.timeline,
+        on_deadlock=arguments.on_deadlock,
+        hang_timeout=arguments.hang_timeout,
+        summary=not arguments.no_summary,
+        log_level=arguments.log_level,
+    )
+    return run(options)
+
+
+def _read_back(arguments: argparse.Namespace) -> int:
+    from tracedsync._summary import Summary
+    from tracedsync._timeline import write_timeline
+    from tracedsync._tracefile import TraceFileError, read_events
+
+    try:
+        if arguments.command == "report":
+            summary = Summary()
+            for event in read_events(arguments.trace):
+                summary.add_event(event)
+            print(summary.render(full=True, top=arguments.top))
+        else:
+            with open(arguments.output, "w", encoding="utf-8") as output:
+                written = write_timeline(read_events(arguments.trace), output)
+            print(f"tracedsync: {written:,} timeline events written to {arguments.output}")
+    except TraceFileError as error:
+        print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -171,7 +171,9 @@ def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) 
     """Refuse a self re-acquire that can never succeed; warn about the others."""
     if _strict(lock):
         raise _self_deadlock(lock, frame, "strict mode refuses every blocking self re-acquire")
-    if timeout < 0 and len(sys._current_frames()) == 1:
+    if timeout < 0 and not any(
+        ident != get_ident() and ident not in waits.internal for ident in sys._current_frames()
+    ):
         raise _self_deadlock(lock, frame, "no other thread exists that could release it")
     if timeout >= 0:
         _warn_self_reacquire(

@@ -1,0 +1,289 @@
+"""What happened, in one screen: the summary ``tracedsync run`` and
+``tracedsync report`` print.
+
+:class:`Summary` folds a stream of events into what a person debugging a
+program asks first: did anything deadlock or risk deadlocking, did a thread
+die, and which locks made threads wait.  It keeps counters per lock *name*
+(by default the creation site, so every ``queue.Queue``'s mutex is one row),
+never the events themselves, so its memory does not grow with the length of
+the trace.  It accepts both live records (``tracedsync run``) and event
+dictionaries read back from a trace file (``tracedsync report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracedsync._hooks import Record
+from tracedsync._sites import register_internal_module
+
+__all__ = ["FINDING_EVENTS", "LockStats", "Summary"]
+
+register_internal_module(__file__)
+
+#: Event name -> the heading its findings are listed under.
+FINDING_EVENTS = {
+    "deadlock.cycle": "deadlocks",
+    "deadlock.stranded": "deadlocks",
+    "deadlock.self_reacquire": "deadlocks",
+    "run.hang": "deadlocks",
+    "lock_order.inversion": "lock-order inversions",
+    "lock.self_reacquire": "self re-acquires",
+    "wait.long": "long waits",
+    "lock_order.graph_full": "limits reached",
+}
+_HEADINGS = (
+    "deadlocks",
+    "lock-order inversions",
+    "threads that raised",
+    "self re-acquires",
+    "long waits",
+    "limits reached",
+)
+#: Findings kept per heading; beyond it they are only counted.
+MAX_FINDINGS = 20
+_ACQUIRES = {"lock.acquire", "rlock.acquire", "semaphore.acquire"}
+_RELEASES = {"lock.release", "rlock.release"}
+
+
+class LockStats:
+    """Counters for the locks (and semaphores) of one name."""
+
+    __slots__ = (
+        "acquired",
+        "contended",
+        "created",
+        "failed",
+        "kind",
+        "max_hold_ns",
+        "max_wait_ns",
+        "name",
+        "total_wait_ns",
+    )
+
+    def __init__(self, kind: str, name: str, created: str | None) -> None:
+        self.kind = kind
+        self.name = name
+        self.created = created
+        #: Successful acquisitions (a recursive re-entry of an RLock is not one).
+        self.acquired = 0
+        #: Attempts that found the lock taken: they waited, or gave up.
+        self.contended = 0
+        #: Attempts that did not get the lock (timed out, would block, error).
+        self.failed = 0
+        self.total_wait_ns = 0
+        self.max_wait_ns = 0
+        self.max_hold_ns = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.acquired + self.failed
+
+    @property
+    def contended_ratio(self) -> float:
+        return self.contended / self.attempts if self.attempts else 0.0
+
+
+class Summary:
+    """Counters and findings folded from events; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self._threads: set[tuple[int, int]] = set()
+        self.locks: dict[tuple[str, str, str | None], LockStats] = {}
+        #: Heading -> the messages of its findings (at most MAX_FINDINGS).
+        self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
+        #: Heading -> how many findings it had in all.
+        self.finding_counts: dict[str, int] = dict.fromkeys(_HEADINGS, 0)
+
+    @property
+    def threads(self) -> int:
+        """How many distinct threads emitted events."""
+        return len(self._threads)
+
+    @property
+    def duration_ns(self) -> int:
+        if self.first_ns is None or self.last_ns is None:
+            return 0
+        return self.last_ns - self.first_ns
+
+    def add_record(self, record: Record) -> None:
+        """Fold one live record (a sink of :mod:`tracedsync._hooks`)."""
+        _, time_ns, thread, event, _, primitive, _, _, data = record
+        self._add(
+            event,
+            time_ns,
+            (thread.pid, thread.token),
+            thread.name,
+            primitive[0],
+            primitive[2],
+            primitive[3],
+            data or {},
+        )
+
+    def add_event(self, event: Mapping[str, Any]) -> None:
+        """Fold one event dictionary (as read from a trace file)."""
+        self._add(
+            event["event"],
+            event["time_ns"],
+            (event.get("pid", 0), event.get("thread_token", event["thread_id"])),
+            event["thread_name"],
+            event["primitive_kind"],
+            event["primitive_name"],
+            event.get("primitive_created"),
+            event,
+        )
+
+    def _add(
+        self,
+        event: str,
+        time_ns: int,
+        thread: tuple[int, int],
+        thread_name: str,
+        kind: str,
+        name: str,
+        created: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        self.events += 1
+        if self.first_ns is None or time_ns < self.first_ns:
+            self.first_ns = time_ns
+        if self.last_ns is None or time_ns > self.last_ns:
+            self.last_ns = time_ns
+        self._threads.add(thread)
+        if event in _ACQUIRES:
+            self._acquire(self._stats(kind, name, created), data)
+        elif event in _RELEASES:
+            held = data.get("held_ns")
+            if held:
+                stats = self._stats(kind, name, created)
+                stats.max_hold_ns = max(stats.max_hold_ns, held)
+        elif event in FINDING_EVENTS:
+            message = data.get("message") or _describe(event, thread_name, kind, name, data)
+            self._finding(FINDING_EVENTS[event], str(message))
+        elif event == "thread.exit" and data.get("outcome") == "raised":
+            self._finding(
+                "threads that raised", f"thread {thread_name!r} raised {data.get('exception')}"
+            )
+
+    def _stats(self, kind: str, name: str, created: str | None) -> LockStats:
+        key = (kind, name, created)
+        stats = self.locks.get(key)
+        if stats is None:
+            stats = self.locks[key] = LockStats(kind, name, created)
+        return stats
+
+    @staticmethod
+    def _acquire(stats: LockStats, data: Mapping[str, Any]) -> None:
+        outcome = data.get("outcome")
+        waited = data.get("waited_ns") or 0
+        if outcome == "acquired":
+            if data.get("depth", 1) != 1 and "levels" not in data:
+                return  # an RLock re-entry: no new acquisition
+            stats.acquired += 1
+        else:
+            stats.failed += 1
+        if waited or outcome in {"timed_out", "would_block"}:
+            stats.contended += 1
+        stats.total_wait_ns += waited
+        stats.max_wait_ns = max(stats.max_wait_ns, waited)
+
+    def _finding(self, heading: str, message: str) -> None:
+        self.finding_counts[heading] += 1
+        kept = self.findings[heading]
+        if len(kept) < MAX_FINDINGS and message not in kept:
+            kept.append(message)
+
+    # -- rendering -----------------------------------------------------------
+
+    def render(self, *, full: bool = True, top: int = 10) -> str:
+        """The summary as text.
+
+        ``full``: show each finding's whole report (``tracedsync report``);
+        otherwise only its first line, for findings already printed as they
+        happened (``tracedsync run``).
+        """
+        seconds = self.duration_ns / 1e9
+        lines = [
+            f"tracedsync: {self.events:,} events from {self.threads} "
+            f"thread{'s' if self.threads != 1 else ''} over {seconds:.2f} s"
+        ]
+        for heading in _HEADINGS:
+            count = self.finding_counts[heading]
+            if not count and heading not in {"deadlocks", "lock-order inversions"}:
+                continue
+            lines.append(f"  {heading}: {count or 'none'}")
+            for message in self.findings[heading]:
+                text = message if full else message.splitlines()[0]
+                lines.extend("    " + line for line in text.splitlines())
+            if count > len(self.findings[heading]):
+                lines.append(f"    ... and {count - len(self.findings[heading])} more")
+        lines.extend(self._contention_table(top))
+        return "\n".join(lines)
+
+    def _contention_table(self, top: int) -> list[str]:
+        rows = sorted(
+            self.locks.values(),
+            key=lambda stats: (stats.total_wait_ns, stats.contended, stats.acquired),
+            reverse=True,
+        )
+        if not rows:
+            return ["  contention: no lock was acquired"]
+        shown = rows[:top]
+        title = f"  contention ({len(rows)} lock{'s' if len(rows) != 1 else ''}"
+        title += f"; the {len(shown)} with the most waiting):" if len(rows) > top else "):"
+        header = (
+            "lock",
+            "created at",
+            "acquired",
+            "contended",
+            "total wait",
+            "max wait",
+            "max hold",
+        )
+        table = [header]
+        for stats in shown:
+            table.append(
+                (
+                    stats.name,
+                    stats.created or "-",
+                    f"{stats.acquired:,}",
+                    f"{stats.contended_ratio:.1%}",
+                    _duration(stats.total_wait_ns),
+                    _duration(stats.max_wait_ns),
+                    _duration(stats.max_hold_ns),
+                )
+            )
+        widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+        lines = [title]
+        for row in table:
+            cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+            cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+            lines.append("    " + "  ".join(cells).rstrip())
+        return lines
+
+
+def _describe(event: str, thread: str, kind: str, name: str, data: Mapping[str, Any]) -> str:
+    """A one-line finding for the events that carry no ``message``."""
+    if event.endswith("self_reacquire"):
+        why = data.get("reason") or data.get("detail") or ""
+        return (
+            f"{kind} {name!r} re-acquired by thread {thread!r}, which holds it, at "
+            f"{data.get('requested_at')} (held since {data.get('held_at')}): {why}"
+        )
+    if event == "lock_order.graph_full":
+        return f"the lock-order graph is full ({data.get('max_edges')} orders); no new orders"
+    return f"{event} on {kind} {name!r} in thread {thread!r}"
+
+
+def _duration(nanoseconds: int) -> str:
+    if nanoseconds == 0:
+        return "0"
+    if nanoseconds < 1_000_000:
+        return f"{nanoseconds / 1e3:.1f} us"
+    if nanoseconds < 1_000_000_000:
+        return f"{nanoseconds / 1e6:.1f} ms"
+    return f"{nanoseconds / 1e9:.2f} s"

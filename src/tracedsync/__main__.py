@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-summary", action="store_true", help="do not print the summary")
     run.add_argument(
-        "program", nargs=argparse.REMAINDER, metavar="script.py [args ...]", help="the program"
+        "script", nargs="?", metavar="script.py [args ...]", help="the program and its arguments"
     )
 
     report = commands.add_parser(
@@ -109,10 +109,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``run``'s own options that take a value.
+_RUN_VALUED = {"--trace", "--timeline", "--on-deadlock", "--hang-timeout", "--log-level"}
+
+
+def _split_program(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``run``'s arguments into its own and the program's.
+
+    The program starts at the first argument that is not one of ``run``'s
+    options (the script), or right after ``-m MODULE``: everything from there
+    belongs to the program, even what looks like an option of ours.
+    """
+    position = 1  # argv[0] is "run"
+    while position < len(argv):
+        argument = argv[position]
+        if argument == "-m":
+            return argv[: position + 2], argv[position + 2 :]
+        if argument == "--":
+            return argv[:position], argv[position + 1 :]
+        if argument in _RUN_VALUED:
+            position += 2
+        elif argument.startswith("-") and argument != "-":
+            position += 1
+        else:
+            break
+    return argv[:position], argv[position:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tracedsync`` command; return its exit status."""
     parser = _parser()
-    arguments = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    program: list[str] = []
+    if given and given[0] == "run":
+        given, program = _split_program(given)
+    arguments = parser.parse_args(given)
+    arguments.program = program
     if arguments.command == "run":
         return _run(parser, arguments)
     if arguments.command in {"report", "timeline"}:
@@ -126,8 +158,6 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     from tracedsync._run import RunOptions, run
 
     program = list(arguments.program)
-    if program and program[0] == "--":
-        program.pop(0)
     if arguments.module is not None:
         target, module = arguments.module, True
     elif program:

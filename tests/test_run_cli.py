@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
+from helpers import PATIENCE
 from tracedsync._run import DEADLOCK_EXIT_STATUS
 from tracedsync._timeline import LOCKS_PROCESS_OFFSET
-
-from .helpers import PATIENCE
 
 AB_BA = """
 import threading

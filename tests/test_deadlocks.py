@@ -78,7 +78,7 @@ def test_two_threads_in_opposite_order_one_victim_the_other_proceeds(
     assert "tests/test_deadlocks.py:" in text
     assert "tracedsync/_" not in text
     victim = report.details["cycle"][0]["thread"]
-    assert text.rstrip().endswith(f"Thread {victim!r} is refused, so that the others can proceed.")
+    assert text.rstrip().endswith(f"The wait of thread {victim!r} closes the cycle.")
     assert not waits.snapshot()[1]
 
 

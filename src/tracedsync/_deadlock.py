@@ -122,7 +122,7 @@ def _report(edges: list[Edge]) -> Report:
             }
         )
     victim = thread_label(edges[0].thread)
-    lines.append(f"Thread {victim} is refused, so that the others can proceed.")
+    lines.append(f"The wait of thread {victim} closes the cycle.")
     signature = ("deadlock", *sorted(entry["waits_for"] for entry in cycle))
     return Report("deadlock", "\n".join(lines), signature, {"cycle": cycle})
 

@@ -37,6 +37,7 @@ _CONSOLE_OMITS = (
     "pid",
     "thread_token",
     "primitive_id",
+    "primitive_created",
     "file",
     "line",
     "function",

@@ -43,6 +43,10 @@ _CONSOLE_OMITS = (
     "function",
 )
 
+#: Fields of a report (an event with a ``message``) that its text already
+#: shows, left out of its console line.
+_SHOWN_IN_MESSAGE = ("cycle", "chain", "blocked", "stacks", "holder_stack", "holder_acquired_at")
+
 
 class _StderrLogger:
     """A structlog logger writing each rendered line to ``sys.stderr`` as it is now.
@@ -94,8 +98,8 @@ def log_record(record: Record) -> None:
         message = fields.pop("message", None)
         if message is not None:
             # A report: the person reads its text; its data is in JSON output.
-            fields.pop("cycle", None)
-            fields.pop("chain", None)
+            for key in _SHOWN_IN_MESSAGE:
+                fields.pop(key, None)
             event = f"{event}\n{message}"
         fields = {key: value for key, value in fields.items() if value is not None}
     getattr(logger, level)(event, **fields)

@@ -50,6 +50,14 @@ from tracedsync._waits import waits
 __all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run"]
 
 register_internal_module(__file__)
+# The frames that run the program are not the program's: keep them out of
+# call sites and stacks.
+for _runner in (
+    runpy.__file__,
+    "<frozen runpy>",
+    os.path.join(os.path.dirname(__file__), "__main__.py"),
+):
+    register_internal_module(_runner)
 
 #: The exit status of a program ``tracedsync run`` stopped because it deadlocked.
 DEADLOCK_EXIT_STATUS = 86
@@ -138,9 +146,10 @@ class _Session:
                 if is_lock_wait and not wait.timed
                 else "every thread is blocked in a wait without timeout"
             )
+            first_line = report.message.splitlines()[0]
             message = (
-                f"Hang (--hang-timeout {self.options.hang_timeout:g} s: {reason}). "
-                + report.message
+                f"Hang (--hang-timeout {self.options.hang_timeout:g} s: {reason}): "
+                f"{first_line} See the long wait reported above for every thread's stack."
             )
             _hooks.emit("run.hang", wait.primitive, None, {"message": message}, _hooks.ERROR)
             self.exit_for_deadlock()

@@ -42,6 +42,7 @@ nitpicky = True
 nitpick_ignore = [
     ("py:class", "collections.abc.Callable"),
     ("py:class", "collections.abc.Iterable"),
+    ("py:class", "collections.abc.Iterator"),
     ("py:class", "collections.abc.Mapping"),
     ("py:func", "threading.Lock"),
     ("py:func", "threading.RLock"),

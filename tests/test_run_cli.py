@@ -472,3 +472,25 @@ def test_missing_script_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip() == "tracedsync run: no such file: nowhere.py"
     nothing = tracedsync_command("run", cwd=tmp_path)
     assert nothing.returncode == 2 and "give a script to run" in nothing.stderr
+
+
+def test_an_uncaught_exception_in_main_exits_1_with_the_programs_traceback(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "fails.py",
+        """
+        def main():
+            raise KeyError("missing")
+
+        main()
+        """,
+    )
+    result = tracedsync_command("run", "fails.py", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):\n")
+    assert 'File "fails.py", line 5, in <module>' in result.stderr
+    assert "KeyError: 'missing'" in result.stderr
+    assert "runpy" not in result.stderr and "tracedsync/" not in result.stderr
+    assert "tracedsync: 0 events" in result.stderr  # the summary still comes

@@ -230,7 +230,8 @@ def patch(*, exclude: Iterable[str] = ()) -> None:
     """Make ``threading``'s constructors build traced primitives, until :func:`unpatch`.
 
     ``exclude`` names more modules (and their submodules) whose calls keep
-    getting the original primitives, on top of :data:`EXCLUDED_MODULES`.
+    getting the original primitives, on top of ``tracedsync._patch.EXCLUDED_MODULES``
+    (tracedsync, structlog, logging, wrapt, threading and _thread).
     Patching an already patched process does nothing.
     """
     _patcher.patch(tuple(exclude))

@@ -231,3 +231,16 @@ def test_foreign_threads_and_bounded_semaphores_still_work_while_patched() -> No
     semaphore.release()
     with pytest.raises(ValueError):
         semaphore.release()
+
+
+def test_modules_imported_while_patched_get_the_originals_back_on_unpatch() -> None:
+    tracedsync.patch()
+    module = types.ModuleType("tracedsync_test_late")
+    exec("from threading import Lock, Event\n", vars(module))
+    sys.modules[module.__name__] = module
+    try:
+        assert isinstance(module.Lock(), tracedsync.Lock)
+        tracedsync.unpatch()
+        assert module.Lock is ORIGINALS["Lock"] and module.Event is ORIGINALS["Event"]
+    finally:
+        del sys.modules[module.__name__]

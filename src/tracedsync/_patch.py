@@ -27,7 +27,8 @@ caller is found with one frame lookup, at construction only.
 
 Names bound before :func:`patch` (``from threading import Lock`` in a module
 imported earlier) are rebound in every loaded module that holds the original
-under the same name, and restored by :func:`unpatch`.  What cannot be covered:
+under the same name; :func:`unpatch` restores them, and also the names that
+modules imported while patched bound to the wrappers.  What cannot be covered:
 primitives that already exist when :func:`patch` runs (module-level locks of
 modules imported earlier, such as ``logging``'s), aliases under other names,
 classes that subclassed a ``threading`` class before :func:`patch`, and
@@ -217,10 +218,22 @@ class _Patcher:
     def unpatch(self) -> None:
         with self._guard:
             replaced, self._replaced = self._replaced, []
+            originals: dict[int, Any] = {}
             for namespace, name, original, wrapper in reversed(replaced):
+                originals[id(wrapper)] = original
                 # A name someone else rebound since is theirs now: leave it.
                 if namespace.get(name) is wrapper:
                     namespace[name] = original
+            # Modules imported while patched bound the wrappers themselves.
+            for module in list(sys.modules.values()):
+                try:
+                    namespace = vars(module)
+                except TypeError:
+                    continue
+                for name in TRACED:
+                    value = namespace.get(name)
+                    if value is not None and id(value) in originals:
+                        namespace[name] = originals[id(value)]
 
 
 _patcher = _Patcher()

@@ -18,17 +18,19 @@ from tracedsync import (
 )
 from tracedsync._config import configure
 from tracedsync._errors import DeadlockError, LockOrderError
+from tracedsync._explore import ExploreResult, InterleavingError, explore, replay, yield_point
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
 from tracedsync._patch import is_patched, patch, patched, unpatch
 from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
 from tracedsync._report import Report
+from tracedsync._schedules import schedules
 from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace):
+for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace, InterleavingError):
     _public.__module__ = "tracedsync"
 del _public
 
@@ -40,6 +42,8 @@ __all__ = [
     "Condition",
     "DeadlockError",
     "Event",
+    "ExploreResult",
+    "InterleavingError",
     "Lock",
     "LockOrderError",
     "RLock",
@@ -51,13 +55,17 @@ __all__ = [
     "configure",
     "disable",
     "enable",
+    "explore",
     "is_enabled",
     "is_patched",
     "patch",
     "patched",
     "record",
+    "replay",
+    "schedules",
     "set_policy",
     "unpatch",
+    "yield_point",
 ]
 
 __version__ = "0.1.0.dev0"

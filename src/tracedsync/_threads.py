@@ -16,9 +16,10 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
-from tracedsync import _hooks
+from tracedsync import _explore, _hooks
 from tracedsync._blocking import begin_wait, end_wait
 from tracedsync._config import settings
 from tracedsync._deadlock import wait_unless_stranded
@@ -77,11 +78,16 @@ class Thread(threading.Thread):
 
     def start(self) -> None:
         """Start the thread's activity, as :meth:`threading.Thread.start`."""
+        if _explore.controlling() is not None:  # the new thread joins the run
+            _explore.starting(self)
+            begin: Callable[[], None] = partial(_explore.start_unmodelled, super().start)
+        else:
+            begin = super().start
         if not _hooks.observing:
-            super().start()
+            begin()
             return
         stamped = _hooks.stamp()  # before the thread runs: see _hooks
-        super().start()
+        begin()
         data = {"started_thread_id": self.ident, "daemon": self.daemon}
         _hooks.deliver(stamped, "thread.start", self, _getframe(1), data)
 
@@ -118,7 +124,10 @@ class Thread(threading.Thread):
                 _hooks.emit("thread.join", self, frame, refused)
             raise
         try:
-            if timeout is None and not joining_self and not waits.others_can_progress(me)[0]:
+            if not joining_self and _explore.controlling() is not None:
+                if _explore.join(self, timeout):  # modelled; then the thread's very end
+                    super().join(timeout)
+            elif timeout is None and not joining_self and not waits.others_can_progress(me)[0]:
                 wait_unless_stranded(self._join_for, self, _getframe(1))
             else:
                 super().join(timeout)

@@ -1,0 +1,322 @@
+"""Strategies for the controlled scheduler: which thread runs next.
+
+At every scheduling point :mod:`tracedsync._explore` asks its strategy to
+pick one of the *candidates*: the threads that can run now, the thread that
+just ran first (when it can go on), then the others in creation order.  A
+strategy sees thread *ordinals* (0 for the test's own thread, then 1, 2 ... in
+the order threads were started), never OS identifiers, so one schedule means
+the same interleaving in every run of a deterministic test.
+
+* :class:`RandomStrategy`: uniformly at random (shuttle's random scheduler).
+* :class:`PCTStrategy`: probabilistic concurrency testing (Burckhardt et al.,
+  ASPLOS 2010): random thread priorities, the highest runnable one runs, and
+  ``depth - 1`` random steps lower the running thread's priority.  A bug of
+  depth ``d`` is found with probability at least ``1 / (n * k ** (d - 1))``
+  per run, for ``n`` threads and ``k`` steps.
+* :class:`ExhaustiveStrategy`: every interleaving with at most
+  ``preemption_bound`` preemptions, depth first (CHESS's preemption bounding,
+  loom's exhaustive search).
+* :class:`ReplayStrategy`: the choices recorded in a token.
+* :class:`ChoiceSchedule`: the default schedule (no preemptions) with a list
+  of deviations, which Hypothesis draws and shrinks to the fewest.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from tracedsync._sites import register_internal_module
+
+__all__ = [
+    "ChoiceSchedule",
+    "ExhaustiveStrategy",
+    "PCTStrategy",
+    "RandomStrategy",
+    "ReplayDivergedError",
+    "ReplayStrategy",
+    "Strategy",
+    "decode_token",
+    "encode_token",
+    "make_strategy",
+    "schedules",
+]
+
+register_internal_module(__file__)
+
+_TOKEN_PREFIX = "ts1."
+
+
+def encode_token(choices: Sequence[int]) -> str:
+    """A compact, copyable token for a run's choices (thread ordinals per step)."""
+    if any(not 0 <= choice < 256 for choice in choices):
+        raise ValueError("a schedule token holds at most 256 threads")
+    packed = zlib.compress(bytes(choices), 9)
+    return _TOKEN_PREFIX + base64.urlsafe_b64encode(packed).decode("ascii").rstrip("=")
+
+
+def decode_token(token: str) -> list[int]:
+    """The choices of a token made by :func:`encode_token`."""
+    if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX):
+        raise ValueError(f"not a tracedsync schedule token: {token!r}")
+    body = token[len(_TOKEN_PREFIX) :]
+    try:
+        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return list(zlib.decompress(packed))
+    except (ValueError, zlib.error):
+        raise ValueError(f"damaged tracedsync schedule token: {token!r}") from None
+
+
+class ReplayDivergedError(RuntimeError):
+    """A replayed run asked for a thread that cannot run at that step: the test
+    is not deterministic apart from its scheduling, or the token is another
+    test's."""
+
+
+class Strategy:
+    """Base class of strategies; see the module docstring."""
+
+    #: Runs to make when ``explore`` is given no ``runs``.
+    default_runs = 100
+
+    def start_run(self, run: int) -> None:
+        """A run begins (``run`` counts from 0)."""
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        """Return the ordinal of the thread to run next, one of ``candidates``."""
+        raise NotImplementedError
+
+    def end_run(self, steps: int) -> bool:
+        """A run ended after ``steps`` steps; return whether more runs make sense."""
+        return True
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class RandomStrategy(Strategy):
+    """Pick any candidate, uniformly, from a seeded generator."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._random = random.Random(seed)
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        return candidates[self._random.randrange(len(candidates))]
+
+    def describe(self) -> str:
+        return f"random (seed {self.seed})"
+
+
+class PCTStrategy(Strategy):
+    """Probabilistic concurrency testing with bug depth ``depth``."""
+
+    def __init__(self, seed: int = 0, depth: int = 3, steps: int = 50) -> None:
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        self.seed = seed
+        self.depth = depth
+        #: The estimate ``k`` of a run's length; grows to the longest run seen.
+        self.steps = max(steps, 1)
+        self._random = random.Random(seed)
+        self._priorities: dict[int, float] = {}
+        self._change_points: list[int] = []
+
+    def start_run(self, run: int) -> None:
+        self._priorities = {}
+        points = range(1, self.steps + 1)
+        count = min(self.depth - 1, len(points))
+        self._change_points = sorted(self._random.sample(points, count))
+
+    def _priority(self, ordinal: int) -> float:
+        found = self._priorities.get(ordinal)
+        if found is None:  # initial priorities all above the change points' 1..d-1
+            found = self._priorities[ordinal] = self.depth + self._random.random()
+        return found
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        if current is not None and step in self._change_points:
+            self._priorities[current] = self._change_points.index(step) / self.depth
+        return max(candidates, key=self._priority)
+
+    def end_run(self, steps: int) -> bool:
+        self.steps = max(self.steps, steps)
+        return True
+
+    def describe(self) -> str:
+        return f"pct (seed {self.seed}, depth {self.depth})"
+
+
+class _Step:
+    """One step of the exhaustive search's current path."""
+
+    __slots__ = ("before", "candidates", "current", "index")
+
+    def __init__(self, candidates: list[int], current: int | None, before: int) -> None:
+        self.candidates = candidates
+        self.current = current
+        self.index = 0
+        #: Preemptions on the path before this step.
+        self.before = before
+
+    def preemptions_with(self, index: int) -> int:
+        """Preemptions on the path up to and including this step, choosing ``index``."""
+        switches = self.current in self.candidates and self.candidates[index] != self.current
+        return self.before + switches
+
+
+class ExhaustiveStrategy(Strategy):
+    """Every schedule with at most ``preemption_bound`` preemptions, depth first.
+
+    A preemption is a switch away from a thread that could have gone on.
+    Stateless: each run replays the path of the previous one and takes the
+    next untried choice at the deepest step that has one; :attr:`exhausted`
+    tells when no schedule is left.
+    """
+
+    default_runs = 10_000
+
+    def __init__(self, preemption_bound: int = 2) -> None:
+        self.preemption_bound = preemption_bound
+        self._path: list[_Step] = []
+        self._position = 0
+        self.exhausted = False
+
+    def start_run(self, run: int) -> None:
+        self._position = 0
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        ordered = list(candidates)
+        if self._position < len(self._path):
+            entry = self._path[self._position]
+            if entry.candidates != ordered or entry.current != current:
+                raise ReplayDivergedError(
+                    "exhaustive exploration needs a test that is deterministic apart from "
+                    "its scheduling"
+                )
+        else:
+            previous = self._path[-1] if self._path else None
+            before = previous.preemptions_with(previous.index) if previous else 0
+            entry = _Step(ordered, current, before)
+            self._path.append(entry)
+        self._position += 1
+        return entry.candidates[entry.index]
+
+    def end_run(self, steps: int) -> bool:
+        del self._path[self._position :]
+        while self._path:
+            entry = self._path[-1]
+            for following in range(entry.index + 1, len(entry.candidates)):
+                if entry.preemptions_with(following) <= self.preemption_bound:
+                    entry.index = following
+                    return True
+            self._path.pop()
+        self.exhausted = True
+        return False
+
+    def describe(self) -> str:
+        return f"exhaustive (preemption bound {self.preemption_bound})"
+
+
+class ReplayStrategy(Strategy):
+    """Follow the choices of a token, step by step."""
+
+    default_runs = 1
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.choices = decode_token(token)
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        if step >= len(self.choices):
+            raise ReplayDivergedError(
+                f"the replayed run went on past the {len(self.choices)} steps of its token"
+            )
+        wanted = self.choices[step]
+        if wanted not in candidates:
+            raise ReplayDivergedError(
+                f"step {step}: the token runs thread #{wanted}, but only "
+                f"{', '.join(f'#{c}' for c in candidates)} can run"
+            )
+        return wanted
+
+    def describe(self) -> str:
+        return "replay"
+
+
+class ChoiceSchedule(Strategy):
+    """A schedule as its deviations from the default one (Hypothesis draws it).
+
+    The default schedule keeps running the current thread while it can, and
+    otherwise runs the lowest-numbered thread that can run: no preemptions.
+    Each deviation ``(gap, target)`` lets ``gap`` more steps with a choice
+    go by, then runs another candidate instead of the default one (the
+    ``target``-th other, modulo their number).  So the number of deviations
+    bounds the number of preemptions, and a shorter list with smaller numbers
+    is a simpler interleaving: exactly what Hypothesis's shrinking minimises.
+    """
+
+    default_runs = 1
+
+    def __init__(self, deviations: Sequence[tuple[int, int]] = ()) -> None:
+        self.deviations = [(max(gap, 0), max(target, 1)) for gap, target in deviations]
+        self._next = 0
+        self._waited = 0
+
+    def start_run(self, run: int) -> None:
+        self._next = self._waited = 0
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        if len(candidates) == 1 or self._next >= len(self.deviations):
+            return candidates[0]
+        gap, target = self.deviations[self._next]
+        if self._waited < gap:
+            self._waited += 1
+            return candidates[0]
+        self._next += 1
+        self._waited = 0
+        return candidates[1 + (target - 1) % (len(candidates) - 1)]
+
+    def __repr__(self) -> str:
+        return f"ChoiceSchedule({self.deviations!r})"
+
+    def describe(self) -> str:
+        return f"schedule {self.deviations!r}"
+
+
+def make_strategy(
+    strategy: str | Strategy, *, seed: int, depth: int, preemption_bound: int
+) -> Strategy:
+    """The strategy ``explore`` was asked for, by name or as an object."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    if strategy == "random":
+        return RandomStrategy(seed)
+    if strategy == "pct":
+        return PCTStrategy(seed, depth)
+    if strategy == "exhaustive":
+        return ExhaustiveStrategy(preemption_bound)
+    raise ValueError(f"unknown strategy {strategy!r}; use 'random', 'pct' or 'exhaustive'")
+
+
+def schedules(max_deviations: int = 20, max_gap: int = 200, max_threads: int = 8) -> Any:
+    """A Hypothesis strategy of :class:`ChoiceSchedule` objects for
+    :func:`tracedsync.explore`.
+
+    ``@given(schedule=tracedsync.schedules())`` then
+    ``tracedsync.explore(test, strategy=schedule)`` runs ``test`` once under
+    the drawn schedule.  Hypothesis shrinks a failing schedule towards fewer
+    deviations from the default schedule (fewer preemptions) at earlier
+    steps: the simplest failing interleaving.  Its example database replays
+    the failure on the next run.
+    """
+    from hypothesis import strategies
+
+    deviation = strategies.tuples(
+        strategies.integers(min_value=0, max_value=max_gap),
+        strategies.integers(min_value=1, max_value=max(max_threads - 1, 1)),
+    )
+    return strategies.lists(deviation, max_size=max_deviations).map(ChoiceSchedule)

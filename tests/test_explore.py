@@ -1,0 +1,326 @@
+"""The controlled scheduler: explore, replay, strategies, Hypothesis schedules."""
+
+from __future__ import annotations
+
+import _thread
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
+
+import tracedsync
+from tracedsync._schedules import ChoiceSchedule, decode_token, encode_token
+
+STRATEGIES = ("random", "pct", "exhaustive")
+
+
+@pytest.fixture(autouse=True)
+def _deadlocks_left_to_the_explorer() -> Iterator[None]:
+    # The explorer reports deadlocks itself; the cycle detector's exception
+    # would report them too (as kind "deadlock"), so both paths are tested.
+    yield
+    tracedsync.configure(on_deadlock="raise")
+
+
+def ab_ba() -> None:
+    """Two threads take two locks in opposite orders: no sleeps, no yields."""
+    a = tracedsync.Lock(name="a")
+    b = tracedsync.Lock(name="b")
+
+    def one() -> None:
+        with a, b:
+            pass
+
+    def two() -> None:
+        with b, a:
+            pass
+
+    threads = [tracedsync.Thread(target=one, name="one"), tracedsync.Thread(target=two, name="two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def lost_update() -> None:
+    """``count += 1`` split by a yield point, in two threads."""
+    state = {"count": 0}
+
+    def increment() -> None:
+        value = state["count"]
+        tracedsync.yield_point()
+        state["count"] = value + 1
+
+    threads = [tracedsync.Thread(target=increment) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["count"] == 2, f"lost update: count is {state['count']}"
+
+
+def bounded_buffer_correct() -> None:
+    """A producer and a consumer with a condition and a predicate loop."""
+    condition = tracedsync.Condition(tracedsync.Lock())
+    items: list[int] = []
+    consumed: list[int] = []
+
+    def producer() -> None:
+        for item in range(3):
+            with condition:
+                while len(items) >= 1:
+                    condition.wait()
+                items.append(item)
+                condition.notify_all()
+
+    def consumer() -> None:
+        while len(consumed) < 3:
+            with condition:
+                while not items:
+                    condition.wait()
+                consumed.append(items.pop())
+                condition.notify_all()
+
+    threads = [tracedsync.Thread(target=producer), tracedsync.Thread(target=consumer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert consumed == [0, 1, 2]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("on_deadlock", ["raise", "warn"])
+def test_every_strategy_finds_an_ab_ba_deadlock_within_100_runs(
+    strategy: str, on_deadlock: str
+) -> None:
+    tracedsync.configure(on_deadlock=on_deadlock)
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(ab_ba, strategy=strategy, runs=100, seed=1)
+    failure = caught.value
+    assert failure.kind == "deadlock"
+    assert failure.run <= 100
+    if on_deadlock == "warn":  # found by the scheduler: nobody can run
+        assert "no thread can run" in failure.detail
+        assert "waits for Lock 'a', held by thread" in failure.detail
+        assert "waits for Lock 'b', held by thread" in failure.detail
+    else:  # found by the cycle detector, raised in the thread closing it
+        assert "Found a deadlock: 2 threads wait for each other" in failure.detail
+    assert any("lock.acquire a" in step for step in failure.steps)
+    assert "tracedsync.replay(test, 'ts1." in str(failure)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_finds_a_lost_update(strategy: str) -> None:
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(lost_update, strategy=strategy, runs=100)
+    assert caught.value.kind == "assertion"
+    assert "lost update: count is 1" in caught.value.detail
+    assert any("yield_point" in step for step in caught.value.steps)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_replay_reproduces_the_failing_interleaving_every_time(strategy: str) -> None:
+    tracedsync.configure(on_deadlock="warn")
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(ab_ba, strategy=strategy, runs=100, seed=3)
+    for _ in range(5):
+        with pytest.raises(tracedsync.InterleavingError) as replayed:
+            tracedsync.replay(ab_ba, caught.value.token)
+        assert replayed.value.kind == "deadlock"
+        assert replayed.value.steps == caught.value.steps
+        assert replayed.value.token == caught.value.token
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_correct_program_explored_500_times_reports_nothing(strategy: str) -> None:
+    result = tracedsync.explore(bounded_buffer_correct, strategy=strategy, runs=500)
+    assert result.runs == 500 or result.exhausted
+
+
+def test_exhaustive_search_ends_when_every_schedule_ran() -> None:
+    def two_threads_one_lock() -> None:
+        lock = tracedsync.Lock()
+        thread = tracedsync.Thread(target=lambda: lock.acquire() and lock.release())
+        thread.start()
+        with lock:
+            pass
+        thread.join()
+
+    result = tracedsync.explore(two_threads_one_lock, strategy="exhaustive", runs=10_000)
+    assert result.exhausted and 1 < result.runs < 10_000
+    more = tracedsync.explore(
+        two_threads_one_lock, strategy="exhaustive", runs=10_000, preemption_bound=0
+    )
+    assert more.exhausted and more.runs < result.runs  # fewer preemptions, fewer schedules
+
+
+def test_timed_waits_run_in_virtual_time() -> None:
+    def waits_for_nothing() -> None:
+        never = tracedsync.Event()
+        done = tracedsync.Semaphore(0)
+
+        def waiter() -> None:
+            assert never.wait(timeout=3600) is False  # times out: nothing else can run
+            done.release()
+
+        thread = tracedsync.Thread(target=waiter)
+        thread.start()
+        assert done.acquire(timeout=7200)
+        thread.join()
+        time.sleep(3600)  # a scheduling point, not a real sleep
+
+    started = time.monotonic()
+    tracedsync.explore(waits_for_nothing, strategy="random", runs=20)
+    assert time.monotonic() - started < 60  # nothing waited for real
+
+
+def test_stdlib_queue_and_patched_threading_are_controlled() -> None:
+    def pipeline() -> None:
+        with tracedsync.patched():
+            work: queue.Queue[int | None] = queue.Queue(maxsize=1)
+            received: list[int] = []
+
+            def produce() -> None:
+                for item in range(4):
+                    work.put(item)
+                work.put(None)
+
+            def consume() -> None:
+                while (item := work.get()) is not None:
+                    received.append(item)
+
+            threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert received == [0, 1, 2, 3]
+
+    result = tracedsync.explore(pipeline, strategy="pct", runs=50)
+    assert result.runs == 50
+
+
+def test_an_exception_in_a_thread_fails_the_run() -> None:
+    def raises() -> None:
+        thread = tracedsync.Thread(target=lambda: 1 / 0, name="divider")
+        thread.start()
+        thread.join()
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(raises, runs=5)
+    assert caught.value.kind == "exception" and caught.value.run == 1
+    assert "thread #1 'divider' raised" in caught.value.detail
+    assert "ZeroDivisionError" in caught.value.detail
+
+
+def test_a_livelock_hits_the_step_bound() -> None:
+    def spins() -> None:
+        stop: list[bool] = []
+
+        def spin() -> None:
+            while not stop:
+                tracedsync.yield_point()
+
+        thread = tracedsync.Thread(target=spin)
+        thread.start()
+        thread.join()
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(spins, runs=3, max_steps=300)
+    assert caught.value.kind == "livelock"
+    assert "more than 300 steps" in caught.value.detail
+
+
+def test_blocking_outside_tracedsync_is_reported_not_a_hang() -> None:
+    untraced = _thread.allocate_lock()
+    untraced.acquire()
+
+    def blocks_for_real() -> None:
+        untraced.acquire(True, 30)  # tracedsync cannot see this wait
+
+    started = time.monotonic()
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(blocks_for_real, runs=1, stall_timeout=0.5)
+    untraced.release()
+    assert caught.value.kind == "stall"
+    assert "did not come back to a scheduling point within 0.5 s" in caught.value.detail
+    assert "test_explore.py" in caught.value.detail  # where it is stuck
+    assert time.monotonic() - started < 20
+
+
+def test_explore_cannot_nest() -> None:
+    def nested() -> None:
+        tracedsync.explore(lambda: None, runs=1)
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(nested, runs=1)
+    assert "cannot nest" in caught.value.detail
+
+
+def test_tokens_round_trip_and_reject_garbage() -> None:
+    choices = [0, 1, 2, 1, 0, 0, 3] * 50
+    assert decode_token(encode_token(choices)) == choices
+    with pytest.raises(ValueError, match="not a tracedsync schedule token"):
+        decode_token("abc")
+    with pytest.raises(ValueError, match="damaged"):
+        decode_token("ts1.!!!")
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.replay(ab_ba, encode_token([0]))
+    assert caught.value.kind == "replay"
+
+
+@settings(max_examples=200, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(schedule=tracedsync.schedules())
+def _lost_update_under(schedule: ChoiceSchedule) -> None:
+    tracedsync.explore(lost_update, strategy=schedule)
+
+
+def test_hypothesis_finds_and_shrinks_to_the_fewest_preemptions() -> None:
+    def fails(deviations: list[tuple[int, int]]) -> bool:
+        try:
+            tracedsync.explore(lost_update, strategy=ChoiceSchedule(deviations))
+        except tracedsync.InterleavingError:
+            return True
+        return False
+
+    minimal = find(
+        st.lists(st.tuples(st.integers(0, 200), st.integers(1, 7)), max_size=20),
+        fails,
+        settings=settings(max_examples=500, derandomize=True, database=None),
+    )
+
+    class Counting(ChoiceSchedule):
+        preemptions = 0
+
+        def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+            chosen = super().choose(candidates, current, step)
+            self.preemptions += current in candidates and chosen != current
+            return chosen
+
+    counting = Counting(minimal)
+    with pytest.raises(tracedsync.InterleavingError):
+        tracedsync.explore(lost_update, strategy=counting)
+    # One preemption is enough: a switch right after one thread's read.
+    assert len(minimal) == 1 and counting.preemptions == 1, minimal
+    with pytest.raises(tracedsync.InterleavingError):
+        _lost_update_under()
+
+
+def test_the_default_schedule_never_preempts() -> None:
+    assert tracedsync.explore(lost_update, strategy=ChoiceSchedule()).runs == 1
+
+
+def test_exploring_leaves_no_trace_in_the_process() -> None:
+    allocate = threading._allocate_lock  # type: ignore[attr-defined]
+    sleep = time.sleep
+    tracedsync.explore(bounded_buffer_correct, runs=3)
+    assert threading._allocate_lock is allocate  # type: ignore[attr-defined]
+    assert time.sleep is sleep
+    from tracedsync import _hooks
+
+    assert not _hooks._sinks

@@ -1,0 +1,174 @@
+"""How many runs each strategy of ``tracedsync.explore`` needs to find each bug
+of :mod:`bugs`, beside plain stress-running under real threads.
+
+    python benchmarks/bug_finding/run.py                  # the full table
+    python benchmarks/bug_finding/run.py --smoke          # a few seconds, for CI
+    python benchmarks/bug_finding/run.py --output docs/bug-finding.md
+
+For each bug and strategy: the runs until the first failing one, for seeds
+0..N-1 (the exhaustive strategy is deterministic: one search), reported as
+the median and how many seeds found it within the run limit.  The stress
+baseline runs the same bug on real threads (tracedsync primitives, not
+explored) until a run fails, hangs for a second, or the limit is reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tracedsync  # noqa: E402
+from bugs import BUGS  # noqa: E402
+
+STRATEGIES = ("pct", "random", "exhaustive")
+
+
+def runs_to_find(bug: Callable[[], None], strategy: str, seed: int, limit: int) -> int | None:
+    """The number of the first failing run, or ``None`` if none of ``limit`` failed."""
+    try:
+        tracedsync.explore(bug, strategy=strategy, runs=limit, seed=seed, depth=3)
+    except tracedsync.InterleavingError as failure:
+        return failure.run
+    return None
+
+
+def stress_runs_to_find(bug: Callable[[], None], limit: int, hang_after: float) -> int | None:
+    """Run ``bug`` on real threads until it fails or hangs; ``None`` if it never did."""
+    failures: list[BaseException] = []
+    original_hook = threading.excepthook
+    threading.excepthook = lambda arguments: failures.append(arguments.exc_value)  # type: ignore[assignment,arg-type,misc]
+    try:
+        for number in range(1, limit + 1):
+            outcome: list[BaseException] = []
+
+            def attempt() -> None:
+                try:
+                    bug()
+                except BaseException as error:  # noqa: BLE001 - any failure counts
+                    outcome.append(error)
+
+            runner = threading.Thread(target=attempt, daemon=True)
+            runner.start()
+            runner.join(hang_after)
+            if runner.is_alive() or outcome or failures:
+                return number
+    finally:
+        threading.excepthook = original_hook
+    return None
+
+
+def _median(found: list[int | None], limit: int) -> str:
+    hits = [value for value in found if value is not None]
+    if not hits:
+        return f"not found in {limit:,}"
+    median = statistics.median(value if value is not None else limit + 1 for value in found)
+    shown = f"> {limit:,}" if median > limit else f"{median:g}"
+    return shown if len(found) == 1 else f"{shown} ({len(hits)}/{len(found)})"
+
+
+def measure(seeds: int, limit: int, stress_limit: int, stress_repeats: int) -> list[list[str]]:
+    tracedsync.configure(on_deadlock="warn", log_level="off")
+    rows = []
+    for name, bug in BUGS.items():
+        row = [name]
+        for strategy in STRATEGIES:
+            used = 1 if strategy == "exhaustive" else seeds
+            found = [runs_to_find(bug, strategy, seed, limit) for seed in range(used)]
+            row.append(_median(found, limit))
+        tracedsync.configure(on_deadlock="raise")
+        stress = [stress_runs_to_find(bug, stress_limit, 1.0) for _ in range(stress_repeats)]
+        tracedsync.configure(on_deadlock="warn")
+        row.append(_median(stress, stress_limit))
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    return rows
+
+
+PAGE = """\
+# Finding concurrency bugs: runs needed per strategy
+
+How many runs {explore} needs to find each of eight small classic concurrency
+bugs, per strategy, beside plain stress-running. The programs are in
+`benchmarks/bug_finding/bugs.py`. Regenerate this page with
+`python benchmarks/bug_finding/run.py --output docs/bug-finding.md`.
+
+- Machine: {machine}; {cpus} CPUs.
+- Python: {python}.
+- Date: {date}.
+- Seeds per randomised strategy: {seeds}; run limit per exploration: {limit:,}.
+- PCT depth 3. Exhaustive: at most 2 preemptions per run; it is
+  deterministic, so it has one search.
+- Stress: the same program on real threads with tracedsync primitives (so
+  deadlocks raise), until a run fails or hangs for 1 s; {stress_repeats}
+  repeats, at most {stress_limit:,} runs each.
+
+Each cell is the median number of runs until the first failing one. For the
+randomised strategies, the cell also says how many seeds found the bug
+within the limit. A seed that did not find it counts as more than the limit.
+
+| bug | PCT | random | exhaustive | stress (real threads) |
+| --- | ---: | ---: | ---: | ---: |
+{rows}
+
+What the bugs are:
+
+| bug | failure | threads |
+| --- | --- | --- |
+| lock-order deadlock | two threads take two locks in opposite orders, no sleeps | 2 |
+| lost update | `counter += 1` as a read, a preemption point, and a write | 2 |
+| check-then-act | a lazily created singleton checked outside its lock | 3 |
+| publication before initialisation | an object shared (and an event set) before its field is written | 2 |
+| wait without predicate (missed notify) | `cond.wait()` without a `while` loop waits forever if the notify came first | 2 |
+| notify instead of notify_all | a one-slot buffer with one condition for both directions: `notify()` wakes the wrong waiter and every thread sleeps | 4 |
+| dining philosophers | three philosophers each take the left fork, then the right | 3 |
+| 3-thread order violation | fails only if A runs before B and B before C | 3 |
+
+Under real threads, the switch interval (5 ms) is far longer than these
+programs, so a thread usually runs its whole body before another starts.
+Most of these bugs then never show, and stress-running finds only the ones
+whose window is wide. The explorer decides every switch, so each bug is a
+matter of which schedules a strategy tries first.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=1000, help="run limit per exploration")
+    parser.add_argument("--stress-runs", type=int, default=1000)
+    parser.add_argument("--stress-repeats", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks it all runs")
+    parser.add_argument("--output", help="write the results page here (Markdown)")
+    arguments = parser.parse_args()
+    if arguments.smoke:
+        arguments.seeds, arguments.runs = 2, 50
+        arguments.stress_runs, arguments.stress_repeats = 5, 1
+    rows = measure(arguments.seeds, arguments.runs, arguments.stress_runs, arguments.stress_repeats)
+    if arguments.output:
+        page = PAGE.format(
+            explore="{func}`tracedsync.explore`",
+            machine=f"{platform.system()} {platform.machine()}",
+            cpus=os.cpu_count(),
+            python=f"{platform.python_implementation()} {platform.python_version()}",
+            date=datetime.date.today().isoformat(),
+            seeds=arguments.seeds,
+            limit=arguments.runs,
+            stress_limit=arguments.stress_runs,
+            stress_repeats=arguments.stress_repeats,
+            rows="\n".join("| " + " | ".join(row) + " |" for row in rows),
+        )
+        Path(arguments.output).write_text(page, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,8 +16,11 @@ from tracedsync import (
     _jsonl,  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
     _log,  # noqa: F401 - imported up front, not inside a first report
 )
+from tracedsync._assertions import assert_no_locks_held, held_locks
 from tracedsync._config import configure
-from tracedsync._errors import DeadlockError, LockOrderError
+from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
+from tracedsync._guarded import guarded_by
+from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
 from tracedsync._policy import set_policy
@@ -27,7 +30,7 @@ from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace):
+for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace, UnguardedAccessError):
     _public.__module__ = "tracedsync"
 del _public
 
@@ -47,9 +50,15 @@ __all__ = [
     "Thread",
     "Timer",
     "Trace",
+    "UnguardedAccessError",
+    "assert_no_locks_held",
     "configure",
+    "declare_level",
+    "declare_order",
     "disable",
     "enable",
+    "guarded_by",
+    "held_locks",
     "is_enabled",
     "record",
     "set_policy",

@@ -30,7 +30,15 @@ from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace, UnguardedAccessError):
+for _public in (
+    Lock,
+    RLock,
+    DeadlockError,
+    LockOrderError,
+    Report,
+    Trace,
+    UnguardedAccessError,
+):
     _public.__module__ = "tracedsync"
 del _public
 

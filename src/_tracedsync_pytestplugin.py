@@ -6,8 +6,9 @@ where tracedsync is installed, so it imports nothing but pytest: importing
 ``TRACEDSYNC_*`` environment variables, which a suite's ``conftest.py`` may
 still be about to set.  The plugin proper, :mod:`tracedsync.pytest_plugin`,
 is imported and registered only when something asks for it: ``--tracedsync``
-or the ``tracedsync`` ini option (trace every test), or a test marked
-``@pytest.mark.tracedsync`` (trace that test).  Otherwise the run has two extra hook calls per
+or the ``tracedsync`` ini option (trace every test), a test marked
+``@pytest.mark.tracedsync`` (trace that test), or a test using the
+``locktrace`` fixture.  Otherwise the run has two extra hook calls per
 session and none per test.
 
 A top-level module for the same reason Hypothesis uses
@@ -16,6 +17,9 @@ would import the package first.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -96,3 +100,13 @@ def _activate(config: pytest.Config, *, whole_run: bool) -> None:
     from tracedsync import pytest_plugin
 
     pytest_plugin.activate(config, whole_run=whole_run)
+
+
+@pytest.fixture
+def locktrace(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The tracedsync events of this test, with queries and assertions
+    (a :class:`tracedsync.LockTrace`): recorded from this fixture's setup to
+    its teardown, in every thread."""
+    from tracedsync.pytest_plugin import locktrace_for
+
+    yield from locktrace_for(request)

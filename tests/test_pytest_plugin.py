@@ -480,3 +480,35 @@ def test_an_unused_plugin_has_no_per_test_hooks_and_a_negligible_scan(
     per_item = (time.perf_counter() - started) / len(items)
     assert per_item < 50e-6, f"{per_item * 1e6:.1f} µs per test"  # typically ~1 µs
     assert not pytestconfig.pluginmanager.has_plugin(_tracedsync_pytestplugin.PLUGIN_NAME)
+
+
+def test_locktrace_fixture_in_an_untraced_suite(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import tracedsync
+
+        def test_order(locktrace, pytestconfig):
+            a, b = tracedsync.Lock(name="a"), tracedsync.RLock(name="b")
+            with a, b, b:
+                pass
+            locktrace.assert_acquired_before(a, b)
+            locktrace.assert_pairing()
+            assert locktrace.max_wait("a") == 0.0
+            assert not pytestconfig.pluginmanager.has_plugin("tracedsync-checks")
+
+        def test_wrong_order(locktrace):
+            a, b = tracedsync.Lock(name="a"), tracedsync.Lock(name="b")
+            with b, a:
+                pass
+            locktrace.assert_acquired_before(a, b)
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E   *AssertionError: 'a' was acquired after 'b': thread 'MainThread' acquired 'a' "
+            "at test_locktrace_fixture_in_an_untraced_suite.py:* (in test_wrong_order) while "
+            "holding 'b' (acquired at *"
+        ]
+    )

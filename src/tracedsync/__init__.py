@@ -23,6 +23,7 @@ from tracedsync._guarded import guarded_by
 from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
+from tracedsync._locktrace import LockTrace
 from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
 from tracedsync._report import Report
@@ -37,6 +38,7 @@ for _public in (
     LockOrderError,
     Report,
     Trace,
+    LockTrace,
     UnguardedAccessError,
 ):
     _public.__module__ = "tracedsync"
@@ -52,6 +54,7 @@ __all__ = [
     "Event",
     "Lock",
     "LockOrderError",
+    "LockTrace",
     "RLock",
     "Report",
     "Semaphore",

@@ -35,11 +35,12 @@ import pytest
 
 from tracedsync import _hooks
 from tracedsync._hooks import Record
+from tracedsync._locktrace import LockTrace
 from tracedsync._report import current_stack
 from tracedsync._sites import describe_offset, register_internal_module
 from tracedsync._waits import waits
 
-__all__ = ["KINDS", "Monitor", "Options", "activate"]
+__all__ = ["KINDS", "Monitor", "Options", "activate", "locktrace_for"]
 
 register_internal_module(__file__)
 
@@ -427,3 +428,13 @@ def activate(config: pytest.Config, *, whole_run: bool) -> None:
 
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(TracedsyncPlugin(config, whole_run=whole_run), PLUGIN_NAME)
+
+
+def locktrace_for(request: pytest.FixtureRequest) -> Iterator[LockTrace]:
+    """The body of the ``locktrace`` fixture."""
+    trace = LockTrace()
+    trace.start()
+    try:
+        yield trace
+    finally:
+        trace.stop()

@@ -498,6 +498,22 @@ def test_declarations_hold_locks_weakly() -> None:
     assert not keys & set(_hierarchy.ranks)
 
 
+def test_a_long_lived_lock_declared_before_many_short_lived_ones_stays_bounded() -> None:
+    table = tracedsync.Lock(name="table")
+    for _ in range(1000):
+        row = tracedsync.Lock(name="row")
+        tracedsync.declare_order(table, row)
+        with table, row:
+            pass
+        del row
+    gc.collect()
+    assert len(_hierarchy.ranks[id(table)].after) <= 128
+    survivor = tracedsync.Lock(name="survivor")
+    tracedsync.declare_order(table, survivor)
+    with survivor, pytest.raises(tracedsync.LockOrderError):
+        table.acquire()
+
+
 def test_off_switch_makes_declarations_no_ops() -> None:
     tracedsync.disable()
     try:

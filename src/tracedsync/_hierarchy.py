@@ -46,7 +46,7 @@ class Rank:
     acquired after it (by id, each with a weak reference and the site of the
     declaration)."""
 
-    __slots__ = ("after", "level", "level_site", "name", "reference")
+    __slots__ = ("after", "level", "level_site", "name", "purge_at", "reference")
 
     def __init__(self, reference: weakref.ref[Any], name: str) -> None:
         self.reference = reference
@@ -54,6 +54,19 @@ class Rank:
         self.level: int | None = None
         self.level_site: str | None = None
         self.after: dict[int, tuple[weakref.ref[Any], str | None]] = {}
+        #: Size of :attr:`after` at which dead entries are next dropped:
+        #: doubling keeps the cost amortised O(1) per declaration, and the
+        #: dict bounded by twice the live locks declared after this one.
+        self.purge_at = 64
+
+    def add_after(self, lock: Any, where: str) -> None:
+        """Declare that ``lock`` comes after this rank's lock (guard held)."""
+        self.after[id(lock)] = (weakref.ref(lock), where)
+        if len(self.after) >= self.purge_at:
+            for key, (reference, _) in list(self.after.items()):
+                if reference() is None:
+                    del self.after[key]
+            self.purge_at = max(64, 2 * len(self.after))
 
 
 #: ``id(lock)`` -> :class:`Rank`, for every live lock with a declaration.
@@ -99,6 +112,9 @@ def _traced(locks: Iterable[Any], what: str) -> list[Any] | None:
 
 def _path(start: int, goal: int) -> list[int] | None:
     """Lock ids from ``start`` to ``goal`` along declared "before" edges."""
+    first = ranks.get(start)
+    if first is not None and goal in first.after:  # declared directly: no search
+        return [start, goal]
     parents: dict[int, int | None] = {start: None}
     frontier = [start]
     while frontier:
@@ -156,7 +172,7 @@ def declare_order(*locks: Any) -> None:
         for before, after in itertools.pairwise(checked):
             rank = _rank_of(before)
             _rank_of(after)
-            rank.after[id(after)] = (weakref.ref(after), where)
+            rank.add_after(after, where)
 
 
 def declare_level(lock: Any, level: int) -> None:

@@ -446,7 +446,8 @@ def test_plugin_is_inactive(pytestconfig):
     loaded = [name for name in sys.modules if name.split(".")[0] == "tracedsync"]
     assert loaded == []  # ... and imported nothing of tracedsync
     assert not pytestconfig.pluginmanager.has_plugin("tracedsync-checks")
-    assert threading.Lock is _thread.allocate_lock
+    assert type(threading.Lock()) is _thread.LockType  # threading is not patched
+    assert type(threading.RLock()) is _thread.RLock
 """
 
 

@@ -62,6 +62,7 @@ nitpick_ignore = [
     ("py:meth", "is_alive"),
     ("py:meth", "threading.Thread.is_alive"),
     ("py:class", "os.PathLike"),
+    ("py:class", "hypothesis.strategies.SearchStrategy"),
 ]
 
 html_theme = "furo"

@@ -28,3 +28,6 @@ if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
     settings.load_profile("ci")
 else:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+#: pytester runs the tests of the pytest plugin (tests/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]

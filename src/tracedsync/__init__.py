@@ -16,11 +16,15 @@ from tracedsync import (
     _jsonl,  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
     _log,  # noqa: F401 - imported up front, not inside a first report
 )
+from tracedsync._assertions import assert_no_locks_held, held_locks
 from tracedsync._config import configure
-from tracedsync._errors import DeadlockError, LockOrderError
+from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
 from tracedsync._explore import ExploreResult, InterleavingError, explore, replay, yield_point
+from tracedsync._guarded import guarded_by
+from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
+from tracedsync._locktrace import LockTrace
 from tracedsync._patch import is_patched, patch, patched, unpatch
 from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
@@ -30,7 +34,17 @@ from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
 
-for _public in (Lock, RLock, DeadlockError, LockOrderError, Report, Trace, InterleavingError):
+for _public in (
+    Lock,
+    RLock,
+    DeadlockError,
+    LockOrderError,
+    Report,
+    Trace,
+    LockTrace,
+    UnguardedAccessError,
+    InterleavingError,
+):
     _public.__module__ = "tracedsync"
 del _public
 
@@ -46,16 +60,23 @@ __all__ = [
     "InterleavingError",
     "Lock",
     "LockOrderError",
+    "LockTrace",
     "RLock",
     "Report",
     "Semaphore",
     "Thread",
     "Timer",
     "Trace",
+    "UnguardedAccessError",
+    "assert_no_locks_held",
     "configure",
+    "declare_level",
+    "declare_order",
     "disable",
     "enable",
     "explore",
+    "guarded_by",
+    "held_locks",
     "is_enabled",
     "is_patched",
     "patch",

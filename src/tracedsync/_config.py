@@ -77,6 +77,8 @@ def configure(
     on_inversion: Any = None,
     wait_warning: float | None = None,
     on_long_wait: Any = None,
+    on_hierarchy: Any = None,
+    on_unguarded: Any = None,
 ) -> None:
     """Change tracedsync's process-wide settings; ``None`` leaves one as it is.
 
@@ -117,6 +119,14 @@ def configure(
     default).  The same as ``TRACEDSYNC_WAIT_WARNING``.  ``on_long_wait``:
     ``"warn"`` (the default) or a callable receiving the report.
 
+    ``on_hierarchy``: what happens when a thread acquires a lock against the
+    order declared with :func:`~tracedsync.declare_order` or
+    :func:`~tracedsync.declare_level`; ``on_unguarded``: when a
+    :func:`~tracedsync.guarded_by` attribute is touched without its lock.
+    Both default to ``"raise"`` (a declared contract was broken), or
+    ``"warn"`` (record the finding as an event and carry on) or a callable
+    receiving the :class:`~tracedsync.Report`.
+
     This never touches structlog's or logging's global configuration.
     """
     from tracedsync import _hooks, _policy
@@ -146,6 +156,10 @@ def configure(
         _policy.set_global("inversion", on_inversion)
     if on_long_wait is not None:
         _policy.set_global("long_wait", on_long_wait)
+    if on_hierarchy is not None:
+        _policy.set_global("hierarchy", on_hierarchy)
+    if on_unguarded is not None:
+        _policy.set_global("unguarded", on_unguarded)
     if wait_warning is not None:
         from tracedsync._watchdog import watchdog
 

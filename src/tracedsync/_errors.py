@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DeadlockError", "LockOrderError"]
+__all__ = ["DeadlockError", "LockOrderError", "UnguardedAccessError"]
 
 
 class DeadlockError(RuntimeError):
@@ -46,3 +46,28 @@ class LockOrderError(DeadlockError):
     The acquire that would have created the inversion is undone before the
     error is raised: the lock is not held.
     """
+
+
+class UnguardedAccessError(AssertionError):
+    """A :func:`~tracedsync.guarded_by` attribute was read or written by a
+    thread that does not hold its lock (a data race), under the ``"raise"``
+    policy for ``unguarded`` findings (the default).
+
+    An :class:`AssertionError`, because it reports a broken contract of the
+    program rather than a failed operation: the access itself is not undone
+    (a read returns nothing, a write stores nothing, since the error is raised
+    first).  :attr:`attribute` is ``"Class.attribute"``, :attr:`access`
+    ``"read"``, ``"write"`` or ``"delete"``, :attr:`lock` the name of the lock
+    that should have been held, :attr:`thread_name` the offending thread and
+    :attr:`report` the full :class:`~tracedsync.Report`.
+    """
+
+    def __init__(
+        self, message: str, *, attribute: str, access: str, lock: str, thread_name: str
+    ) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+        self.access = access
+        self.lock = lock
+        self.thread_name = thread_name
+        self.report: object = None

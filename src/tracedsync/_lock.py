@@ -158,6 +158,29 @@ class _LockBase:
     ) -> None:
         self.release()  # type: ignore[attr-defined]
 
+    def assert_held(self) -> None:
+        """Raise :class:`AssertionError` unless the calling thread holds this lock.
+
+        "Holds" means acquired it and has not released it since (for an
+        ``RLock``, at any depth).  For a ``Lock``, which any thread may
+        release, the holder is the thread that acquired it.  Meant for the
+        top of functions whose caller must hold the lock: a runtime
+        ``REQUIRES(lock)``.  Always checked, also under ``python -O``.
+        """
+        if self._owner != get_ident():
+            from tracedsync._assertions import not_held_error
+
+            raise not_held_error(self)
+
+    def assert_not_held(self) -> None:
+        """Raise :class:`AssertionError` if the calling thread holds this lock
+        (see :meth:`assert_held`): e.g. before calling out to code that may
+        take it, or before a blocking wait."""
+        if self._owner == get_ident():
+            from tracedsync._assertions import held_error
+
+            raise held_error(self)
+
 
 class Lock(_LockBase):
     """A traced drop-in for :func:`threading.Lock`.

@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 
 from tracedsync import _hooks
 from tracedsync._errors import LockOrderError
+from tracedsync._hierarchy import check as _check_hierarchy
+from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
@@ -267,6 +269,8 @@ def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
     chains.append(following)
     if cycle is not None:
         _inversion(lock, frame, cycle, may_raise)
+    if _declared_ranks and len(held) > 1:  # a declared hierarchy (declare_order)
+        _check_hierarchy(lock, held, frame, may_raise)
 
 
 def released(lock: Any) -> None:

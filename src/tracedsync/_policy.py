@@ -29,6 +29,10 @@ KINDS: dict[str, Policy] = {
     "deadlock": "raise",
     "inversion": "warn",
     "long_wait": "warn",
+    # Declared contracts (tracedsync.declare_order / declare_level, guarded_by):
+    # the program said how it must behave, so breaking that raises by default.
+    "hierarchy": "raise",
+    "unguarded": "raise",
 }
 
 _global: dict[str, Policy] = dict(KINDS)

@@ -25,7 +25,9 @@ register_internal_module(__file__)
 class Report:
     """One finding of a detector.
 
-    ``kind`` is ``"deadlock"``, ``"inversion"`` or ``"long_wait"``;
+    ``kind`` is ``"deadlock"``, ``"inversion"``, ``"long_wait"``,
+    ``"hierarchy"`` (a declared lock order broken) or ``"unguarded"`` (a
+    :func:`~tracedsync.guarded_by` attribute touched without its lock);
     ``message`` the text shown to people; ``signature`` identifies the
     finding for deduplication; ``details`` holds the same facts as data (the
     fields of the corresponding event).

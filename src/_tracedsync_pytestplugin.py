@@ -1,0 +1,112 @@
+"""tracedsync's pytest entry point (``pytest11``): options, marker, fixture.
+
+pytest imports this module in every run of every suite in an environment
+where tracedsync is installed, so it imports nothing but pytest: importing
+:mod:`tracedsync` costs tens of milliseconds (structlog) and reads the
+``TRACEDSYNC_*`` environment variables, which a suite's ``conftest.py`` may
+still be about to set.  The plugin proper, :mod:`tracedsync.pytest_plugin`,
+is imported and registered only when something asks for it: ``--tracedsync``
+or the ``tracedsync`` ini option (trace every test), a test marked
+``@pytest.mark.tracedsync`` (trace that test), or a test using the
+``locktrace`` fixture.  Otherwise the run has two extra hook calls per
+session and none per test.
+
+A top-level module for the same reason Hypothesis uses
+``_hypothesis_pytestplugin``: any module inside the ``tracedsync`` package
+would import the package first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+#: The name the plugin proper is registered under once activated.
+PLUGIN_NAME = "tracedsync-checks"
+
+#: What each kind of problem is called in ``allow``.
+KINDS_HELP = "deadlock, inversion, hierarchy, unguarded, lock_held, thread_alive, thread_error"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tracedsync", "lock discipline (tracedsync)")
+    group.addoption(
+        "--tracedsync",
+        action="store_true",
+        default=None,
+        help="trace every test with tracedsync (patching threading) and fail the tests that "
+        "break lock discipline",
+    )
+    group.addoption(
+        "--tracedsync-thread-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a traced test's threads may keep running after it ends "
+        "(default: tracedsync_thread_grace, 1.0)",
+    )
+    group.addoption(
+        "--tracedsync-allow",
+        action="append",
+        default=None,
+        metavar="KIND",
+        help=f"a kind of problem that does not fail traced tests, repeatable: {KINDS_HELP}",
+    )
+    parser.addini(
+        "tracedsync", type="bool", default=False, help="trace every test (as --tracedsync)"
+    )
+    parser.addini(
+        "tracedsync_thread_grace",
+        default="1.0",
+        help="seconds a traced test's threads may keep running after it ends",
+    )
+    parser.addini(
+        "tracedsync_allow",
+        type="args",
+        default=[],
+        help=f"kinds of problem that do not fail traced tests: {KINDS_HELP}",
+    )
+    parser.addini(
+        "tracedsync_patch",
+        type="bool",
+        default=True,
+        help="patch threading while tracing, so that threading.Lock() etc. are traced",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "tracedsync(thread_grace=None, allow=(), patch=None): trace this test with "
+        "tracedsync and fail it if it breaks lock discipline",
+    )
+    if config.getoption("tracedsync") or config.getini("tracedsync"):
+        _activate(config, whole_run=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.has_plugin(PLUGIN_NAME):
+        return
+    for item in items:
+        if item.get_closest_marker("tracedsync") is not None:
+            _activate(config, whole_run=False)
+            return
+
+
+def _activate(config: pytest.Config, *, whole_run: bool) -> None:
+    from tracedsync import pytest_plugin
+
+    pytest_plugin.activate(config, whole_run=whole_run)
+
+
+@pytest.fixture
+def locktrace(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The tracedsync events of this test, with queries and assertions
+    (a :class:`tracedsync.LockTrace`): recorded from this fixture's setup to
+    its teardown, in every thread."""
+    from tracedsync.pytest_plugin import locktrace_for
+
+    yield from locktrace_for(request)

@@ -82,18 +82,47 @@ def pytest_configure(config: pytest.Config) -> None:
         "tracedsync(thread_grace=None, allow=(), patch=None): trace this test with "
         "tracedsync and fail it if it breaks lock discipline",
     )
+    config.addinivalue_line(
+        "markers",
+        "tracedsync_explore(strategy='pct', runs=None, seed=0, ...): run this test many times "
+        "under tracedsync's controlled scheduler (tracedsync.explore) and fail with the "
+        "simplest failing interleaving",
+    )
     if config.getoption("tracedsync") or config.getini("tracedsync"):
         _activate(config, whole_run=True)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.pluginmanager.has_plugin(PLUGIN_NAME):
-        return
+    inactive = not config.pluginmanager.has_plugin(PLUGIN_NAME)
     for item in items:
-        if item.get_closest_marker("tracedsync") is not None:
+        if item.get_closest_marker("tracedsync_explore") is not None:
+            _explore_item(item)
+        if inactive and item.get_closest_marker("tracedsync") is not None:
             _activate(config, whole_run=False)
-            return
+            inactive = False
+
+
+def _explore_item(item: pytest.Item) -> None:
+    """Make the test run under :func:`tracedsync.explore` with the marker's
+    arguments (``minimize=True`` unless given), so a failure shows the
+    simplest failing interleaving found and its replay token."""
+    if not isinstance(item, pytest.Function):
+        return
+    import functools
+
+    from tracedsync import explore
+
+    marker = item.get_closest_marker("tracedsync_explore")
+    assert marker is not None
+    options = {"minimize": True, **marker.kwargs}
+    test = item.obj
+
+    @functools.wraps(test)
+    def explored(*args: Any, **kwargs: Any) -> None:
+        explore(lambda: test(*args, **kwargs), **options)
+
+    item.obj = explored
 
 
 def _activate(config: pytest.Config, *, whole_run: bool) -> None:

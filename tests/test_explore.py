@@ -324,3 +324,72 @@ def test_exploring_leaves_no_trace_in_the_process() -> None:
     from tracedsync import _hooks
 
     assert not _hooks._sinks
+
+
+def test_minimize_reports_a_failure_with_the_fewest_preemptions() -> None:
+    with pytest.raises(tracedsync.InterleavingError) as plain:
+        tracedsync.explore(lost_update, strategy="random", runs=200, seed=5)
+    with pytest.raises(tracedsync.InterleavingError) as simplest:
+        tracedsync.explore(lost_update, strategy="random", runs=200, seed=5, minimize=True)
+    assert simplest.value.kind == "assertion"
+    assert simplest.value.preemptions == 1 <= plain.value.preemptions
+    with pytest.raises(tracedsync.InterleavingError):
+        tracedsync.replay(lost_update, simplest.value.token)
+
+
+def test_pytest_marker_explores_and_shows_the_simplest_interleaving(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import tracedsync
+
+        @pytest.fixture
+        def workers():
+            return 2  # fixtures are set up once; the test body runs once per run
+
+        @pytest.mark.tracedsync_explore(runs=200, strategy="random")
+        def test_racy(workers):
+            counter = [0]
+
+            def increment():
+                value = counter[0]
+                tracedsync.yield_point()
+                counter[0] = value + 1
+
+            threads = [tracedsync.Thread(target=increment) for _ in range(workers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert counter[0] == workers
+
+        @pytest.mark.tracedsync_explore(runs=50)
+        def test_locked():
+            lock = tracedsync.Lock()
+            counter = [0]
+
+            def increment():
+                with lock:
+                    value = counter[0]
+                    tracedsync.yield_point()
+                    counter[0] = value + 1
+
+            threads = [tracedsync.Thread(target=increment) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert counter[0] == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout=60", timeout=120)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*InterleavingError: assertion in run *, 1 preemption:*",
+            "*yield_point*",
+            "*replay it with tracedsync.replay(test, 'ts1.*",
+        ]
+    )

@@ -80,7 +80,14 @@ class InterleavingError(AssertionError):
     """
 
     def __init__(
-        self, kind: str, detail: str, token: str, steps: list[str], run: int, strategy: str
+        self,
+        kind: str,
+        detail: str,
+        token: str,
+        steps: list[str],
+        run: int,
+        strategy: str,
+        preemptions: int,
     ) -> None:
         self.kind = kind
         self.detail = detail
@@ -88,11 +95,13 @@ class InterleavingError(AssertionError):
         self.steps = steps
         self.run = run
         self.strategy = strategy
+        self.preemptions = preemptions
         shown = "\n".join(f"  {line}" for line in steps)
         super().__init__(
-            f"{kind} in run {run} ({strategy}):\n{detail}\n"
-            f"interleaving ({len(steps)} steps shown, the last one failed):\n{shown}\n"
-            f"replay it with tracedsync.replay(test, {token!r})"
+            f"{kind} in run {run} ({strategy}), {preemptions} preemption"
+            f"{'s' if preemptions != 1 else ''}:\n{detail}\n"
+            f"interleaving ({len(steps)} steps; the failure is at or just before the end):\n"
+            f"{shown}\nreplay it with tracedsync.replay(test, {token!r})"
         )
 
 
@@ -153,6 +162,8 @@ class _Run:
         self.by_ident: dict[int, _Managed] = {}
         self.current: _Managed | None = None
         self.choices: list[int] = []
+        #: Switches away from a thread that could have gone on.
+        self.preemptions = 0
         self.steps: deque[tuple[int, str, str, CodeType | None, int]] = deque(maxlen=STEPS_SHOWN)
         self.moves = 0  # progress counter, for the stall check
         self.clock = 0.0
@@ -255,6 +266,8 @@ class _Run:
                 self._abort("replay", str(error))
                 return None
             self.choices.append(chosen)
+            if current is not None and chosen != current and current in candidates:
+                self.preemptions += 1
             following = self.threads[chosen]
             following.state, following.timed_out = RUNNABLE, False
             return following
@@ -571,7 +584,28 @@ def _failure(run: _Run, strategy: Strategy) -> InterleavingError:
         run.readable_steps(),
         run.number + 1,
         strategy.describe(),
+        run.preemptions,
     )
+
+
+#: Runs per preemption bound when :func:`explore` minimises a failure.
+MINIMIZE_RUNS = 2000
+
+
+def _simplest(
+    test: Callable[[], object], failure: InterleavingError, max_steps: int, stall: float
+) -> InterleavingError:
+    """A failing interleaving with fewer preemptions than ``failure``, if one
+    is found within :data:`MINIMIZE_RUNS` runs per bound; else ``failure``."""
+    for bound in range(failure.preemptions):
+        search = ExhaustiveStrategy(bound)
+        for number in range(MINIMIZE_RUNS):
+            run = _one_run(test, search, number, max_steps, stall)
+            if run.failure is not None and run.failure[0] == failure.kind:
+                return _failure(run, search)
+            if search.exhausted:
+                break
+    return failure
 
 
 def explore(
@@ -584,6 +618,7 @@ def explore(
     preemption_bound: int = 2,
     max_steps: int = 10_000,
     stall_timeout: float = 5.0,
+    minimize: bool = False,
 ) -> ExploreResult:
     """Run ``test`` ``runs`` times under the controlled scheduler.
 
@@ -596,6 +631,11 @@ def explore(
     one drawn from :func:`tracedsync.schedules`.  Raises
     :class:`InterleavingError` for the first failing run; returns an
     :class:`ExploreResult` when none failed.
+
+    ``minimize``: once a run fails, look for a failing interleaving with fewer
+    preemptions (an exhaustive search with bound 0, 1, ... up to one less
+    than the failure's, at most ``MINIMIZE_RUNS`` runs each) and report the
+    simplest one found.
     """
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
     total = chosen.default_runs if runs is None else runs
@@ -611,7 +651,10 @@ def explore(
             run = _one_run(test, chosen, number, max_steps, stall_timeout)
             done += 1
             if run.failure is not None:
-                raise _failure(run, chosen)
+                failure = _failure(run, chosen)
+                if minimize and run.failure[0] not in {"stall", "replay"}:
+                    failure = _simplest(test, failure, max_steps, stall_timeout)
+                raise failure
             if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
                 break
         exhausted = isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted

@@ -26,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tracedsync  # noqa: E402
-from bugs import BUGS  # noqa: E402
+from bugs import BUGS
+
+import tracedsync
 
 STRATEGIES = ("pct", "random", "exhaustive")
 
@@ -50,10 +51,10 @@ def stress_runs_to_find(bug: Callable[[], None], limit: int, hang_after: float) 
         for number in range(1, limit + 1):
             outcome: list[BaseException] = []
 
-            def attempt() -> None:
+            def attempt(outcome: list[BaseException] = outcome) -> None:
                 try:
                     bug()
-                except BaseException as error:  # noqa: BLE001 - any failure counts
+                except BaseException as error:  # any failure counts
                     outcome.append(error)
 
             runner = threading.Thread(target=attempt, daemon=True)
@@ -93,51 +94,8 @@ def measure(seeds: int, limit: int, stress_limit: int, stress_repeats: int) -> l
     return rows
 
 
-PAGE = """\
-# Finding concurrency bugs: runs needed per strategy
-
-How many runs {explore} needs to find each of eight small classic concurrency
-bugs, per strategy, beside plain stress-running. The programs are in
-`benchmarks/bug_finding/bugs.py`. Regenerate this page with
-`python benchmarks/bug_finding/run.py --output docs/bug-finding.md`.
-
-- Machine: {machine}; {cpus} CPUs.
-- Python: {python}.
-- Date: {date}.
-- Seeds per randomised strategy: {seeds}; run limit per exploration: {limit:,}.
-- PCT depth 3. Exhaustive: at most 2 preemptions per run; it is
-  deterministic, so it has one search.
-- Stress: the same program on real threads with tracedsync primitives (so
-  deadlocks raise), until a run fails or hangs for 1 s; {stress_repeats}
-  repeats, at most {stress_limit:,} runs each.
-
-Each cell is the median number of runs until the first failing one. For the
-randomised strategies, the cell also says how many seeds found the bug
-within the limit. A seed that did not find it counts as more than the limit.
-
-| bug | PCT | random | exhaustive | stress (real threads) |
-| --- | ---: | ---: | ---: | ---: |
-{rows}
-
-What the bugs are:
-
-| bug | failure | threads |
-| --- | --- | --- |
-| lock-order deadlock | two threads take two locks in opposite orders, no sleeps | 2 |
-| lost update | `counter += 1` as a read, a preemption point, and a write | 2 |
-| check-then-act | a lazily created singleton checked outside its lock | 3 |
-| publication before initialisation | an object shared (and an event set) before its field is written | 2 |
-| wait without predicate (missed notify) | `cond.wait()` without a `while` loop waits forever if the notify came first | 2 |
-| notify instead of notify_all | a one-slot buffer with one condition for both directions: `notify()` wakes the wrong waiter and every thread sleeps | 4 |
-| dining philosophers | three philosophers each take the left fork, then the right | 3 |
-| 3-thread order violation | fails only if A runs before B and B before C | 3 |
-
-Under real threads, the switch interval (5 ms) is far longer than these
-programs, so a thread usually runs its whole body before another starts.
-Most of these bugs then never show, and stress-running finds only the ones
-whose window is wide. The explorer decides every switch, so each bug is a
-matter of which schedules a strategy tries first.
-"""
+#: The results page, with ``str.format`` fields for the figures.
+PAGE = (Path(__file__).parent / "page.md").read_text(encoding="utf-8")
 
 
 def main() -> int:

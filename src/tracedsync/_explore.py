@@ -31,6 +31,7 @@ for :func:`replay`, and the interleaving as readable steps.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -341,7 +342,8 @@ class _Run:
         for ordinal, event, name, code, offset in self.steps:
             site = describe_offset(code, offset) if code is not None else None
             where = f" at {site}" if site else ""
-            lines.append(f"{names.get(ordinal, ordinal)}: {event} {name}{where}")
+            what = f"{event} {name}" if name else event
+            lines.append(f"{names.get(ordinal, ordinal)}: {what}{where}")
         return lines
 
 
@@ -500,6 +502,18 @@ def join(thread: threading.Thread, timeout: float | None) -> bool:
     return block(thread, lambda: target.state == FINISHED, -1 if timeout is None else timeout)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _format_error(error: BaseException) -> str:
+    """The exception's traceback without tracedsync's own frames."""
+    shown = traceback.TracebackException.from_exception(error)
+    shown.stack = traceback.StackSummary.from_list(
+        [frame for frame in shown.stack if not frame.filename.startswith(_PACKAGE)]
+    )
+    return "".join(shown.format()).rstrip()
+
+
 def _run_managed(run: _Run, managed: _Managed, body: Callable[[], object]) -> None:
     try:
         run.enter(managed)
@@ -512,8 +526,7 @@ def _run_managed(run: _Run, managed: _Managed, body: Callable[[], object]) -> No
             kind = "deadlock"
         elif isinstance(error, AssertionError):
             kind = "assertion"
-        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        run.fail(kind, f"thread {managed.label()} raised:\n{detail.rstrip()}")
+        run.fail(kind, f"thread {managed.label()} raised:\n{_format_error(error)}")
     finally:
         run.finish(managed)
 
@@ -670,7 +683,7 @@ def replay(
     test: Callable[[], object], token: str, *, max_steps: int = 10_000, stall_timeout: float = 5.0
 ) -> ExploreResult:
     """Run ``test`` once, in exactly the interleaving ``token`` recorded
-    (:attr:`InterleavingError.token`); raises :class:`InterleavingError` when
+    (``InterleavingError.token``); raises :class:`InterleavingError` when
     it fails, as it will if the test is deterministic apart from scheduling."""
     return explore(
         test,

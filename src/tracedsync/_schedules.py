@@ -303,7 +303,7 @@ def make_strategy(
 
 
 def schedules(max_deviations: int = 20, max_gap: int = 200, max_threads: int = 8) -> Any:
-    """A Hypothesis strategy of :class:`ChoiceSchedule` objects for
+    """A Hypothesis strategy of schedules (``ChoiceSchedule`` objects) for
     :func:`tracedsync.explore`.
 
     ``@given(schedule=tracedsync.schedules())`` then

@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from _thread import allocate_lock, get_ident
+from time import monotonic_ns
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
@@ -39,6 +40,40 @@ __all__ = ["Lock", "RLock"]
 register_internal_module(__file__)
 
 _getframe = sys._getframe
+_sequence = _hooks.sequence
+
+#: ``acquire()``'s default timeout: ``timeout is NO_TIMEOUT`` tells the common
+#: call (default or an explicit ``-1``) from ``-1.0`` and every other value.
+NO_TIMEOUT = -1
+
+
+def _acquired_data(blocking: bool, timeout: float, *depth: Any) -> _hooks.PairsData:
+    return (
+        "outcome",
+        "acquired",
+        "waited_ns",
+        0,
+        "blocking",
+        bool(blocking),
+        "timeout",
+        timeout,
+        *depth,
+    )
+
+
+#: The data of the common acquire event (blocking, no timeout), one tuple
+#: shared by all of them (see _hooks.PairsData).
+_ACQUIRED = _acquired_data(True, NO_TIMEOUT)
+#: The same for an RLock, by depth (deeper recursion builds its own).
+_RLOCK_ACQUIRED = tuple(_acquired_data(True, NO_TIMEOUT, "depth", depth) for depth in range(9))
+
+
+def _site(frame: FrameType) -> tuple[CodeType | None, int]:
+    """The user's code and bytecode offset for an operation called from ``frame``."""
+    if frame.f_code.co_filename in INTERNAL_FILES:
+        found = user_frame(frame)
+        return (None, 0) if found is None else (found.f_code, found.f_lasti)
+    return frame.f_code, frame.f_lasti
 
 
 def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
@@ -126,19 +161,13 @@ class _LockBase:
         if _hooks.ordering:
             _lockorder.acquired(self, frame, may_raise and bool(blocking) and timeout < 0)
         if _hooks.observing:
-            self._observe_acquired(frame, blocking, timeout)
+            self._observe_acquired(self._acquired_code, self._acquired_offset, blocking, timeout)
 
-    def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
-        data = {
-            "outcome": "acquired",
-            "waited_ns": 0,
-            "blocking": bool(blocking),
-            "timeout": timeout,
-            **self._depth_data(),
-        }
-        now = _hooks.emit(self._events + ".acquire", self, frame, data)
-        if data.get("depth", 1) == 1:  # a recursive acquire does not restart the hold
-            self._acquired_ns = now
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        """Publish the ``acquire`` event of an uncontended acquire made at ``code``/``offset``."""
+        raise NotImplementedError
 
     def _undo_acquire(self) -> None:
         """Release a just-made acquisition that a hook refused."""
@@ -182,7 +211,7 @@ class Lock(_LockBase):
         #: handoff): anyone may release it, so it never closes a deadlock cycle.
         self._handoff = False
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.Lock.acquire`."""
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
@@ -203,6 +232,17 @@ class Lock(_LockBase):
     def _take(self, frame: FrameType) -> None:
         self._owner = get_ident()
         self._note_site(frame)
+
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        now = monotonic_ns()
+        if blocking is True and timeout is NO_TIMEOUT:
+            data = _ACQUIRED
+        else:
+            data = _acquired_data(blocking, timeout)
+        _hooks.publish(next(_sequence), now, "lock.acquire", self, code, offset, data)
+        self._acquired_ns = now
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
@@ -227,7 +267,7 @@ class Lock(_LockBase):
                 self._handoff = True
             self._lock.release()
             return
-        stamped = _hooks.stamp()  # before the release: see _hooks
+        seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
         self._owner = None
@@ -237,17 +277,17 @@ class Lock(_LockBase):
             self._lock.release()
         except RuntimeError as error:
             _hooks.deliver(
-                stamped,
+                (seq, now),
                 "lock.release",
                 self,
                 frame,
                 {"outcome": "error", "error": _hooks.describe_error(error)},
             )
             raise
-        held_ns = stamped[1] - acquired_ns if acquired_ns else None
-        _hooks.deliver(
-            stamped, "lock.release", self, frame, {"outcome": "released", "held_ns": held_ns}
-        )
+        held_ns = now - acquired_ns if acquired_ns else None
+        code, offset = _site(frame)
+        data = ("outcome", "released", "held_ns", held_ns)
+        _hooks.publish(seq, now, "lock.release", self, code, offset, data)
 
     def locked(self) -> bool:
         """Whether the lock is held by any thread."""
@@ -316,7 +356,7 @@ class RLock(_LockBase):
         #: owns the lock.
         self._depth = 0
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
@@ -324,7 +364,8 @@ class RLock(_LockBase):
         if self._owner == me:
             self._depth += 1
             if _hooks.observing:
-                self._observe_acquired(_getframe(1), blocking, timeout)
+                code, offset = _site(_getframe(1))
+                self._observe_acquired(code, offset, blocking, timeout)
             return True
         frame = _getframe(1)
         if self._lock.acquire(False):
@@ -348,6 +389,19 @@ class RLock(_LockBase):
 
     def _depth_data(self) -> dict[str, Any]:
         return {"depth": self._depth}
+
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        now = monotonic_ns()
+        depth = self._depth
+        if blocking is True and timeout is NO_TIMEOUT and depth < len(_RLOCK_ACQUIRED):
+            data = _RLOCK_ACQUIRED[depth]
+        else:
+            data = _acquired_data(blocking, timeout, "depth", depth)
+        _hooks.publish(next(_sequence), now, "rlock.acquire", self, code, offset, data)
+        if depth == 1:  # a recursive acquire does not restart the hold
+            self._acquired_ns = now
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
@@ -382,11 +436,11 @@ class RLock(_LockBase):
                 self._acquired_ns = 0
                 self._lock.release()
             return
-        stamped = _hooks.stamp()  # before the release: see _hooks
+        seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
         if self._owner != get_ident():
             error = "cannot release un-acquired lock"
             _hooks.deliver(
-                stamped,
+                (seq, now),
                 "rlock.release",
                 self,
                 frame,
@@ -394,17 +448,19 @@ class RLock(_LockBase):
             )
             raise RuntimeError(error)
         depth = self._depth - levels
-        data: dict[str, Any] = {"outcome": "released", "depth": depth, "held_ns": None}
-        if whole:  # a condition wait releases every level at once
-            data["levels"] = levels
+        held_ns = None
         self._depth = depth
         if depth == 0:
             if self._acquired_ns:
-                data["held_ns"] = stamped[1] - self._acquired_ns
+                held_ns = now - self._acquired_ns
             self._acquired_ns = 0
             self._owner = None
             self._lock.release()
-        _hooks.deliver(stamped, "rlock.release", self, frame, data)
+        data: _hooks.PairsData = ("outcome", "released", "depth", depth, "held_ns", held_ns)
+        if whole:  # a condition wait releases every level at once
+            data = (*data, "levels", levels)
+        code, offset = _site(frame)
+        _hooks.publish(seq, now, "rlock.release", self, code, offset, data)
 
     def _is_owned(self) -> bool:
         return self._owner == get_ident()

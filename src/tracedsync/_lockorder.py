@@ -155,7 +155,7 @@ class LockOrderGraph:
         chain id and the first new cycle found (its edges), if any."""
         found = user_frame(frame)
         after_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
-        thread = thread_label(_hooks.thread_info().ident).strip("'")
+        thread = thread_label(_hooks.thread_info()[0]).strip("'")
         cycle: list[EdgeInfo] | None = None
         with self._guard:
             self._purge_dead_locked()
@@ -189,7 +189,7 @@ class LockOrderGraph:
                     thread,
                     describe_offset(entry[2], entry[3]),
                     after_at,
-                    tuple(current_stack(_hooks.thread_info().ident)),
+                    tuple(current_stack(_hooks.thread_info()[0])),
                     gates,
                 )
                 self._successors.setdefault(edge[0], set()).add(edge[1])

@@ -26,16 +26,17 @@ def record_to_dict(record: Record) -> dict[str, Any]:
     """Every field of one event, in the documented order."""
     seq, time_ns, thread, event, level, primitive, code, offset, data = record
     kind, primitive_id, name = primitive
+    thread_id, thread_name, pid, token = thread
     event_dict: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "seq": seq,
         "time_ns": time_ns,
         "event": event,
         "level": LEVEL_NAMES[level],
-        "pid": thread.pid,
-        "thread_id": thread.ident,
-        "thread_name": thread.name,
-        "thread_token": thread.token,
+        "pid": pid,
+        "thread_id": thread_id,
+        "thread_name": thread_name,
+        "thread_token": token,
         "primitive_kind": kind,
         "primitive_id": primitive_id,
         "primitive_name": name,
@@ -43,6 +44,9 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "line": None if code is None else _line(code, offset),
         "function": None if code is None else code.co_name,
     }
-    if data:
+    if type(data) is tuple:  # the hot path's flat pairs: see _hooks.PairsData
+        for position in range(0, len(data), 2):
+            event_dict[data[position]] = data[position + 1]
+    elif data:
         event_dict.update(data)
     return event_dict

@@ -222,8 +222,13 @@ class Lock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.active:
-                self._after_acquire(frame, blocking, timeout)
+            if _hooks.active:  # _after_acquire, inlined: the hot path
+                if _hooks.ordering:
+                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                if _hooks.observing:
+                    self._observe_acquired(
+                        self._acquired_code, self._acquired_offset, blocking, timeout
+                    )
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -247,8 +252,11 @@ class Lock(_LockBase):
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
         if _hooks.active:
-            self._release_active(_getframe(1))
-            return
+            if _hooks.ordering:
+                _lockorder.released(self)
+            if _hooks.observing:
+                self._release_observed(_getframe(1))
+                return
         owner = self._owner
         self._owner = None
         self._acquired_ns = 0
@@ -256,17 +264,8 @@ class Lock(_LockBase):
             self._handoff = True
         self._lock.release()
 
-    def _release_active(self, frame: FrameType) -> None:
-        if _hooks.ordering:
-            _lockorder.released(self)
-        if not _hooks.observing:
-            owner = self._owner
-            self._owner = None
-            self._acquired_ns = 0
-            if owner is not None and owner != get_ident():
-                self._handoff = True
-            self._lock.release()
-            return
+    def _release_observed(self, frame: FrameType) -> None:
+        """Release, publishing the ``release`` event (the order checker has been told)."""
         seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
@@ -304,12 +303,9 @@ class Lock(_LockBase):
     def _is_owned(self) -> bool:
         return self._lock.locked()
 
-    def _release_save(self) -> None:
-        if _hooks.active:
-            self._release_active(_getframe(1))
-            return
-        self._owner = None
-        self._lock.release()
+    # Releasing for a wait is a release like any other (the event's site is
+    # the user's call of the wait: threading's frames are internal).
+    _release_save = release
 
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
@@ -343,6 +339,8 @@ class RLock(_LockBase):
     __slots__ = ("_depth",)
     _kind = "RLock"
     _events = "rlock"
+    #: Only the owner may release an RLock: never a handoff (see Lock).
+    _handoff = False
 
     def __new__(cls, *, name: str | None = None) -> RLock:
         if not settings.enabled and cls is RLock:
@@ -375,8 +373,13 @@ class RLock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.active:
-                self._after_acquire(frame, blocking, timeout)
+            if _hooks.active:  # _after_acquire, inlined: the hot path
+                if _hooks.ordering:
+                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                if _hooks.observing:
+                    self._observe_acquired(
+                        self._acquired_code, self._acquired_offset, blocking, timeout
+                    )
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -405,7 +408,7 @@ class RLock(_LockBase):
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
-        if _hooks.active:
+        if _hooks.observing:
             self._release_active(_getframe(1), 1, whole=False)
             return
         if self._owner != get_ident():
@@ -413,6 +416,8 @@ class RLock(_LockBase):
         depth = self._depth - 1
         self._depth = depth
         if depth == 0:
+            if _hooks.ordering:
+                _lockorder.released(self)
             self._owner = None
             self._acquired_ns = 0
             self._lock.release()

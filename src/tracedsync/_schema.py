@@ -10,7 +10,7 @@ from tracedsync._config import LOG_LEVELS
 from tracedsync._hooks import SCHEMA_VERSION, Record
 from tracedsync._sites import line_at, register_internal_module
 
-__all__ = ["LEVEL_NAMES", "record_to_dict"]
+__all__ = ["LEVEL_NAMES", "line_of", "record_to_dict"]
 
 register_internal_module(__file__)
 
@@ -18,7 +18,8 @@ LEVEL_NAMES = {number: name for name, number in LOG_LEVELS.items()}
 
 
 @functools.lru_cache(maxsize=4096)
-def _line(code: CodeType, offset: int) -> int:
+def line_of(code: CodeType, offset: int) -> int:
+    """The source line of bytecode ``offset`` in ``code`` (cached: sites repeat)."""
     return line_at(code, offset)
 
 
@@ -41,7 +42,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "primitive_id": primitive_id,
         "primitive_name": name,
         "file": None if code is None else code.co_filename,
-        "line": None if code is None else _line(code, offset),
+        "line": None if code is None else line_of(code, offset),
         "function": None if code is None else code.co_name,
     }
     if type(data) is tuple:  # the hot path's flat pairs: see _hooks.PairsData

@@ -66,8 +66,9 @@ def _breakdown() -> dict[str, int]:
     }
     if lock._weak_self is not None:
         parts["weak reference (lock-order checker)"] = sys.getsizeof(lock._weak_self)
-    if lock._order_key is not None:
-        parts["lock-order class key (str)"] = sys.getsizeof(lock._order_key)
+    key = lock._order_key
+    if key is not None and key is not sys.intern(key):  # an interned key is shared per site
+        parts["lock-order class key (str, one per lock)"] = sys.getsizeof(key)
     return parts
 
 

@@ -30,6 +30,7 @@ so once (``lock_order.graph_full``).
 from __future__ import annotations
 
 import itertools
+import sys
 import weakref
 from _thread import RLock, _local
 from types import FrameType
@@ -241,10 +242,15 @@ graph = LockOrderGraph()
 
 
 def _key(lock: Any) -> str:
+    """The lock's class: ``Kind@file:line`` of its creation site.
+
+    Interned, so that every lock made at one site shares one string instead
+    of holding its own copy (about 90 bytes per live lock).
+    """
     key: str | None = lock._order_key
     if key is None:
         code, line = lock._created_code, lock._created_line
-        key = f"{lock._kind}@{code.co_filename if code else '?'}:{line}"
+        key = sys.intern(f"{lock._kind}@{code.co_filename if code else '?'}:{line}")
         lock._order_key = key
     return key
 

@@ -41,6 +41,7 @@ register_internal_module(__file__)
 
 _getframe = sys._getframe
 _sequence = _hooks.sequence
+_order_thread = _lockorder._per_thread
 
 #: ``acquire()``'s default timeout: ``timeout is NO_TIMEOUT`` tells the common
 #: call (default or an explicit ``-1``) from ``-1.0`` and every other value.
@@ -224,7 +225,20 @@ class Lock(_LockBase):
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
             if _hooks.active:  # _after_acquire, inlined: the hot path
                 if _hooks.ordering:
-                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                    # _lockorder.acquired's commonest case, inlined (the
+                    # hottest path of all: a Lock under the defaults): the
+                    # thread holds no other lock, so there is no order to
+                    # check.  A lock's first acquisition (no weak reference
+                    # yet), a handoff lock or a nested acquire goes through
+                    # the checker.
+                    held = getattr(_order_thread, "held", None)
+                    reference = self._weak_self
+                    if held is not None and not held and reference is not None:
+                        if not self._handoff:
+                            code, offset = self._acquired_code, self._acquired_offset
+                            held.append((reference, self._order_key, code, offset, None))
+                    else:
+                        _lockorder.acquired(self, frame, blocking and timeout < 0)
                 if _hooks.observing:
                     self._observe_acquired(
                         self._acquired_code, self._acquired_offset, blocking, timeout
@@ -253,7 +267,11 @@ class Lock(_LockBase):
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
         if _hooks.active:
             if _hooks.ordering:
-                _lockorder.released(self)
+                held = getattr(_order_thread, "held", None)
+                if held and held[-1][0] is self._weak_self:  # released innermost first
+                    held.pop()
+                else:
+                    _lockorder.released(self)
             if _hooks.observing:
                 self._release_observed(_getframe(1))
                 return

@@ -62,6 +62,8 @@ UNKNOWN_CHAIN = -1
 #: release (legal) is not kept alive, nor taken for a gate lock forever.  The
 #: chain id of the outermost lock is ``None`` until a lock is taken on top of
 #: it: a thread holding one lock at a time never looks its chain up.
+#: ``Lock.acquire`` and ``Lock.release`` (:mod:`tracedsync._lock`) inline the
+#: commonest cases of :func:`acquired` and :func:`released`: keep them in step.
 Held = tuple["weakref.ref[Any]", str, Any, int, int | None]
 
 

@@ -20,8 +20,7 @@ from tracedsync._report import Report
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
     graph.clear()
-    _lockorder._thread_state()[0].clear()
-    _lockorder._thread_state()[1].clear()
+    _lockorder._thread_state().clear()
     yield
     graph.clear()
     tracedsync.configure(

@@ -280,6 +280,30 @@ def test_recorder_is_bounded_and_counts_what_it_dropped() -> None:
         tracedsync.record(capacity=0)
 
 
+def test_overlapping_bounded_traces_each_keep_their_capacity() -> None:
+    # Every trace's sink is a plain list.append; the hook alone enforces each
+    # capacity, so traces started at different points must not share a count.
+    lock, event = tracedsync.Lock(), tracedsync.Event()
+    with tracedsync.record(capacity=25) as outer:
+        for _ in range(3):
+            with lock:
+                pass
+        with tracedsync.record(capacity=4) as inner:
+            for _ in range(5):
+                event.set()
+                with lock:
+                    pass
+        for _ in range(10):
+            with lock:
+                pass
+    assert (len(inner), inner.dropped) == (4, 11)
+    assert (len(outer), outer.dropped) == (25, 6 + 15 + 20 - 25)
+    assert inner.names() == ["event.set", "lock.acquire", "lock.release", "event.set"]
+    with tracedsync.record(capacity=3) as later, lock:  # a fresh trace starts empty
+        pass
+    assert (len(later), later.dropped) == (2, 0)
+
+
 def test_trace_filters_and_jsonl_export(tmp_path: Path) -> None:
     first, second = tracedsync.Lock(name="first"), tracedsync.RLock(name="second")
     with tracedsync.record() as trace:

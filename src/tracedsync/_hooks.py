@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from _thread import _local, allocate_lock, get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from tracedsync._config import LOG_LEVELS, settings
 from tracedsync._sites import INTERNAL_FILES, describe_line, register_internal_module, user_frame
@@ -39,7 +40,9 @@ __all__ = [
     "RECORD_FIELDS",
     "SCHEMA_VERSION",
     "WARNING",
+    "BoundedSink",
     "Identity",
+    "PairsData",
     "Record",
     "ThreadInfo",
     "add_sink",
@@ -48,7 +51,10 @@ __all__ = [
     "emit",
     "identity",
     "observing",
+    "publish",
+    "record_data",
     "remove_sink",
+    "sequence",
     "stamp",
     "thread_info",
 ]
@@ -80,34 +86,70 @@ RECORD_FIELDS = (
     "data",
 )
 
+#: A record's operation-specific fields as a flat tuple of alternating keys
+#: and values, ``("outcome", "released", "held_ns", 42)``: what the locks'
+#: hot path builds.  Unlike a dictionary, a tuple of atomic values lets the
+#: garbage collector stop tracking the record (see :data:`ThreadInfo`), and
+#: it is smaller.  Other operations pass a dictionary.
+PairsData = tuple[Any, ...]
+
 Record = tuple[
-    int, int, "ThreadInfo", str, int, Identity, CodeType | None, int, dict[str, Any] | None
+    int,
+    int,
+    "ThreadInfo",
+    str,
+    int,
+    Identity,
+    CodeType | None,
+    int,
+    dict[str, Any] | PairsData | None,
 ]
 
-
-class ThreadInfo:
-    """What events say about the thread that emitted them.
-
-    One per thread, created at the thread's first event.  ``token`` is unique
-    for the life of the process, unlike ``ident``, which the OS recycles.
-    """
-
-    __slots__ = ("ident", "name", "pid", "token")
-
-    def __init__(self, ident: int, name: str, pid: int, token: int) -> None:
-        self.ident = ident
-        self.name = name
-        self.pid = pid
-        self.token = token
+#: What events say about the thread that emitted them: (ident, name, pid,
+#: token).  One per thread, created at the thread's first event.  ``token`` is
+#: unique for the life of the process, unlike ``ident``, which the OS
+#: recycles.  A plain tuple of atomic values, not a class instance: the
+#: garbage collector stops tracking such a tuple, and so every record holding
+#: it, at its first pass, so a long recording does not make every later
+#: collection walk all its records.
+ThreadInfo = tuple[int, str, int, int]
 
 
 _per_thread = _local()
 _tokens = itertools.count(1)
-_sequence = itertools.count(1)
+#: The process-wide event sequence: ``next(sequence)`` numbers one event.
+sequence = itertools.count(1)
+
+Sink = Callable[[Record], None]
 
 #: The sinks, replaced as a whole (never mutated) so readers need no lock.
-_sinks: tuple[Callable[[Record], None], ...] = ()
+_sinks: tuple[Sink, ...] = ()
 _sinks_guard = allocate_lock()
+
+
+class BoundedSink(Protocol):
+    """The owner of a sink that takes only so many records (a :class:`Trace`).
+
+    Its sink can then be a C function such as ``list.append``, with no
+    capacity test of its own on every record: the hook checks the owner's
+    :meth:`room` only when the sequence number reaches the point where it
+    could be full, and then swaps the sink for :meth:`overflow_sink`.
+    """
+
+    def room(self) -> int:
+        """How many more records the sink can keep."""
+
+    def overflow_sink(self) -> Sink:
+        """The sink that takes the records arriving once it is full."""
+
+
+#: Bounded sinks and their owners (changed under ``_sinks_guard``).
+_bounded: dict[Sink, BoundedSink] = {}
+#: The sequence number from which some bounded sink may be full: records
+#: numbered below it need no check.
+_room_check_at = sys.maxsize
+#: Whether debug events are rendered through structlog (log level ``debug``).
+_logging_debug = False
 
 #: Whether any operation must be reported: a sink is registered, or the log
 #: level lets debug events through.
@@ -127,14 +169,25 @@ def _current_thread_name(ident: int) -> str:
 
 
 def thread_info() -> ThreadInfo:
-    """The calling thread's :class:`ThreadInfo`."""
+    """The calling thread's :data:`ThreadInfo`."""
     try:
         info: ThreadInfo = _per_thread.info
     except AttributeError:
         ident = get_ident()
-        info = ThreadInfo(ident, _current_thread_name(ident), os.getpid(), next(_tokens))
+        info = (ident, _current_thread_name(ident), os.getpid(), next(_tokens))
         _per_thread.info = info
     return info
+
+
+def record_data(record: Record) -> dict[str, Any]:
+    """A record's operation-specific fields as a dictionary, whichever form
+    (:data:`PairsData` or a dictionary) the primitive delivered them in."""
+    data = record[8]
+    if data is None:
+        return {}
+    if type(data) is tuple:
+        return dict(zip(data[::2], data[1::2], strict=True))
+    return data  # type: ignore[return-value]
 
 
 def describe_error(error: BaseException) -> str:
@@ -143,10 +196,10 @@ def describe_error(error: BaseException) -> str:
 
 
 def bind_thread(name: str) -> None:
-    """Give the calling thread its :class:`ThreadInfo` up front, under ``name``
+    """Give the calling thread its :data:`ThreadInfo` up front, under ``name``
     (a starting ``Thread`` is not yet in ``threading``'s registry)."""
     ident = get_ident()
-    _per_thread.info = ThreadInfo(ident, name, os.getpid(), next(_tokens))
+    _per_thread.info = (ident, name, os.getpid(), next(_tokens))
 
 
 def identity(primitive: Any) -> Identity:
@@ -163,7 +216,7 @@ def identity(primitive: Any) -> Identity:
 
 def stamp() -> tuple[int, int]:
     """Take the next sequence number and the time, for :func:`deliver`."""
-    return next(_sequence), monotonic_ns()
+    return next(sequence), monotonic_ns()
 
 
 def deliver(
@@ -187,7 +240,7 @@ def emit(
 ) -> int:
     """Report an operation that just happened; return its timestamp (ns)."""
     now = monotonic_ns()
-    _deliver(next(_sequence), now, event, primitive, frame, data, level)
+    _deliver(next(sequence), now, event, primitive, frame, data, level)
     return now
 
 
@@ -200,7 +253,6 @@ def _deliver(
     data: dict[str, Any] | None,
     level: int,
 ) -> None:
-    # One function, few calls: this runs for every observed operation.
     if frame is None:
         code, offset = None, 0
     else:
@@ -215,6 +267,8 @@ def _deliver(
     if found is None:
         found = identity(primitive)
     record: Record = (seq, now, info, event, level, found, code, offset, data)
+    if seq >= _room_check_at:
+        _check_room(seq)
     for sink in _sinks:
         sink(record)
     if level >= settings.log_level:
@@ -223,26 +277,85 @@ def _deliver(
         log_record(record)
 
 
+def publish(
+    seq: int,
+    now: int,
+    event: str,
+    primitive: Any,
+    code: CodeType | None,
+    offset: int,
+    data: PairsData,
+) -> None:
+    """Hand on a debug-level record whose number, time and user site the
+    caller already has: the locks' hot path, one call per event.
+
+    ``data`` (see :data:`PairsData`) may be shared by many records (the
+    common acquire's).
+    """
+    try:
+        info = _per_thread.info
+    except AttributeError:
+        info = thread_info()
+    found = primitive._identity
+    if found is None:
+        found = identity(primitive)
+    record: Record = (seq, now, info, event, DEBUG, found, code, offset, data)
+    if seq >= _room_check_at:
+        _check_room(seq)
+    for sink in _sinks:
+        sink(record)
+    if _logging_debug:
+        from tracedsync._log import log_record
+
+        log_record(record)
+
+
+def _check_room(seq: int) -> None:
+    """Swap every full bounded sink for its overflow sink, and compute the
+    next sequence number at which one may be full."""
+    global _sinks, _room_check_at
+    with _sinks_guard:
+        check_at = sys.maxsize
+        for sink, owner in list(_bounded.items()):
+            room = owner.room()
+            if room > 0:
+                check_at = min(check_at, seq + room)
+                continue
+            del _bounded[sink]
+            overflow = owner.overflow_sink()
+            _sinks = tuple(overflow if existing == sink else existing for existing in _sinks)
+        _room_check_at = check_at
+
+
 def _update_observing() -> None:
-    global observing, ordering, active
-    observing = bool(_sinks) or settings.log_level <= DEBUG
+    global observing, ordering, active, _logging_debug
+    _logging_debug = settings.log_level <= DEBUG
+    observing = bool(_sinks) or _logging_debug
     ordering = settings.lock_order
     active = observing or ordering
 
 
-def add_sink(sink: Callable[[Record], None]) -> None:
-    """Start handing every record to ``sink`` (called in the emitting thread)."""
-    global _sinks
+def add_sink(sink: Sink, bounded: BoundedSink | None = None) -> None:
+    """Start handing every record to ``sink`` (called in the emitting thread).
+
+    With ``bounded``, ``sink`` keeps only ``bounded.room()`` records; later
+    ones go to ``bounded.overflow_sink()`` (see :class:`BoundedSink`).
+    """
+    global _sinks, _room_check_at
     with _sinks_guard:
         _sinks = (*_sinks, sink)
+        if bounded is not None:
+            _bounded[sink] = bounded
+            _room_check_at = 0  # the next record computes the real point
         _update_observing()
 
 
-def remove_sink(sink: Callable[[Record], None]) -> None:
+def remove_sink(sink: Sink) -> None:
     """Stop handing records to ``sink``; unknown sinks are ignored."""
     global _sinks
     with _sinks_guard:
         _sinks = tuple(existing for existing in _sinks if existing != sink)
+        _bounded.pop(sink, None)
         _update_observing()
 
 

@@ -12,14 +12,16 @@ signal or ``os._exit`` loses its last unflushed batch.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 from _thread import RLock
-from typing import IO
+from types import CodeType
+from typing import IO, Any
 
 from tracedsync import _hooks
-from tracedsync._hooks import Record
-from tracedsync._schema import record_to_dict
+from tracedsync._hooks import SCHEMA_VERSION, Identity, Record, ThreadInfo
+from tracedsync._schema import LEVEL_NAMES, line_of, record_to_dict
 from tracedsync._sites import register_internal_module
 
 __all__ = ["JsonLinesSink", "open_log_file", "record_to_json"]
@@ -30,10 +32,108 @@ register_internal_module(__file__)
 #: a crash loses little.
 BATCH = 2048
 
+#: The one encoder behind every line (``json.dumps`` with arguments builds a
+#: new encoder per call).
+_encode = json.JSONEncoder(separators=(",", ":"), default=repr).encode
+_quote = json.encoder.encode_basestring_ascii
+
+#: The fields every event has (``_schema.record_to_dict``), which an
+#: operation's own fields must not shadow for the fast encoding to apply.
+_COMMON_FIELDS = frozenset(
+    record_to_dict((0, 0, (0, "", 0, 0), "", 10, ("", 0, "", None), None, 0, None))
+)
+
+
+def _reference_json(record: Record) -> str:
+    """The definition of a line: the event dictionary as compact JSON."""
+    return json.dumps(record_to_dict(record), separators=(",", ":"), default=repr)
+
+
+#: How ``json.dumps`` spells the common atomic values, by type: C functions
+#: only, so converting a value costs no Python frame.  (``True == 1``, but the
+#: literal table is only consulted for ``bool`` and ``None``.)
+_LITERALS = {None: "null", True: "true", False: "false"}
+_ATOM_JSON: dict[type, Any] = {
+    str: _quote,
+    int: int.__repr__,
+    bool: _LITERALS.__getitem__,
+    type(None): _LITERALS.__getitem__,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_template(keys: tuple[str, ...]) -> str:
+    """``',"outcome":{},"held_ns":{}'``: the operation's fields of one shape,
+    ready for :meth:`str.format` (events of one kind share their keys)."""
+    escaped = (_quote(key).replace("{", "{{").replace("}", "}}") for key in keys)
+    return "".join(f",{key}:{{}}" for key in escaped)
+
+
+@functools.lru_cache(maxsize=1024)
+def _thread_json(thread: ThreadInfo) -> str:
+    ident, name, pid, token = thread
+    return f'"pid":{pid},"thread_id":{ident},"thread_name":{_quote(name)},"thread_token":{token}'
+
+
+@functools.lru_cache(maxsize=4096)
+def _primitive_json(primitive: Identity) -> str:
+    kind, primitive_id, name, created = primitive
+    return (
+        f'"primitive_kind":{_quote(kind)},"primitive_id":{primitive_id},'
+        f'"primitive_name":{_quote(name)},'
+        f'"primitive_created":{"null" if created is None else _quote(created)}'
+    )
+
+
+#: Site fragments by ``id(code)``: (the code, its fragments by offset).  Not
+#: keyed by the code object itself, whose hash is recomputed from its
+#: contents on every lookup; the stored code guards against a reused id.
+_site_fragments: dict[int, tuple[CodeType, dict[int, str]]] = {}
+MAX_CACHED_CODES = 4096
+
+
+def _site_json(code: CodeType | None, offset: int) -> str:
+    if code is None:
+        return '"file":null,"line":null,"function":null'
+    entry = _site_fragments.get(id(code))
+    if entry is None or entry[0] is not code:
+        if len(_site_fragments) >= MAX_CACHED_CODES:
+            _site_fragments.clear()
+        entry = _site_fragments[id(code)] = (code, {})
+    fragment = entry[1].get(offset)
+    if fragment is None:
+        fragment = entry[1][offset] = (
+            f'"file":{_quote(code.co_filename)},"line":{line_of(code, offset)},'
+            f'"function":{_quote(code.co_name)}'
+        )
+    return fragment
+
 
 def record_to_json(record: Record) -> str:
-    """One record as one line of compact JSON (no trailing newline)."""
-    return json.dumps(record_to_dict(record), separators=(",", ":"), default=repr)
+    """One record as one line of compact JSON (no trailing newline).
+
+    Exactly :func:`_reference_json`'s text, built from cached fragments (the
+    thread, the primitive and the site repeat from event to event) and the
+    operation's fields: several times faster, which is what the file sink's
+    event rate rests on.
+    """
+    seq, time_ns, thread, event, level, primitive, code, offset, data = record
+    fields = ""
+    if data:
+        if type(data) is tuple:
+            keys, values = data[::2], data[1::2]
+        else:
+            keys, values = tuple(data), tuple(data.values())  # type: ignore[union-attr]
+        if not _COMMON_FIELDS.isdisjoint(keys):
+            return _reference_json(record)  # a field overriding a common one
+        fields = _fields_template(keys).format(
+            *[_ATOM_JSON.get(type(value), _encode)(value) for value in values]
+        )
+    return (
+        f'{{"schema":{SCHEMA_VERSION},"seq":{seq},"time_ns":{time_ns},"event":{_quote(event)},'
+        f'"level":"{LEVEL_NAMES[level]}",{_thread_json(thread)},{_primitive_json(primitive)},'
+        f"{_site_json(code, offset)}{fields}}}"
+    )
 
 
 class JsonLinesSink:

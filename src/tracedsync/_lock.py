@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from _thread import allocate_lock, get_ident
+from time import monotonic_ns
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
@@ -39,6 +40,41 @@ __all__ = ["Lock", "RLock"]
 register_internal_module(__file__)
 
 _getframe = sys._getframe
+_sequence = _hooks.sequence
+_order_thread = _lockorder._per_thread
+
+#: ``acquire()``'s default timeout: ``timeout is NO_TIMEOUT`` tells the common
+#: call (default or an explicit ``-1``) from ``-1.0`` and every other value.
+NO_TIMEOUT = -1
+
+
+def _acquired_data(blocking: bool, timeout: float, *depth: Any) -> _hooks.PairsData:
+    return (
+        "outcome",
+        "acquired",
+        "waited_ns",
+        0,
+        "blocking",
+        bool(blocking),
+        "timeout",
+        timeout,
+        *depth,
+    )
+
+
+#: The data of the common acquire event (blocking, no timeout), one tuple
+#: shared by all of them (see _hooks.PairsData).
+_ACQUIRED = _acquired_data(True, NO_TIMEOUT)
+#: The same for an RLock, by depth (deeper recursion builds its own).
+_RLOCK_ACQUIRED = tuple(_acquired_data(True, NO_TIMEOUT, "depth", depth) for depth in range(9))
+
+
+def _site(frame: FrameType) -> tuple[CodeType | None, int]:
+    """The user's code and bytecode offset for an operation called from ``frame``."""
+    if frame.f_code.co_filename in INTERNAL_FILES:
+        found = user_frame(frame)
+        return (None, 0) if found is None else (found.f_code, found.f_lasti)
+    return frame.f_code, frame.f_lasti
 
 
 def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
@@ -130,19 +166,13 @@ class _LockBase:
         if _hooks.ordering:
             _lockorder.acquired(self, frame, may_raise and bool(blocking) and timeout < 0)
         if _hooks.observing:
-            self._observe_acquired(frame, blocking, timeout)
+            self._observe_acquired(self._acquired_code, self._acquired_offset, blocking, timeout)
 
-    def _observe_acquired(self, frame: FrameType, blocking: bool, timeout: float) -> None:
-        data = {
-            "outcome": "acquired",
-            "waited_ns": 0,
-            "blocking": bool(blocking),
-            "timeout": timeout,
-            **self._depth_data(),
-        }
-        now = _hooks.emit(self._events + ".acquire", self, frame, data)
-        if data.get("depth", 1) == 1:  # a recursive acquire does not restart the hold
-            self._acquired_ns = now
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        """Publish the ``acquire`` event of an uncontended acquire made at ``code``/``offset``."""
+        raise NotImplementedError
 
     def _undo_acquire(self) -> None:
         """Release a just-made acquisition that a hook refused."""
@@ -209,7 +239,7 @@ class Lock(_LockBase):
         #: handoff): anyone may release it, so it never closes a deadlock cycle.
         self._handoff = False
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.Lock.acquire`."""
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
@@ -220,8 +250,26 @@ class Lock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.active:
-                self._after_acquire(frame, blocking, timeout)
+            if _hooks.active:  # _after_acquire, inlined: the hot path
+                if _hooks.ordering:
+                    # _lockorder.acquired's commonest case, inlined (the
+                    # hottest path of all: a Lock under the defaults): the
+                    # thread holds no other lock, so there is no order to
+                    # check.  A lock's first acquisition (no weak reference
+                    # yet), a handoff lock or a nested acquire goes through
+                    # the checker.
+                    held = getattr(_order_thread, "held", None)
+                    reference = self._weak_self
+                    if held is not None and not held and reference is not None:
+                        if not self._handoff:
+                            code, offset = self._acquired_code, self._acquired_offset
+                            held.append((reference, self._order_key, code, offset, None))
+                    else:
+                        _lockorder.acquired(self, frame, blocking and timeout < 0)
+                if _hooks.observing:
+                    self._observe_acquired(
+                        self._acquired_code, self._acquired_offset, blocking, timeout
+                    )
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -231,11 +279,29 @@ class Lock(_LockBase):
         self._owner = get_ident()
         self._note_site(frame)
 
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        now = monotonic_ns()
+        if blocking is True and timeout is NO_TIMEOUT:
+            data = _ACQUIRED
+        else:
+            data = _acquired_data(blocking, timeout)
+        _hooks.publish(next(_sequence), now, "lock.acquire", self, code, offset, data)
+        self._acquired_ns = now
+
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
         if _hooks.active:
-            self._release_active(_getframe(1))
-            return
+            if _hooks.ordering:
+                held = getattr(_order_thread, "held", None)
+                if held and held[-1][0] is self._weak_self:  # released innermost first
+                    held.pop()
+                else:
+                    _lockorder.released(self)
+            if _hooks.observing:
+                self._release_observed(_getframe(1))
+                return
         owner = self._owner
         self._owner = None
         self._acquired_ns = 0
@@ -243,18 +309,9 @@ class Lock(_LockBase):
             self._handoff = True
         self._lock.release()
 
-    def _release_active(self, frame: FrameType) -> None:
-        if _hooks.ordering:
-            _lockorder.released(self)
-        if not _hooks.observing:
-            owner = self._owner
-            self._owner = None
-            self._acquired_ns = 0
-            if owner is not None and owner != get_ident():
-                self._handoff = True
-            self._lock.release()
-            return
-        stamped = _hooks.stamp()  # before the release: see _hooks
+    def _release_observed(self, frame: FrameType) -> None:
+        """Release, publishing the ``release`` event (the order checker has been told)."""
+        seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
         self._owner = None
@@ -264,17 +321,17 @@ class Lock(_LockBase):
             self._lock.release()
         except RuntimeError as error:
             _hooks.deliver(
-                stamped,
+                (seq, now),
                 "lock.release",
                 self,
                 frame,
                 {"outcome": "error", "error": _hooks.describe_error(error)},
             )
             raise
-        held_ns = stamped[1] - acquired_ns if acquired_ns else None
-        _hooks.deliver(
-            stamped, "lock.release", self, frame, {"outcome": "released", "held_ns": held_ns}
-        )
+        held_ns = now - acquired_ns if acquired_ns else None
+        code, offset = _site(frame)
+        data = ("outcome", "released", "held_ns", held_ns)
+        _hooks.publish(seq, now, "lock.release", self, code, offset, data)
 
     def locked(self) -> bool:
         """Whether the lock is held by any thread."""
@@ -291,12 +348,9 @@ class Lock(_LockBase):
     def _is_owned(self) -> bool:
         return self._lock.locked()
 
-    def _release_save(self) -> None:
-        if _hooks.active:
-            self._release_active(_getframe(1))
-            return
-        self._owner = None
-        self._lock.release()
+    # Releasing for a wait is a release like any other (the event's site is
+    # the user's call of the wait: threading's frames are internal).
+    _release_save = release
 
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
@@ -330,6 +384,8 @@ class RLock(_LockBase):
     __slots__ = ("_depth",)
     _kind = "RLock"
     _events = "rlock"
+    #: Only the owner may release an RLock: never a handoff (see Lock).
+    _handoff = False
 
     def __new__(cls, *, name: str | None = None) -> RLock:
         if not settings.enabled and cls is RLock:
@@ -343,7 +399,7 @@ class RLock(_LockBase):
         #: owns the lock.
         self._depth = 0
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
@@ -351,7 +407,8 @@ class RLock(_LockBase):
         if self._owner == me:
             self._depth += 1
             if _hooks.observing:
-                self._observe_acquired(_getframe(1), blocking, timeout)
+                code, offset = _site(_getframe(1))
+                self._observe_acquired(code, offset, blocking, timeout)
             return True
         frame = _getframe(1)
         if self._lock.acquire(False):
@@ -361,8 +418,13 @@ class RLock(_LockBase):
                 self._note_site(frame)
             else:
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
-            if _hooks.active:
-                self._after_acquire(frame, blocking, timeout)
+            if _hooks.active:  # _after_acquire, inlined: the hot path
+                if _hooks.ordering:
+                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                if _hooks.observing:
+                    self._observe_acquired(
+                        self._acquired_code, self._acquired_offset, blocking, timeout
+                    )
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
@@ -376,9 +438,22 @@ class RLock(_LockBase):
     def _depth_data(self) -> dict[str, Any]:
         return {"depth": self._depth}
 
+    def _observe_acquired(
+        self, code: CodeType | None, offset: int, blocking: bool, timeout: float
+    ) -> None:
+        now = monotonic_ns()
+        depth = self._depth
+        if blocking is True and timeout is NO_TIMEOUT and depth < len(_RLOCK_ACQUIRED):
+            data = _RLOCK_ACQUIRED[depth]
+        else:
+            data = _acquired_data(blocking, timeout, "depth", depth)
+        _hooks.publish(next(_sequence), now, "rlock.acquire", self, code, offset, data)
+        if depth == 1:  # a recursive acquire does not restart the hold
+            self._acquired_ns = now
+
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
-        if _hooks.active:
+        if _hooks.observing:
             self._release_active(_getframe(1), 1, whole=False)
             return
         if self._owner != get_ident():
@@ -386,6 +461,8 @@ class RLock(_LockBase):
         depth = self._depth - 1
         self._depth = depth
         if depth == 0:
+            if _hooks.ordering:
+                _lockorder.released(self)
             self._owner = None
             self._acquired_ns = 0
             self._lock.release()
@@ -409,11 +486,11 @@ class RLock(_LockBase):
                 self._acquired_ns = 0
                 self._lock.release()
             return
-        stamped = _hooks.stamp()  # before the release: see _hooks
+        seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
         if self._owner != get_ident():
             error = "cannot release un-acquired lock"
             _hooks.deliver(
-                stamped,
+                (seq, now),
                 "rlock.release",
                 self,
                 frame,
@@ -421,17 +498,19 @@ class RLock(_LockBase):
             )
             raise RuntimeError(error)
         depth = self._depth - levels
-        data: dict[str, Any] = {"outcome": "released", "depth": depth, "held_ns": None}
-        if whole:  # a condition wait releases every level at once
-            data["levels"] = levels
+        held_ns = None
         self._depth = depth
         if depth == 0:
             if self._acquired_ns:
-                data["held_ns"] = stamped[1] - self._acquired_ns
+                held_ns = now - self._acquired_ns
             self._acquired_ns = 0
             self._owner = None
             self._lock.release()
-        _hooks.deliver(stamped, "rlock.release", self, frame, data)
+        data: _hooks.PairsData = ("outcome", "released", "depth", depth, "held_ns", held_ns)
+        if whole:  # a condition wait releases every level at once
+            data = (*data, "levels", levels)
+        code, offset = _site(frame)
+        _hooks.publish(seq, now, "rlock.release", self, code, offset, data)
 
     def _is_owned(self) -> bool:
         return self._owner == get_ident()

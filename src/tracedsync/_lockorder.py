@@ -30,6 +30,7 @@ so once (``lock_order.graph_full``).
 from __future__ import annotations
 
 import itertools
+import sys
 import weakref
 from _thread import RLock, _local
 from types import FrameType
@@ -57,11 +58,15 @@ UNKNOWN_CHAIN = -1
 
 
 #: A lock the thread holds, as the order checker sees it: (weak reference to
-#: the lock, class key, code and bytecode offset of the acquire).  A plain
-#: tuple: built on every acquire while the checker is on.  The reference is
-#: weak so that a lock acquired and then dropped without a release (legal)
-#: is not kept alive, nor taken for a gate lock forever.
-Held = tuple["weakref.ref[Any]", str, Any, int]
+#: the lock, class key, code and bytecode offset of the acquire, chain id
+#: after it).  A plain tuple: built on every acquire while the checker is on.
+#: The reference is weak so that a lock acquired and then dropped without a
+#: release (legal) is not kept alive, nor taken for a gate lock forever.  The
+#: chain id of the outermost lock is ``None`` until a lock is taken on top of
+#: it: a thread holding one lock at a time never looks its chain up.
+#: ``Lock.acquire`` and ``Lock.release`` (:mod:`tracedsync._lock`) inline the
+#: commonest cases of :func:`acquired` and :func:`released`: keep them in step.
+Held = tuple["weakref.ref[Any]", str, Any, int, int | None]
 
 
 class EdgeInfo(NamedTuple):
@@ -76,10 +81,9 @@ class EdgeInfo(NamedTuple):
     gates: frozenset[int]
 
 
-#: Per thread: ``held`` (list of :data:`Held`, innermost last) and ``chains``
-#: (the chain id after each of them).  Chain ids of chains holding two locks
-#: of one class are negative: those always take the slow path, which orders
-#: the instances.
+#: Per thread: ``held``, the list of :data:`Held`, innermost last.  Chain ids
+#: of chains holding two locks of one class are negative: those always take
+#: the slow path, which orders the instances.
 _per_thread = _local()
 
 
@@ -104,6 +108,16 @@ class LockOrderGraph:
     def chain(self, chain: int, key: str) -> int | None:
         """The known chain after ``chain`` + ``key``, or ``None`` if new."""
         return self._chains.get((chain, key))
+
+    def root_chain(self, key: str) -> int:
+        """The id of the chain holding only a lock of class ``key``."""
+        found = self._chains.get((0, key))
+        if found is None:
+            with self._guard:
+                found = self._chains.get((0, key))
+                if found is None:
+                    found = self._chains[(0, key)] = next(self._chain_ids)
+        return found
 
     def clear(self) -> None:
         """Forget every edge, chain and report."""
@@ -157,7 +171,7 @@ class LockOrderGraph:
         chain id and the first new cycle found (its edges), if any."""
         found = user_frame(frame)
         after_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
-        thread = thread_label(_hooks.thread_info().ident).strip("'")
+        thread = thread_label(_hooks.thread_info()[0]).strip("'")
         cycle: list[EdgeInfo] | None = None
         with self._guard:
             self._purge_dead_locked()
@@ -191,7 +205,7 @@ class LockOrderGraph:
                     thread,
                     describe_offset(entry[2], entry[3]),
                     after_at,
-                    tuple(current_stack(_hooks.thread_info().ident)),
+                    tuple(current_stack(_hooks.thread_info()[0])),
                     gates,
                 )
                 self._successors.setdefault(edge[0], set()).add(edge[1])
@@ -232,41 +246,67 @@ graph = LockOrderGraph()
 
 
 def _key(lock: Any) -> str:
+    """The lock's class: ``Kind@file:line`` of its creation site.
+
+    Interned, so that every lock made at one site shares one string instead
+    of holding its own copy (about 90 bytes per live lock).
+    """
     key: str | None = lock._order_key
     if key is None:
         code, line = lock._created_code, lock._created_line
-        key = f"{lock._kind}@{code.co_filename if code else '?'}:{line}"
+        key = sys.intern(f"{lock._kind}@{code.co_filename if code else '?'}:{line}")
         lock._order_key = key
     return key
 
 
-def _thread_state() -> tuple[list[Held], list[int]]:
+def _thread_state() -> list[Held]:
+    """The calling thread's held locks (created empty at first use)."""
     try:
-        return _per_thread.held, _per_thread.chains
+        held: list[Held] = _per_thread.held
     except AttributeError:
-        _per_thread.held, _per_thread.chains = [], []
-        return _per_thread.held, _per_thread.chains
+        held = _per_thread.held = []
+    return held
+
+
+def _chain_at(held: list[Held], index: int) -> int:
+    """The chain id after ``held[index]``, resolving the outermost lock's lazily."""
+    chain = held[index][4]
+    if chain is None:  # only the outermost entry defers its chain
+        entry = held[0]
+        chain = graph.root_chain(entry[1])
+        held[0] = (entry[0], entry[1], entry[2], entry[3], chain)
+    return chain
 
 
 def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
-    """The calling thread just acquired ``lock`` (not a recursive re-entry)."""
-    if getattr(lock, "_handoff", False):
+    """The calling thread just acquired ``lock`` (not a recursive re-entry).
+
+    The fast paths, most common first: the thread holds no other lock (no
+    order to check, not even a chain to look up: see :data:`Held`), or the
+    chain of classes it holds plus this one was seen before (one dict
+    lookup).  Only a new chain adds edges and looks for a cycle.
+    """
+    if lock._handoff:
         return
     try:
-        held, chains = _per_thread.held, _per_thread.chains
+        held = _per_thread.held
     except AttributeError:
-        held, chains = _thread_state()
+        held = _thread_state()
+    reference = lock._weak_self
+    if reference is None:
+        reference = lock._weak_self = weakref.ref(lock)
     key = lock._order_key or _key(lock)
-    chain = chains[-1] if chains else 0
+    if not held:
+        held.append((reference, key, lock._acquired_code, lock._acquired_offset, None))
+        return
+    chain = held[-1][4]
+    if chain is None:
+        chain = _chain_at(held, 0)
     following = graph._chains.get((chain, key))
     cycle = None
     if following is None or following < 0:
         following, cycle = graph.add_chain(held, lock, key, frame, chain)
-    reference = lock._weak_self
-    if reference is None:
-        reference = lock._weak_self = weakref.ref(lock)
-    held.append((reference, key, lock._acquired_code, lock._acquired_offset))
-    chains.append(following)
+    held.append((reference, key, lock._acquired_code, lock._acquired_offset, following))
     if cycle is not None:
         _inversion(lock, frame, cycle, may_raise)
     if _declared_ranks and len(held) > 1:  # a declared hierarchy (declare_order)
@@ -279,20 +319,22 @@ def released(lock: Any) -> None:
         held = _per_thread.held
     except AttributeError:
         return
-    if held and held[-1][0]() is lock:
+    reference = lock._weak_self  # the very object each Held entry of it holds
+    if held and held[-1][0] is reference:
         held.pop()
-        _per_thread.chains.pop()
         return
-    state = _per_thread
     for position in range(len(held) - 1, -1, -1):
-        if held[position][0]() is lock:
+        if held[position][0] is reference:
             del held[position]
-            chains = state.chains[:position]
-            for entry in held[position:]:
-                previous = chains[-1] if chains else 0
-                known = None if previous == UNKNOWN_CHAIN else graph.chain(previous, entry[1])
-                chains.append(known if known is not None else UNKNOWN_CHAIN)
-            state.chains = chains
+            # The locks taken after it now sit on a shorter chain.
+            for index in range(position, len(held)):
+                entry = held[index]
+                chain: int | None = None  # the outermost lock: resolved lazily
+                if index > 0:
+                    previous = _chain_at(held, index - 1)
+                    known = None if previous == UNKNOWN_CHAIN else graph.chain(previous, entry[1])
+                    chain = known if known is not None else UNKNOWN_CHAIN
+                held[index] = (entry[0], entry[1], entry[2], entry[3], chain)
             return
 
 

@@ -45,23 +45,32 @@ class Trace:
         self._cache: list[dict[str, Any]] | None = None
 
     # -- recording -------------------------------------------------------
-    def _receive(self, record: Record) -> None:
-        # list.append is atomic; the capacity check may let a few concurrent
-        # appends past the limit, never an unbounded number.
-        if len(self._records) < self.capacity:
-            self._records.append(record)
-        else:
-            with self._overflow_guard:
-                self._dropped += 1
+    # The sink is the records list's own ``append``: a C call per event, no
+    # Python frame.  The hook checks the capacity (see _hooks.BoundedSink)
+    # only when the sequence number says the list may be full, then hands the
+    # later records to _count_dropped.  Threads racing at that point may
+    # append a few more, never an unbounded number.
+    def room(self) -> int:
+        """How many more events the trace keeps (the hook asks)."""
+        return self.capacity - len(self._records)
+
+    def overflow_sink(self) -> _hooks.Sink:
+        """What receives the events once the trace is full."""
+        return self._count_dropped
+
+    def _count_dropped(self, record: Record) -> None:
+        with self._overflow_guard:
+            self._dropped += 1
 
     def start(self) -> Trace:
         """Start receiving the events of every thread."""
-        _hooks.add_sink(self._receive)
+        _hooks.add_sink(self._records.append, bounded=self)
         return self
 
     def stop(self) -> None:
         """Stop receiving events (those recorded so far are kept)."""
-        _hooks.remove_sink(self._receive)
+        _hooks.remove_sink(self._records.append)
+        _hooks.remove_sink(self._count_dropped)
 
     def __enter__(self) -> Trace:
         return self.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracedsync._hooks import Record
+from tracedsync._hooks import Record, record_data
 from tracedsync._sites import register_internal_module
 
 __all__ = ["FINDING_EVENTS", "LockStats", "Summary"]
@@ -112,16 +112,17 @@ class Summary:
 
     def add_record(self, record: Record) -> None:
         """Fold one live record (a sink of :mod:`tracedsync._hooks`)."""
-        _, time_ns, thread, event, _, primitive, _, _, data = record
+        _, time_ns, thread, event, _, primitive, _, _, _ = record
+        _, thread_name, pid, token = thread
         self._add(
             event,
             time_ns,
-            (thread.pid, thread.token),
-            thread.name,
+            (pid, token),
+            thread_name,
             primitive[0],
             primitive[2],
             primitive[3],
-            data or {},
+            record_data(record),
         )
 
     def add_event(self, event: Mapping[str, Any]) -> None:

@@ -159,8 +159,8 @@ class Monitor:
     def receive(self, record: Record) -> None:
         event = record[3]
         if event in _LOCK_EVENTS:
-            data = record[8]
-            if data is None or data.get("outcome") not in {"acquired", "released"}:
+            data = _hooks.record_data(record)
+            if data.get("outcome") not in {"acquired", "released"}:
                 return
             key = record[5][1]
             with self._guard:
@@ -173,8 +173,8 @@ class Monitor:
             if len(self.findings) < MAX_FINDINGS:
                 self.findings.append(record)
         elif event == "thread.exit":
-            data = record[8]
-            raised = data is not None and data.get("outcome") == "raised"
+            data = _hooks.record_data(record)
+            raised = data.get("outcome") == "raised"
             if raised and len(self.thread_errors) < MAX_FINDINGS:
                 self.thread_errors.append(record)
 
@@ -202,7 +202,7 @@ class Monitor:
         for record in sorted(self.findings, key=lambda record: record[0]):
             found.append(Problem(FINDING_EVENTS[record[3]], _finding_text(record)))
         for record in sorted(self.thread_errors, key=lambda record: record[0]):
-            data = record[8] or {}
+            data = _hooks.record_data(record)
             found.append(
                 Problem(
                     "thread_error",
@@ -263,7 +263,7 @@ class Monitor:
                 Problem(
                     "lock_held",
                     f"{kind} {name!r} is still held at the end of the test: acquired by "
-                    f"thread {record[2].name!r} at {where} and never released.",
+                    f"thread {record[2][1]!r} at {where} and never released.",
                 )
             )
         return problems
@@ -271,20 +271,20 @@ class Monitor:
 
 def _holds(record: Record) -> bool:
     """Whether the lock is held after the operation ``record`` describes."""
-    data = record[8] or {}
+    data = _hooks.record_data(record)
     if record[5][0] == "RLock":
         return bool(data.get("depth", 0) > 0)
     return record[3].endswith(".acquire")
 
 
 def _finding_text(record: Record) -> str:
-    data = record[8] or {}
+    data = _hooks.record_data(record)
     message = data.get("message")
     if message:
         return str(message)
     # A self-deadlock carries its facts as fields.
     return (
-        f"Self-deadlock: thread {record[2].name!r} re-acquired {record[5][0]} "
+        f"Self-deadlock: thread {record[2][1]!r} re-acquired {record[5][0]} "
         f"{record[5][2]!r}, which it already holds ({data.get('reason')}).\n"
         f"  first acquired at: {data.get('held_at')}\n"
         f"  acquired again at: {data.get('requested_at')}"

@@ -1,0 +1,82 @@
+"""The benchmark suite's smoke mode runs to completion and reports finite ratios.
+
+It never judges speed: the smoke counts are far too small for that, and the
+machine CI runs on is shared.  This only keeps ``benchmarks/`` from rotting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [number for item in value.values() for number in _numbers(item)]
+    if isinstance(value, list):
+        return [number for item in value for number in _numbers(item)]
+    if isinstance(value, float):
+        return [value]
+    return []
+
+
+@pytest.mark.timeout(300)
+def test_smoke_run_reports_every_group_with_finite_figures(tmp_path: Path) -> None:
+    output, raw = tmp_path / "performance.md", tmp_path / "results.json"
+    output.write_text("# Performance\n\nProse that regeneration must keep.\n", encoding="utf-8")
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--smoke",
+            "--output",
+            str(output),
+            "--json",
+            str(raw),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(raw.read_text(encoding="utf-8"))
+    assert results["about"]["smoke"] is True
+    operations = results["uncontended"]["operations"]
+    assert set(operations) == {
+        "lock_pair",
+        "lock_with",
+        "rlock_reentrant",
+        "event_set_wait",
+        "condition_round_trip",
+        "semaphore_pair",
+        "thread_start_join",
+    }
+    for per_mode in operations.values():
+        assert set(per_mode) == {
+            "off",
+            "default",
+            "recorded",
+            "recorded_detectors",
+            "jsonl",
+            "structlog",
+        }
+        assert per_mode["off"]["same_type"] is True
+    for per_workload in results["contended"]["intervals"].values():
+        assert set(per_workload) == {"increments", "queue_pipeline", "executor_map"}
+    numbers = _numbers(results)
+    assert numbers
+    assert all(math.isfinite(number) for number in numbers)
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("# Performance\n\nProse that regeneration must keep.\n")
+    assert "<!-- BEGIN GENERATED RESULTS" in text
+    assert "### Targets" in text
+    assert "### Peer libraries" in text

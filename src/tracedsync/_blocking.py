@@ -16,7 +16,7 @@ from _thread import get_ident
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
-from tracedsync import _explore, _hooks, _lockorder
+from tracedsync import _hooks, _lockorder, _scheduler
 from tracedsync._config import settings
 from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
 from tracedsync._errors import DeadlockError
@@ -117,8 +117,8 @@ def acquire_contended(
             _hooks.emit(event, lock, frame, data)
         raise
     try:
-        if _explore.controlling() is not None:
-            acquired = _explore.acquire_lock(lock._lock, lock, timeout)
+        if _scheduler.controlling() is not None:
+            acquired = _scheduler.acquire_lock(lock._lock, lock, timeout)
         elif self_reacquire and timeout < 0:
             acquired = _wait_for_release(lock, frame)
         elif timeout < 0 and not waits.others_can_progress(me)[0]:

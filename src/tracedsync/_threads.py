@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from tracedsync import _explore, _hooks
+from tracedsync import _hooks, _scheduler
 from tracedsync._blocking import begin_wait, end_wait
 from tracedsync._config import settings
 from tracedsync._deadlock import wait_unless_stranded
@@ -78,9 +78,9 @@ class Thread(threading.Thread):
 
     def start(self) -> None:
         """Start the thread's activity, as :meth:`threading.Thread.start`."""
-        if _explore.controlling() is not None:  # the new thread joins the run
-            _explore.starting(self)
-            begin: Callable[[], None] = partial(_explore.start_unmodelled, super().start)
+        if _scheduler.controlling() is not None:  # the new thread joins the run
+            _scheduler.starting(self)
+            begin: Callable[[], None] = partial(_scheduler.start_unmodelled, super().start)
         else:
             begin = super().start
         if not _hooks.observing:
@@ -124,8 +124,8 @@ class Thread(threading.Thread):
                 _hooks.emit("thread.join", self, frame, refused)
             raise
         try:
-            if not joining_self and _explore.controlling() is not None:
-                if _explore.join(self, timeout):  # modelled; then the thread's very end
+            if not joining_self and _scheduler.controlling() is not None:
+                if _scheduler.join(self, timeout):  # modelled; then the thread's very end
                     super().join(timeout)
             elif timeout is None and not joining_self and not waits.others_can_progress(me)[0]:
                 wait_unless_stranded(self._join_for, self, _getframe(1))

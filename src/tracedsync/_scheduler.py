@@ -1,0 +1,551 @@
+"""The controlled scheduler's runtime: one thread at a time, switching only at
+scheduling points, blocking modelled (:mod:`tracedsync._explore` runs
+explorations on it).
+
+A thread whose ``Lock`` is taken, or whose condition, event, semaphore,
+barrier or join wait would block, is marked blocked and leaves its turn to
+the strategy's next choice; it becomes a candidate again once what it waits
+for is free.  ``threading``'s own conditions (inside ``Event``,
+``Semaphore``, ``Barrier``, ``queue.Queue``...) all block on a waiter lock
+from ``threading._allocate_lock``, which is a :class:`ModelLock` while
+exploring, so they are modelled without being re-implemented.
+
+This is the choke point the primitives call into while a run is explored:
+:func:`controlling` says whether the calling thread is one of the run's, and
+:func:`acquire_lock`, :func:`block`, :func:`starting`, :func:`join` model what
+would otherwise block in the operating system.  The scheduling points are
+every event of :mod:`tracedsync._hooks` (this module's :func:`_sink`), every
+modelled wait, ``time.sleep`` and :func:`yield_point`.  :func:`installed`
+puts the process-wide pieces in place for an exploration: the sink, the model
+locks behind every ``threading.Condition`` (``threading._allocate_lock``) and
+the virtual ``time.sleep``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from _thread import allocate_lock, get_ident
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from time import monotonic
+from types import CodeType
+from typing import Any
+
+from tracedsync import _hooks
+from tracedsync._errors import DeadlockError
+from tracedsync._hooks import Record
+from tracedsync._schedules import ReplayDivergedError, Strategy
+from tracedsync._sites import describe_offset, describe_site, register_internal_module
+
+__all__ = [
+    "ModelLock",
+    "Run",
+    "acquire_lock",
+    "block",
+    "controlling",
+    "installed",
+    "join",
+    "one_run",
+    "start_unmodelled",
+    "starting",
+    "yield_point",
+]
+
+register_internal_module(__file__)
+
+RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
+#: Steps of a failing run kept for its report (the last ones).
+STEPS_SHOWN = 400
+
+
+class _Aborted(BaseException):
+    """Unwinds a thread of a run that is being stopped (never reaches the user)."""
+
+
+class _Managed:
+    """One thread of a run, as the scheduler sees it."""
+
+    __slots__ = (
+        "deadline",
+        "free",
+        "gate",
+        "ident",
+        "name",
+        "ordinal",
+        "ready",
+        "state",
+        "timed_out",
+        "waits_for",
+    )
+
+    def __init__(self, ordinal: int, name: str) -> None:
+        self.ordinal = ordinal
+        self.name = name
+        self.gate = allocate_lock()
+        self.gate.acquire()  # closed: the thread waits here for its turn
+        self.state = RUNNABLE
+        self.ready: Callable[[], bool] | None = None
+        self.deadline: float | None = None
+        self.timed_out = False
+        self.waits_for: Any = None
+        self.ident: int | None = None
+        #: Set while the thread runs code that must block for real (starting a
+        #: thread waits for it to boot), outside the model.
+        self.free = False
+
+    def label(self) -> str:
+        return f"#{self.ordinal} {self.name!r}"
+
+
+class Run:
+    """One run: its threads, whose turn it is, and the choices made."""
+
+    def __init__(self, strategy: Strategy, number: int, max_steps: int) -> None:
+        self.strategy = strategy
+        self.number = number
+        self.max_steps = max_steps
+        self.guard = allocate_lock()
+        self.threads: list[_Managed] = []
+        self.by_ident: dict[int, _Managed] = {}
+        self.current: _Managed | None = None
+        self.choices: list[int] = []
+        #: Switches away from a thread that could have gone on.
+        self.preemptions = 0
+        self.steps: deque[tuple[int, str, str, CodeType | None, int]] = deque(maxlen=STEPS_SHOWN)
+        self.moves = 0  # progress counter, for the stall check
+        self.clock = 0.0
+        self.alive = 0
+        self._signalled = False
+        self.failure: tuple[str, str] | None = None
+        self.aborting = False
+        self.done = allocate_lock()
+        self.done.acquire()
+
+    # -- threads ---------------------------------------------------------------
+
+    def add_thread(self, name: str) -> _Managed:
+        with self.guard:
+            managed = _Managed(len(self.threads), name)
+            self.threads.append(managed)
+            self.alive += 1
+            return managed
+
+    def enter(self, managed: _Managed) -> None:
+        """In the new thread: wait for its first turn."""
+        managed.ident = get_ident()
+        with self.guard:
+            self.by_ident[managed.ident] = managed
+        self._wait_turn(managed)
+
+    def _wait_turn(self, managed: _Managed) -> None:
+        managed.gate.acquire()
+        if self.aborting:
+            raise _Aborted
+
+    def finish(self, managed: _Managed) -> None:
+        """The thread's code ended (or unwound): hand the turn on, never wait."""
+        with self.guard:
+            managed.state = FINISHED
+            self.by_ident.pop(managed.ident or 0, None)
+            self.alive -= 1
+            if not self.aborting and self.current is managed:
+                following = self._pick(managed)
+                if following is not None:
+                    self.current = following
+                    following.gate.release()
+            if self.alive == 0:
+                self._signal_done()
+
+    def _signal_done(self) -> None:
+        if not self._signalled:
+            self._signalled = True
+            self.done.release()
+
+    def fail(self, kind: str, detail: str) -> None:
+        with self.guard:
+            self._abort(kind, detail)
+
+    def _abort(self, kind: str, detail: str) -> None:
+        """Stop the run (guard held): every waiting thread unwinds."""
+        if self.failure is None:
+            self.failure = (kind, detail)
+        if self.aborting:
+            return
+        self.aborting = True
+        me = get_ident()
+        for managed in self.threads:
+            # A gate already open (a turn just given) must not be released twice.
+            if managed.state != FINISHED and managed.ident != me and managed.gate.locked():
+                managed.gate.release()
+        if self.alive == 0:
+            self._signal_done()
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _candidates(self, me: _Managed | None) -> list[int]:
+        ready = [
+            managed.ordinal
+            for managed in self.threads
+            if managed.state == RUNNABLE
+            or (managed.state == BLOCKED and managed.ready is not None and managed.ready())
+        ]
+        if me is not None and me.ordinal in ready:
+            ready.remove(me.ordinal)
+            ready.insert(0, me.ordinal)
+        return ready
+
+    def _pick(self, me: _Managed | None) -> _Managed | None:
+        """The thread to run next (guard held); ``None`` after aborting the run
+        (deadlock, step bound) or when every thread finished."""
+        candidates = self._candidates(me)
+        if candidates:
+            if len(self.choices) >= self.max_steps:
+                self._abort(
+                    "livelock",
+                    f"the run took more than {self.max_steps} steps (max_steps): "
+                    "threads keep running without finishing",
+                )
+                return None
+            current = me.ordinal if me is not None and me.state != FINISHED else None
+            try:
+                chosen = self.strategy.choose(candidates, current, len(self.choices))
+            except ReplayDivergedError as error:
+                self._abort("replay", str(error))
+                return None
+            self.choices.append(chosen)
+            if current is not None and chosen != current and current in candidates:
+                self.preemptions += 1
+            following = self.threads[chosen]
+            following.state, following.timed_out = RUNNABLE, False
+            return following
+        timed = [m for m in self.threads if m.state == BLOCKED and m.deadline is not None]
+        if timed:
+            following = min(timed, key=lambda m: (m.deadline or 0.0, m.ordinal))
+            self.clock = max(self.clock, following.deadline or 0.0)
+            following.state, following.timed_out = RUNNABLE, True
+            return following
+        if any(managed.state != FINISHED for managed in self.threads):
+            self._abort("deadlock", self._describe_deadlock())
+        return None
+
+    def _switch(self, me: _Managed, following: _Managed | None) -> None:
+        """Give the turn to ``following`` and wait for ours (guard held; released here)."""
+        if following is None:  # the run was aborted
+            self.guard.release()
+            raise _Aborted
+        if following is me:
+            self.guard.release()
+            return
+        self.current = following
+        following.gate.release()
+        self.guard.release()
+        self._wait_turn(me)
+
+    def point(
+        self, me: _Managed, event: str, name: str, code: CodeType | None, offset: int
+    ) -> None:
+        """A scheduling point of the running thread ``me``."""
+        self.guard.acquire()
+        if self.aborting:
+            self.guard.release()
+            raise _Aborted
+        self.moves += 1
+        self.steps.append((me.ordinal, event, name, code, offset))
+        self._switch(me, self._pick(me))
+
+    def block(
+        self, me: _Managed, primitive: Any, ready: Callable[[], bool], timeout: float
+    ) -> bool:
+        """Wait, modelled, until ``ready()``; ``False`` if the (virtual) timeout fired."""
+        self.guard.acquire()
+        if self.aborting:
+            self.guard.release()
+            raise _Aborted
+        self.moves += 1
+        me.state, me.ready, me.waits_for = BLOCKED, ready, primitive
+        me.deadline = self.clock + timeout if timeout >= 0 else None
+        self.steps.append((me.ordinal, "blocks on", _describe(primitive), None, 0))
+        self._switch(me, self._pick(me))
+        me.ready = me.waits_for = None
+        return not me.timed_out
+
+    def _describe_deadlock(self) -> str:
+        lines = ["no thread can run: every live thread waits without a timeout"]
+        for managed in self.threads:
+            if managed.state == BLOCKED:
+                what = managed.waits_for
+                line = f"  thread {managed.label()} waits for {_describe(what)}"
+                owner = getattr(what, "_owner", None)
+                holder = next((m for m in self.threads if m.ident == owner), None)
+                if holder is not None:
+                    line += f", held by thread {holder.label()}"
+                lines.append(line)
+        return "\n".join(lines)
+
+    def readable_steps(self) -> list[str]:
+        names = {managed.ordinal: managed.label() for managed in self.threads}
+        lines = []
+        for ordinal, event, name, code, offset in self.steps:
+            site = describe_offset(code, offset) if code is not None else None
+            where = f" at {site}" if site else ""
+            what = f"{event} {name}" if name else event
+            lines.append(f"{names.get(ordinal, ordinal)}: {what}{where}")
+        return lines
+
+
+def _describe(primitive: Any) -> str:
+    if isinstance(primitive, ModelLock):
+        return "a condition's notify (or another threading-internal lock)"
+    if isinstance(primitive, threading.Thread):
+        return f"thread {primitive.name!r} to finish"
+    kind = getattr(primitive, "_kind", type(primitive).__name__)
+    name = getattr(primitive, "name", None)
+    return f"{kind} {name!r}" if name is not None else kind
+
+
+# -- the process-wide state while exploring -------------------------------------
+
+_active: Run | None = None
+
+
+def controlling() -> _Managed | None:
+    """The calling thread's scheduler entry, if a run controls it now."""
+    run = _active
+    if run is None:
+        return None
+    managed = run.by_ident.get(get_ident())
+    return None if managed is None or managed.free else managed
+
+
+def block(primitive: Any, ready: Callable[[], bool], timeout: float) -> bool:
+    """For the primitives: wait, modelled, until ``ready()`` (see :meth:`Run.block`)."""
+    run = _active
+    managed = controlling()
+    assert run is not None
+    assert managed is not None
+    return run.block(managed, primitive, ready, timeout)
+
+
+def acquire_lock(raw: Any, primitive: Any, timeout: float) -> bool:
+    """A contended acquire of a traced lock's raw lock, modelled."""
+    while True:
+        if not block(primitive, lambda: not raw.locked(), timeout):
+            return False
+        if raw.acquire(False):
+            return True
+
+
+def _sink(record: Record) -> None:
+    """Every observed operation of a controlled thread is a scheduling point."""
+    run = _active
+    if run is None:
+        return
+    managed = run.by_ident.get(get_ident())
+    if managed is None or managed.free:
+        return
+    run.point(managed, record[3], record[5][2], record[6], record[7])
+
+
+def yield_point() -> None:
+    """A scheduling point when called by a thread :func:`explore` controls;
+    nothing otherwise.  Put it where a preemption matters in code that has no
+    synchronisation operation there (between a read and a write)."""
+    run = _active
+    managed = controlling()
+    if run is not None and managed is not None:
+        frame = sys._getframe(1)
+        run.point(managed, "yield_point", "", frame.f_code, frame.f_lasti)
+
+
+_real_sleep = time.sleep
+
+
+def _sleep(seconds: float) -> None:
+    run = _active
+    managed = controlling()
+    if run is None or managed is None:
+        _real_sleep(seconds)
+        return
+    frame = sys._getframe(1)
+    run.point(managed, "time.sleep", f"({seconds})", frame.f_code, frame.f_lasti)
+
+
+class ModelLock:
+    """``threading._allocate_lock`` while exploring: a raw lock whose blocking
+    acquire in a controlled thread is a modelled wait (the waiter lock of every
+    ``threading.Condition`` is one)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self) -> None:
+        self._raw = allocate_lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._raw.acquire(False):
+            return True
+        if not blocking:
+            return False
+        if controlling() is not None:
+            return acquire_lock(self._raw, self, timeout)
+        return self._raw.acquire(blocking, timeout)
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._raw.release()
+
+    def release(self) -> None:
+        self._raw.release()
+
+    def locked(self) -> bool:
+        return self._raw.locked()
+
+    def _at_fork_reinit(self) -> None:
+        self._raw = allocate_lock()
+
+
+# -- threads --------------------------------------------------------------------
+
+
+def starting(thread: threading.Thread) -> None:
+    """Called by ``Thread.start`` in a controlled thread: the new thread joins
+    the run, and waits for its turn before its ``run()``."""
+    run = _active
+    assert run is not None
+    managed = run.add_thread(thread.name)
+    thread._tracedsync_managed = managed  # type: ignore[attr-defined]
+    original_run = thread.run
+
+    def controlled_run() -> None:
+        _run_managed(run, managed, original_run)
+
+    thread.run = controlled_run  # type: ignore[method-assign]
+
+
+def start_unmodelled(start: Callable[[], None]) -> None:
+    """Run ``start`` (``threading.Thread.start``, which waits for the new
+    thread to boot) blocking for real: the new thread is not controlled yet."""
+    managed = controlling()
+    assert managed is not None
+    managed.free = True
+    try:
+        start()
+    finally:
+        managed.free = False
+
+
+def join(thread: threading.Thread, timeout: float | None) -> bool:
+    """A controlled ``join``: wait, modelled, until ``thread`` finished.
+
+    Returns whether to go on with the real join (the thread's code ended).
+    """
+    target: _Managed | None = getattr(thread, "_tracedsync_managed", None)
+    if target is None or _active is None or target not in _active.threads:
+        return True  # not a thread of this run: the real join, uncontrolled
+    if target.state == FINISHED:
+        return True
+    return block(thread, lambda: target.state == FINISHED, -1 if timeout is None else timeout)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _format_error(error: BaseException) -> str:
+    """The exception's traceback without tracedsync's own frames."""
+    shown = traceback.TracebackException.from_exception(error)
+    shown.stack = traceback.StackSummary.from_list(
+        [frame for frame in shown.stack if not frame.filename.startswith(_PACKAGE)]
+    )
+    return "".join(shown.format()).rstrip()
+
+
+def _run_managed(run: Run, managed: _Managed, body: Callable[[], object]) -> None:
+    try:
+        run.enter(managed)
+        body()
+    except _Aborted:
+        pass
+    except BaseException as error:  # reported as the run's failure
+        kind = "exception"
+        if isinstance(error, DeadlockError):
+            kind = "deadlock"
+        elif isinstance(error, AssertionError):
+            kind = "assertion"
+        run.fail(kind, f"thread {managed.label()} raised:\n{_format_error(error)}")
+    finally:
+        run.finish(managed)
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """The process-wide pieces of an exploration, for its duration."""
+    original_allocate = threading._allocate_lock  # type: ignore[attr-defined]
+    threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
+    time.sleep = _sleep  # type: ignore[assignment]
+    _hooks.add_sink(_sink)
+    try:
+        yield
+    finally:
+        _hooks.remove_sink(_sink)
+        time.sleep = _real_sleep
+        threading._allocate_lock = original_allocate  # type: ignore[attr-defined]
+
+
+def _stack_of(ident: int | None) -> str:
+    frame = sys._current_frames().get(ident or 0)
+    if frame is None:
+        return "  (no stack)"
+    lines: list[str] = []
+    while frame is not None and len(lines) < 8:
+        site = describe_site(frame.f_code, frame.f_lineno)
+        if site is not None:
+            lines.append(f"    {site}")
+        frame = frame.f_back
+    return "\n".join(lines)
+
+
+def one_run(
+    test: Callable[[], object], strategy: Strategy, number: int, max_steps: int, stall: float
+) -> Run:
+    """Run ``test`` once under ``strategy``; the run says how it ended
+    (``failure``) and what it did (``choices``, ``preemptions``, steps)."""
+    global _active
+    run = Run(strategy, number, max_steps)
+    strategy.start_run(number)
+    main = run.add_thread("test")
+    runner = threading.Thread(
+        target=_run_managed, args=(run, main, test), name="tracedsync-explore", daemon=True
+    )
+    _active = run
+    try:
+        runner.start()
+        with run.guard:
+            run.current = main
+            main.gate.release()
+        last_moves, last_change = -1, monotonic()
+        while not run.done.acquire(True, 0.05):
+            if run.moves != last_moves:
+                last_moves, last_change = run.moves, monotonic()
+            elif monotonic() - last_change > stall and not run.aborting:
+                current = run.current
+                label = current.label() if current is not None else "?"
+                run.fail(
+                    "stall",
+                    f"thread {label} did not come back to a scheduling point within "
+                    f"{stall:g} s: it blocks on something tracedsync does not control "
+                    "(I/O, an untraced lock, a C extension) or computes for that long; "
+                    f"it is at:\n{_stack_of(current.ident if current else None)}",
+                )
+                if not run.done.acquire(True, stall):
+                    break  # that thread is stuck for good; leave it (a daemon)
+                break
+    finally:
+        _active = None
+    runner.join(stall)
+    strategy.end_run(len(run.choices))
+    return run

@@ -393,3 +393,35 @@ def test_pytest_marker_explores_and_shows_the_simplest_interleaving(
             "*replay it with tracedsync.replay(test, 'ts1.*",
         ]
     )
+
+
+class _GuardedCounter:
+    value: int = tracedsync.guarded_by("lock")
+
+    def __init__(self) -> None:
+        self.lock = tracedsync.Lock(name="counter")
+        self.value = 0
+
+    def increment(self) -> None:
+        with self.lock:
+            current = self.value
+        with self.lock:  # the lock is dropped between the read and the write
+            self.value = current + 1
+
+
+def test_guarded_attribute_accesses_are_scheduling_points() -> None:
+    def two_increments() -> None:
+        counter = _GuardedCounter()
+        threads = [tracedsync.Thread(target=counter.increment) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with counter.lock:
+            assert counter.value == 2, f"lost an update: {counter.value}"
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(two_increments, strategy="exhaustive", runs=1000)
+    assert caught.value.kind == "assertion"
+    assert any("guarded read value" in step for step in caught.value.steps)
+    assert any("guarded write value" in step for step in caught.value.steps)

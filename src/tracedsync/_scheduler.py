@@ -40,7 +40,7 @@ from tracedsync import _hooks
 from tracedsync._errors import DeadlockError
 from tracedsync._hooks import Record
 from tracedsync._schedules import ReplayDivergedError, Strategy
-from tracedsync._sites import describe_offset, describe_site, register_internal_module
+from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 
 __all__ = [
     "ModelLock",
@@ -51,6 +51,7 @@ __all__ = [
     "installed",
     "join",
     "one_run",
+    "point_at_caller",
     "start_unmodelled",
     "starting",
     "yield_point",
@@ -355,11 +356,19 @@ def yield_point() -> None:
     """A scheduling point when called by a thread :func:`explore` controls;
     nothing otherwise.  Put it where a preemption matters in code that has no
     synchronisation operation there (between a read and a write)."""
+    if _active is not None:
+        point_at_caller("yield_point", "", 2)
+
+
+def point_at_caller(event: str, name: str, depth: int) -> None:
+    """A scheduling point labelled ``event name``, at the user's frame
+    ``depth`` frames up, if a run controls the calling thread."""
     run = _active
     managed = controlling()
     if run is not None and managed is not None:
-        frame = sys._getframe(1)
-        run.point(managed, "yield_point", "", frame.f_code, frame.f_lasti)
+        frame = user_frame(sys._getframe(depth))
+        code, offset = (None, 0) if frame is None else (frame.f_code, frame.f_lasti)
+        run.point(managed, event, name, code, offset)
 
 
 _real_sleep = time.sleep
@@ -371,8 +380,7 @@ def _sleep(seconds: float) -> None:
     if run is None or managed is None:
         _real_sleep(seconds)
         return
-    frame = sys._getframe(1)
-    run.point(managed, "time.sleep", f"({seconds})", frame.f_code, frame.f_lasti)
+    point_at_caller("time.sleep", f"({seconds})", 2)
 
 
 class ModelLock:

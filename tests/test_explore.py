@@ -425,3 +425,57 @@ def test_guarded_attribute_accesses_are_scheduling_points() -> None:
     assert caught.value.kind == "assertion"
     assert any("guarded read value" in step for step in caught.value.steps)
     assert any("guarded write value" in step for step in caught.value.steps)
+
+
+class _PlainCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def increment(self) -> None:
+        self.count += 1  # one line, three bytecodes: a read, an add, a write
+
+
+def plain_increments() -> None:
+    counter = _PlainCounter()
+    threads = [tracedsync.Thread(target=counter.increment) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter.count == 2, f"lost an update: {counter.count}"
+
+
+def test_opcode_granularity_finds_a_race_inside_one_statement() -> None:
+    # At the default granularity the statement is atomic: nothing to find.
+    assert tracedsync.explore(plain_increments, strategy="exhaustive", runs=500).exhausted
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(
+            plain_increments, strategy="exhaustive", runs=2000, granularity="opcodes"
+        )
+    assert caught.value.kind == "assertion"
+    assert any("opcode at" in step and "in increment" in step for step in caught.value.steps)
+    with pytest.raises(tracedsync.InterleavingError):
+        tracedsync.replay(plain_increments, caught.value.token, granularity="opcodes")
+
+
+def test_line_granularity_switches_between_lines_of_the_test_file() -> None:
+    def check_then_set() -> None:
+        state: dict[str, int] = {}
+
+        def claim(owner: int) -> None:
+            if "owner" not in state:
+                state["owner"] = owner
+                state["claims"] = state.get("claims", 0) + 1
+
+        threads = [tracedsync.Thread(target=claim, args=(n,)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert state["claims"] == 1, "two threads both claimed"
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(check_then_set, strategy="random", runs=500, granularity="lines")
+    assert "two threads both claimed" in caught.value.detail
+    with pytest.raises(ValueError, match="granularity"):
+        tracedsync.explore(check_then_set, granularity="statements")

@@ -20,10 +20,10 @@ for :func:`replay`, and the interleaving as readable steps.
 from __future__ import annotations
 
 from _thread import allocate_lock
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tracedsync._scheduler import Run, installed, one_run, yield_point
+from tracedsync._scheduler import Run, RunSettings, installed, one_run, yield_point
 from tracedsync._schedules import (
     ExhaustiveStrategy,
     ReplayStrategy,
@@ -106,19 +106,23 @@ MINIMIZE_RUNS = 2000
 
 
 def _simplest(
-    test: Callable[[], object], failure: InterleavingError, max_steps: int, stall: float
+    test: Callable[[], object], failure: InterleavingError, settings: RunSettings
 ) -> InterleavingError:
     """A failing interleaving with fewer preemptions than ``failure``, if one
     is found within :data:`MINIMIZE_RUNS` runs per bound; else ``failure``."""
     for bound in range(failure.preemptions):
         search = ExhaustiveStrategy(bound)
         for number in range(MINIMIZE_RUNS):
-            run = one_run(test, search, number, max_steps, stall)
+            run = one_run(test, search, number, settings)
             if run.failure is not None and run.failure[0] == failure.kind:
                 return _failure(run, search)
             if search.exhausted:
                 break
     return failure
+
+
+#: ``granularity`` values: what else than operations is a scheduling point.
+GRANULARITIES = ("operations", "lines", "opcodes")
 
 
 def explore(
@@ -132,6 +136,8 @@ def explore(
     max_steps: int = 10_000,
     stall_timeout: float = 5.0,
     minimize: bool = False,
+    granularity: str = "operations",
+    trace_files: Iterable[str] | None = None,
 ) -> ExploreResult:
     """Run ``test`` ``runs`` times under the controlled scheduler.
 
@@ -149,14 +155,31 @@ def explore(
     preemptions (an exhaustive search with bound 0, 1, ... up to one less
     than the failure's, at most ``MINIMIZE_RUNS`` runs each) and report the
     simplest one found.
+
+    ``granularity``: ``"operations"`` (the default) switches only at
+    synchronisation operations, ``time.sleep``, guarded attribute accesses
+    and :func:`yield_point`; ``"lines"`` also before every line, and
+    ``"opcodes"`` before every bytecode instruction, of the code in
+    ``trace_files`` (by default the file that defines ``test``), so races
+    inside plain Python statements are found without yield points.  It uses
+    ``sys.settrace``: slow, meant for small tests.
     """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+    files: frozenset[str] = frozenset()
+    if granularity != "operations":
+        if trace_files is None:
+            code = getattr(test, "__code__", None)
+            trace_files = () if code is None else (code.co_filename,)
+        files = frozenset(trace_files)
+    settings = RunSettings(max_steps, stall_timeout, files, granularity == "opcodes")
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
     total = chosen.default_runs if runs is None else runs
     if not _exploring.acquire(False):
         raise RuntimeError("tracedsync.explore() is already running (it cannot nest)")
     try:
-        with installed():
-            return _explore_runs(test, chosen, total, max_steps, stall_timeout, minimize)
+        with installed(settings):
+            return _explore_runs(test, chosen, total, settings, minimize)
     finally:
         _exploring.release()
 
@@ -165,18 +188,17 @@ def _explore_runs(
     test: Callable[[], object],
     chosen: Strategy,
     total: int,
-    max_steps: int,
-    stall_timeout: float,
+    settings: RunSettings,
     minimize: bool,
 ) -> ExploreResult:
     done = 0
     for number in range(total):
-        run = one_run(test, chosen, number, max_steps, stall_timeout)
+        run = one_run(test, chosen, number, settings)
         done += 1
         if run.failure is not None:
             failure = _failure(run, chosen)
             if minimize and run.failure[0] not in {"stall", "replay"}:
-                failure = _simplest(test, failure, max_steps, stall_timeout)
+                failure = _simplest(test, failure, settings)
             raise failure
         if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
             break
@@ -185,15 +207,24 @@ def _explore_runs(
 
 
 def replay(
-    test: Callable[[], object], token: str, *, max_steps: int = 10_000, stall_timeout: float = 5.0
+    test: Callable[[], object],
+    token: str,
+    *,
+    max_steps: int = 10_000,
+    stall_timeout: float = 5.0,
+    granularity: str = "operations",
+    trace_files: Iterable[str] | None = None,
 ) -> ExploreResult:
     """Run ``test`` once, in exactly the interleaving ``token`` recorded
     (``InterleavingError.token``); raises :class:`InterleavingError` when
-    it fails, as it will if the test is deterministic apart from scheduling."""
+    it fails, as it will if the test is deterministic apart from scheduling.
+    Pass the ``granularity`` and ``trace_files`` the exploration used."""
     return explore(
         test,
         strategy=ReplayStrategy(token),
         runs=1,
         max_steps=max_steps,
         stall_timeout=stall_timeout,
+        granularity=granularity,
+        trace_files=trace_files,
     )

@@ -32,6 +32,7 @@ from _thread import allocate_lock, get_ident
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from time import monotonic
 from types import CodeType
 from typing import Any
@@ -45,6 +46,7 @@ from tracedsync._sites import describe_offset, describe_site, register_internal_
 __all__ = [
     "ModelLock",
     "Run",
+    "RunSettings",
     "acquire_lock",
     "block",
     "controlling",
@@ -62,6 +64,20 @@ register_internal_module(__file__)
 RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
 #: Steps of a failing run kept for its report (the last ones).
 STEPS_SHOWN = 400
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How every run of one exploration runs."""
+
+    #: More steps than this fail the run as a livelock.
+    max_steps: int = 10_000
+    #: Seconds a thread may stay away from scheduling points before the run
+    #: fails as a stall.
+    stall_timeout: float = 5.0
+    #: Files whose every line (or opcode) is a scheduling point too.
+    traced_files: frozenset[str] = frozenset()
+    trace_opcodes: bool = False
 
 
 class _Aborted(BaseException):
@@ -106,10 +122,20 @@ class _Managed:
 class Run:
     """One run: its threads, whose turn it is, and the choices made."""
 
-    def __init__(self, strategy: Strategy, number: int, max_steps: int) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        number: int,
+        max_steps: int,
+        traced_files: frozenset[str] = frozenset(),
+        trace_opcodes: bool = False,
+    ) -> None:
         self.strategy = strategy
         self.number = number
         self.max_steps = max_steps
+        #: Files whose every line (or opcode) is a scheduling point.
+        self.traced_files = traced_files
+        self.trace_opcodes = trace_opcodes
         self.guard = allocate_lock()
         self.threads: list[_Managed] = []
         self.by_ident: dict[int, _Managed] = {}
@@ -472,9 +498,108 @@ def _format_error(error: BaseException) -> str:
     return "".join(shown.format()).rstrip()
 
 
+#: CPython 3.12+ has ``sys.monitoring``; its ``sys.settrace`` misses the opcode
+#: events of a code object's first execution, which would make runs differ.
+_MONITORING = sys.version_info >= (3, 12)
+#: ``sys.monitoring`` where it exists (typed loosely: it does not before 3.12).
+_sys_monitoring: Any = vars(sys).get("monitoring")
+
+
+def _settrace_points(run: Run) -> Callable[..., Any]:
+    """Before 3.12: a ``sys.settrace`` function making every line (or opcode)
+    of the run's traced files a scheduling point."""
+    files, opcodes = run.traced_files, run.trace_opcodes
+    wanted = "opcode" if opcodes else "line"
+
+    def in_frame(frame: Any, event: str, argument: Any) -> Any:
+        if event == wanted and _active is run:
+            managed = run.by_ident.get(get_ident())
+            if managed is not None and not managed.free:
+                run.point(managed, event, "", frame.f_code, frame.f_lasti)
+        return in_frame
+
+    def on_call(frame: Any, event: str, argument: Any) -> Any:
+        if frame.f_code.co_filename not in files:
+            return None
+        if opcodes:
+            frame.f_trace_opcodes = True
+        return in_frame
+
+    return on_call
+
+
+class _MonitoringPoints:
+    """3.12+: ``sys.monitoring`` makes every line (or instruction) of the
+    traced files a scheduling point, from a code object's first execution."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.files = settings.traced_files
+        self.opcodes = settings.trace_opcodes
+        self.tool: int | None = None
+        self.instrumented: list[Any] = []
+        self._line_offsets: dict[tuple[Any, int], int] = {}
+
+    def start(self) -> None:
+        monitoring = _sys_monitoring
+        free = [tool for tool in (3, 4) if monitoring.get_tool(tool) is None]
+        if not free:
+            raise RuntimeError("no sys.monitoring tool id is free for line-level exploring")
+        self.tool = free[0]
+        events = monitoring.events
+        monitoring.use_tool_id(self.tool, "tracedsync.explore")
+        monitoring.register_callback(self.tool, events.PY_START, self._on_start)
+        if self.opcodes:
+            monitoring.register_callback(self.tool, events.INSTRUCTION, self._on_instruction)
+        else:
+            monitoring.register_callback(self.tool, events.LINE, self._on_line)
+        monitoring.set_events(self.tool, events.PY_START)
+
+    def stop(self) -> None:
+        monitoring = _sys_monitoring
+        if self.tool is None:
+            return
+        monitoring.set_events(self.tool, 0)
+        for code in self.instrumented:
+            monitoring.set_local_events(self.tool, code, 0)
+        monitoring.free_tool_id(self.tool)
+        monitoring.restart_events()
+        self.tool = None
+
+    def _on_start(self, code: Any, offset: int) -> Any:
+        monitoring = _sys_monitoring
+        if code.co_filename not in self.files:
+            return monitoring.DISABLE
+        wanted = monitoring.events.INSTRUCTION if self.opcodes else monitoring.events.LINE
+        if monitoring.get_local_events(self.tool, code) != wanted:
+            monitoring.set_local_events(self.tool, code, wanted)
+            self.instrumented.append(code)
+        return None
+
+    def _point(self, event: str, code: Any, offset: int) -> None:
+        run = _active
+        if run is None:
+            return
+        managed = run.by_ident.get(get_ident())
+        if managed is not None and not managed.free:
+            run.point(managed, event, "", code, offset)
+
+    def _on_instruction(self, code: Any, offset: int) -> None:
+        self._point("opcode", code, offset)
+
+    def _on_line(self, code: Any, line: int) -> None:
+        key = (code, line)
+        offset = self._line_offsets.get(key)
+        if offset is None:
+            found = (start for start, _, number in code.co_lines() if number == line)
+            offset = self._line_offsets[key] = next(found, 0)
+        self._point("line", code, offset)
+
+
 def _run_managed(run: Run, managed: _Managed, body: Callable[[], object]) -> None:
     try:
         run.enter(managed)
+        if run.traced_files and not _MONITORING:
+            sys.settrace(_settrace_points(run))
         body()
     except _Aborted:
         pass
@@ -486,19 +611,26 @@ def _run_managed(run: Run, managed: _Managed, body: Callable[[], object]) -> Non
             kind = "assertion"
         run.fail(kind, f"thread {managed.label()} raised:\n{_format_error(error)}")
     finally:
+        if run.traced_files and not _MONITORING:
+            sys.settrace(None)
         run.finish(managed)
 
 
 @contextmanager
-def installed() -> Iterator[None]:
+def installed(settings: RunSettings) -> Iterator[None]:
     """The process-wide pieces of an exploration, for its duration."""
     original_allocate = threading._allocate_lock  # type: ignore[attr-defined]
     threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
     time.sleep = _sleep  # type: ignore[assignment]
     _hooks.add_sink(_sink)
+    fine = _MonitoringPoints(settings) if settings.traced_files and _MONITORING else None
     try:
+        if fine is not None:
+            fine.start()
         yield
     finally:
+        if fine is not None:
+            fine.stop()
         _hooks.remove_sink(_sink)
         time.sleep = _real_sleep
         threading._allocate_lock = original_allocate  # type: ignore[attr-defined]
@@ -518,12 +650,13 @@ def _stack_of(ident: int | None) -> str:
 
 
 def one_run(
-    test: Callable[[], object], strategy: Strategy, number: int, max_steps: int, stall: float
+    test: Callable[[], object], strategy: Strategy, number: int, settings: RunSettings
 ) -> Run:
     """Run ``test`` once under ``strategy``; the run says how it ended
     (``failure``) and what it did (``choices``, ``preemptions``, steps)."""
     global _active
-    run = Run(strategy, number, max_steps)
+    run = Run(strategy, number, settings.max_steps, settings.traced_files, settings.trace_opcodes)
+    stall = settings.stall_timeout
     strategy.start_run(number)
     main = run.add_thread("test")
     runner = threading.Thread(

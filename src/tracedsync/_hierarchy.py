@@ -25,8 +25,7 @@ from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._config import settings
-from tracedsync._errors import LockOrderError
-from tracedsync._policy import policy_for
+from tracedsync._policy import apply_order_policy
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import (
     caller_site,
@@ -272,21 +271,12 @@ def _violation(
     _hooks.emit(
         "lock_order.hierarchy", lock, frame, {"message": report.message, **details}, _hooks.WARNING
     )
-    policy = policy_for("hierarchy", lock)
-    if callable(policy):
-        try:
-            policy(report)
-        except BaseException:
-            lock._undo_acquire()  # the acquire fails: the lock must not stay held
-            raise
-    elif policy == "raise" and may_raise:
-        lock._undo_acquire()
-        error = LockOrderError(
-            report.message,
-            primitive=lock.name,
-            thread_name=thread,
-            held_at=before_at,
-            requested_at=acquired_at,
-        )
-        error.report = report
-        raise error
+    apply_order_policy(
+        "hierarchy",
+        lock,
+        report,
+        may_raise,
+        thread_name=thread,
+        held_at=before_at,
+        requested_at=acquired_at,
+    )

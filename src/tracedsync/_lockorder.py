@@ -37,10 +37,9 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from tracedsync import _hooks
-from tracedsync._errors import LockOrderError
 from tracedsync._hierarchy import check as _check_hierarchy
 from tracedsync._hierarchy import ranks as _declared_ranks
-from tracedsync._policy import policy_for
+from tracedsync._policy import apply_order_policy
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
 
@@ -376,21 +375,12 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
         {"message": report.message, "chain": chain},
         _hooks.WARNING,
     )
-    policy = policy_for("inversion", lock)
-    if callable(policy):
-        try:
-            policy(report)
-        except BaseException:
-            lock._undo_acquire()  # the acquire fails: the lock must not stay held
-            raise
-    elif policy == "raise" and may_raise:
-        lock._undo_acquire()
-        error = LockOrderError(
-            report.message,
-            primitive=lock.name,
-            thread_name=new.thread,
-            held_at=new.before_at,
-            requested_at=new.after_at,
-        )
-        error.report = report
-        raise error
+    apply_order_policy(
+        "inversion",
+        lock,
+        report,
+        may_raise,
+        thread_name=new.thread,
+        held_at=new.before_at,
+        requested_at=new.after_at,
+    )

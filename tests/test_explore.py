@@ -479,3 +479,14 @@ def test_line_granularity_switches_between_lines_of_the_test_file() -> None:
     assert "two threads both claimed" in caught.value.detail
     with pytest.raises(ValueError, match="granularity"):
         tracedsync.explore(check_then_set, granularity="statements")
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_a_seed_makes_an_exploration_repeat_exactly(strategy: str) -> None:
+    tracedsync.configure(on_deadlock="warn")
+    found = []
+    for _ in range(2):
+        with pytest.raises(tracedsync.InterleavingError) as caught:
+            tracedsync.explore(ab_ba, strategy=strategy, runs=100, seed=11)
+        found.append((caught.value.run, caught.value.token))
+    assert found[0] == found[1]

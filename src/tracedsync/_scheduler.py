@@ -368,9 +368,14 @@ def acquire_lock(raw: Any, primitive: Any, timeout: float) -> bool:
 
 
 def _sink(record: Record) -> None:
-    """Every observed operation of a controlled thread is a scheduling point."""
+    """Every observed operation of a controlled thread is a scheduling point.
+
+    Diagnostics (warning and error events) are not: the detectors report a
+    finding once per process, so making them points would make a run's steps
+    depend on the runs before it.
+    """
     run = _active
-    if run is None:
+    if run is None or record[4] > _hooks.DEBUG:
         return
     managed = run.by_ident.get(get_ident())
     if managed is None or managed.free:

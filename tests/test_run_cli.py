@@ -494,3 +494,21 @@ def test_an_uncaught_exception_in_main_exits_1_with_the_programs_traceback(
     assert "KeyError: 'missing'" in result.stderr
     assert "runpy" not in result.stderr and "tracedsync/" not in result.stderr
     assert "tracedsync: 0 events" in result.stderr  # the summary still comes
+
+
+def test_the_console_script_runs_programs_too(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("tracedsync")
+    if not script.exists():  # pragma: no cover - the test venvs install it
+        pytest.skip("the tracedsync console script is not installed next to this Python")
+    write(tmp_path, "args.py", ARGUMENTS)
+    result = subprocess.run(
+        [str(script), "run", "args.py", "one", "--two"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=PATIENCE * 3,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "argv ['one', '--two']" in result.stdout
+    assert f"path0 {tmp_path}" in result.stdout

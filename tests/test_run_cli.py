@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,9 @@ import pytest
 from helpers import PATIENCE
 from tracedsync._run import DEADLOCK_EXIT_STATUS
 from tracedsync._timeline import LOCKS_PROCESS_OFFSET
+
+#: The example programs of the documentation.
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
 AB_BA = """
 import threading
@@ -221,38 +225,13 @@ def test_single_thread_self_reacquire_exits_with_the_deadlock_status(tmp_path: P
 def test_a_hang_on_a_lock_tracedsync_cannot_see_ends_after_the_hang_timeout(
     tmp_path: Path,
 ) -> None:
-    write(
-        tmp_path,
-        "hidden.py",
-        """
-        import _thread
-        import threading
-
-        hidden = _thread.allocate_lock()  # not traced
-        shown = threading.Lock()
-        both_hold_one = threading.Barrier(2)
-
-        def one():
-            with shown:
-                both_hold_one.wait()
-                hidden.acquire()
-
-        def two():
-            hidden.acquire()
-            both_hold_one.wait()
-            with shown:
-                pass
-
-        for target in (one, two):
-            threading.Thread(target=target, name=target.__name__, daemon=True).start()
-        threading.Event().wait()  # forever
-        """,
-    )
+    # The program docs/tracing-programs.md shows, run as the page says.
+    shutil.copy(EXAMPLES / "hidden.py", tmp_path / "hidden.py")
     result = tracedsync_command("run", "--hang-timeout", "1", "hidden.py", cwd=tmp_path)
     assert result.returncode == DEADLOCK_EXIT_STATUS, result.stderr
     assert "Hang (--hang-timeout 1 s: a lock acquire blocked that long)" in result.stderr
-    assert "it is held by thread 'one', acquired at hidden.py:10 (in one)" in result.stderr
-    assert "'one': hidden.py:12 (in one)" in result.stderr  # every thread's stack
+    assert "it is held by thread 'one', acquired at hidden.py:12 (in one)" in result.stderr
+    assert "'one': hidden.py:14 (in one)" in result.stderr  # every thread's stack
 
 
 def test_every_thread_blocked_on_events_is_a_hang(tmp_path: Path) -> None:
@@ -512,3 +491,20 @@ def test_the_console_script_runs_programs_too(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "argv ['one', '--two']" in result.stdout
     assert f"path0 {tmp_path}" in result.stdout
+
+
+def test_the_documented_explore_example_prints_what_the_page_shows(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLES / "explore_counter.py", tmp_path / "counter.py")
+    result = subprocess.run(
+        [sys.executable, "counter.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=PATIENCE * 3,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("assertion in run 6 (pct (seed 0, depth 3)), 1 preemption:")
+    assert "AssertionError: lost an update: value is 1" in result.stdout
+    assert "#1 'worker-1': yield_point at counter.py:12 (in increment)" in result.stdout
+    assert result.stdout.rstrip().endswith("replayed: assertion True")

@@ -24,6 +24,19 @@ class TestRLock(lock_tests.RLockTests):
     locktype = staticmethod(tracedsync.RLock)
 
 
+class TestConditionAsRLock(lock_tests.RLockTests):
+    """A Condition exports its lock's API; CPython's test_threading runs the
+    RLock suite against ``threading.Condition``, with these two skips."""
+
+    locktype = staticmethod(tracedsync.Condition)
+
+    def test_constructor_noargs(self) -> None:
+        self.skipTest("Condition allows positional arguments")
+
+    def test_recursion_count(self) -> None:
+        self.skipTest("Condition does not expose _recursion_count()")
+
+
 class TestEvent(lock_tests.EventTests):
     eventtype = staticmethod(tracedsync.Event)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 import weakref
 from _thread import allocate_lock, get_ident
 from time import monotonic_ns
@@ -381,23 +382,42 @@ class RLock(_LockBase):
     as with ``threading.RLock``).  Recursion is never reported as a deadlock.
     """
 
+    #: ``_depth``: the recursion depth, meaningful only to the owner.
+    #: ``_owner`` is written only by the owner, so a thread reading its own
+    #: ident there owns the lock.
     __slots__ = ("_depth",)
     _kind = "RLock"
     _events = "rlock"
     #: Only the owner may release an RLock: never a handoff (see Lock).
     _handoff = False
 
-    def __new__(cls, *, name: str | None = None) -> RLock:
+    # A subclass with its own __init__ may take any arguments (as a subclass
+    # of _thread.RLock may); RLock's own __init__ decides about the rest.
+    def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> RLock:
         if not settings.enabled and cls is RLock:
-            return threading.RLock()  # type: ignore[return-value]
+            return threading.RLock(*args, **kwargs)  # type: ignore[return-value]
         return object.__new__(cls)
 
-    def __init__(self, *, name: str | None = None) -> None:
-        self._init_common(name)
-        #: Recursion depth; meaningful only to the owner.  ``_owner`` is
-        #: written only by the owner, so a thread reading its own ident there
-        #: owns the lock.
-        self._depth = 0
+    if sys.version_info >= (3, 15):
+        # 3.15 removed the arguments RLock() used to accept and ignore.
+
+        def __init__(self, *, name: str | None = None) -> None:
+            self._init_common(name)
+            self._depth = 0
+
+    else:
+        # Before 3.15 threading.RLock() accepts any arguments and ignores
+        # them; 3.13 and 3.14 warn (gh-102029).
+
+        def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
+            if (args or kwargs) and sys.version_info >= (3, 13) and type(self) is RLock:
+                warnings.warn(
+                    "Passing arguments to RLock is deprecated and will be removed in 3.15",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            self._init_common(name)
+            self._depth = 0
 
     def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
@@ -545,6 +565,14 @@ class RLock(_LockBase):
 
         def _recursion_count(self) -> int:
             return self._depth if self._owner == get_ident() else 0
+
+    if sys.version_info >= (3, 14):
+        # 3.14 added RLock.locked() (gh-115942), and threading.Condition
+        # exports its lock's locked().
+
+        def locked(self) -> bool:
+            """Whether the lock is held by any thread."""
+            return self._lock.locked()
 
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ while something observes them.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import warnings
@@ -61,17 +62,41 @@ class Thread(threading.Thread):
             return plain(*args, **kwargs)
         return super().__new__(cls)
 
-    def __init__(
-        self,
-        group: None = None,
-        target: Callable[..., object] | None = None,
-        name: str | None = None,
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        daemon: bool | None = None,
-    ) -> None:
-        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+    if sys.version_info >= (3, 14):
+        # 3.14 added ``context``: the contextvars.Context the thread runs in.
+
+        def __init__(
+            self,
+            group: None = None,
+            target: Callable[..., object] | None = None,
+            name: str | None = None,
+            args: Iterable[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            *,
+            daemon: bool | None = None,
+            context: contextvars.Context | None = None,
+        ) -> None:
+            super().__init__(  # type: ignore[call-arg, unused-ignore]
+                group, target, name, args, kwargs, daemon=daemon, context=context
+            )
+            self._record_exceptions()
+
+    else:
+
+        def __init__(
+            self,
+            group: None = None,
+            target: Callable[..., object] | None = None,
+            name: str | None = None,
+            args: Iterable[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            *,
+            daemon: bool | None = None,
+        ) -> None:
+            super().__init__(group, target, name, args, kwargs, daemon=daemon)
+            self._record_exceptions()
+
+    def _record_exceptions(self) -> None:
         hook = getattr(self, "_invoke_excepthook", None)
         if hook is not None:
             self._invoke_excepthook = _excepthook_recorder(hook)

@@ -10,7 +10,6 @@ self re-acquire of a ``Lock`` is checked here before the thread blocks.
 
 from __future__ import annotations
 
-import sys
 import threading
 from _thread import get_ident
 from types import FrameType
@@ -117,15 +116,21 @@ def acquire_contended(
             _hooks.emit(event, lock, frame, data)
         raise
     try:
-        if _scheduler.controlling() is not None:
-            acquired = _scheduler.acquire_lock(lock._lock, lock, timeout)
-        elif self_reacquire and timeout < 0:
-            acquired = _wait_for_release(lock, frame)
-        elif timeout < 0 and not waits.others_can_progress(me)[0]:
-            wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame)
-            acquired = True
-        else:
-            acquired = lock._lock.acquire(True, timeout)
+        try:
+            if _scheduler.controlling() is not None:
+                acquired = _scheduler.acquire_lock(lock._lock, lock, timeout)
+            elif self_reacquire and timeout < 0:
+                acquired = _wait_for_release(lock, frame)
+            elif timeout < 0 and not waits.others_can_progress(me)[0]:
+                wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame)
+                acquired = True
+            else:
+                acquired = lock._lock.acquire(True, timeout)
+        finally:
+            # Unregistered before the owner is recorded: a registered waiter
+            # on a lock it owns is a self re-acquire, never this moment (see
+            # _waits.wait_can_end).
+            waits.end(outer)
         if acquired:
             lock._take(frame)
             if _hooks.ordering and not quiet:
@@ -140,8 +145,6 @@ def acquire_contended(
             }
             _hooks.emit(event, lock, frame, data)
         raise
-    finally:
-        waits.end(outer)
     if observing and not quiet:
         _report_wait_end(lock, frame, acquired, started_ns, timeout)
     return acquired
@@ -173,9 +176,7 @@ def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) 
     """Refuse a self re-acquire that can never succeed; warn about the others."""
     if _strict(lock):
         raise _self_deadlock(lock, frame, "strict mode refuses every blocking self re-acquire")
-    if timeout < 0 and not any(
-        ident != get_ident() and ident not in waits.internal for ident in sys._current_frames()
-    ):
+    if timeout < 0 and not waits.others_exist(get_ident()):
         raise _self_deadlock(lock, frame, "no other thread exists that could release it")
     if timeout >= 0:
         _warn_self_reacquire(

@@ -139,11 +139,15 @@ class _Session:
         wait = waits.get(blocked) if blocked is not None else None
         if wait is None:
             return  # it ended meanwhile
-        is_lock_wait = getattr(wait.primitive, "_kind", "") in {"Lock", "RLock"}
-        if (is_lock_wait and not wait.timed) or _nothing_can_run():
+        primitive: Any = wait.primitive
+        is_lock_wait = getattr(primitive, "_kind", "") in {"Lock", "RLock"}
+        # A lock wait is a hang while the lock stays taken (behind something
+        # tracedsync cannot see); a free lock has been granted to a waiter.
+        stuck_on_lock = is_lock_wait and not wait.timed and primitive._lock.locked()
+        if stuck_on_lock or not waits.others_can_progress(None)[0]:
             reason = (
                 "a lock acquire blocked that long"
-                if is_lock_wait and not wait.timed
+                if stuck_on_lock
                 else "every thread is blocked in a wait without timeout"
             )
             first_line = report.message.splitlines()[0]
@@ -186,19 +190,6 @@ class _Session:
 
 
 _POLICIES = {"continue": "warn", "raise": "raise"}
-
-
-def _nothing_can_run() -> bool:
-    """Whether every thread of the program is blocked in a wait without timeout."""
-    _, current = waits.snapshot()
-    for thread in threading.enumerate():
-        ident = thread.ident
-        if ident is None or ident in waits.internal:
-            continue
-        wait = current.get(ident)
-        if wait is None or wait.timed:
-            return False
-    return True
 
 
 def _print_program_error(error: BaseException) -> None:

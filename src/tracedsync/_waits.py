@@ -18,9 +18,10 @@ import sys
 import threading
 from _thread import RLock as _RawRLock
 from _thread import get_ident
+from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracedsync._sites import register_internal_module, user_frame
 
@@ -64,6 +65,9 @@ class WaitRegistry:
         #: Idents of tracedsync's own threads (the watchdog): never counted
         #: as threads that could release anything.
         self.internal: set[int] = set()
+        #: Threads started with ``_thread.start_new_thread`` that have not
+        #: run any Python code yet (see :func:`note_foreign_start`).
+        self.starting = 0
 
     def begin(self, primitive: object, timed: bool, frame: FrameType | None = None) -> Wait | None:
         """Record that the calling thread is about to block; return the outer wait.
@@ -112,29 +116,41 @@ class WaitRegistry:
         """The number of changes so far (see :meth:`snapshot`)."""
         return self._generation
 
-    def others_can_progress(self, me: int) -> tuple[bool, int]:
-        """Whether a thread other than ``me`` is running or may wake by itself.
+    def others_exist(self, me: int) -> bool:
+        """Whether any thread other than ``me`` (and tracedsync's own) is
+        alive or starting: one that could still release what ``me`` holds."""
+        if _limbo or self.starting:
+            return True
+        return any(ident != me and ident not in self.internal for ident in sys._current_frames())
+
+    def others_can_progress(self, me: int | None) -> tuple[bool, int]:
+        """Whether a thread other than ``me`` is running or may wake by itself
+        (``me=None``: any thread at all).
 
         Returns the answer and the registry generation it was computed at.
-        Live threads are taken from :func:`sys._current_frames`, which also
-        sees threads started with ``_thread.start_new_thread``.  The main
-        thread counts as finished once the interpreter's shutdown has marked it
-        so (it then only waits for the other threads to exit).
+        The answer "no" is a fact about the present, never a guess from how
+        long threads have waited: every other live thread is in a wait
+        without timeout that the present state of its primitive cannot end
+        (see :func:`wait_can_end`), and no thread is starting.  Live threads
+        are taken from :func:`sys._current_frames` (a stale ``_DummyThread``
+        that ``threading.enumerate()`` still lists is not live); a thread
+        that ``threading`` or ``_thread.start_new_thread`` (see
+        :func:`note_foreign_start`) has started but that runs no Python code
+        yet counts as running.  The main thread counts as finished once the
+        interpreter's shutdown has marked it so (it then only waits for the
+        other threads to exit).
         """
         generation, current = self.snapshot()
-        # Cheap test first: fewer untimed waits than other threads that
-        # ``threading`` knows means one of them is running.
-        main_ident = threading.main_thread().ident
-        main_finished = not threading.main_thread().is_alive()
-        untimed = sum(1 for ident, wait in current.items() if not wait.timed and ident != me)
-        others = threading.active_count() - 1 - (main_finished and main_ident != me)
-        if untimed < others:
+        if _limbo or self.starting:
             return True, generation
-        for ident in sys._current_frames():
+        main = threading.main_thread()
+        main_ident, main_finished = main.ident, not main.is_alive()
+        frames = sys._current_frames()
+        for ident in frames:
             if ident == me or ident in self.internal or (ident == main_ident and main_finished):
                 continue
             wait = current.get(ident)
-            if wait is None or wait.timed:
+            if wait is None or wait.timed or wait_can_end(wait.primitive, current, frames):
                 return True, generation
         return False, generation
 
@@ -145,9 +161,76 @@ class WaitRegistry:
         self._guard = _RawRLock()
         self._waits = {}
         self._generation += 1
+        self.starting = 0
+
+
+def wait_can_end(primitive: object, current: dict[int, Wait], frames: dict[int, Any]) -> bool:
+    """Whether the present state of ``primitive`` lets a wait on it end: the
+    wait has been granted, or will be without any blocked thread acting.
+
+    ``current`` is a snapshot of the registry and ``frames`` of
+    :func:`sys._current_frames`.  A lock that is free, or whose acquirer is
+    between taking it and unregistering its wait (no owner recorded yet), is
+    granted; a joined thread that has finished, or runs no Python code any
+    more, is ending.  Every other primitive waits on a ``threading.Condition``
+    (its own, or itself for a condition): when more threads are registered
+    as waiting on it than the condition still has waiters, one of them has
+    been notified and will run.  An event that is set, a semaphore with a
+    positive counter and a barrier that is releasing are granted as well.
+    """
+    if isinstance(primitive, threading.Thread):
+        return not primitive.is_alive() or primitive.ident not in frames
+    raw = getattr(primitive, "_lock", None)
+    if raw is not None and hasattr(primitive, "_owner"):  # a traced Lock or RLock
+        return not raw.locked() or getattr(primitive, "_owner", None) is None
+    if isinstance(primitive, threading.Event):
+        granted = primitive.is_set()
+    elif isinstance(primitive, threading.Semaphore):
+        granted = getattr(primitive, "_value", 0) > 0
+    elif isinstance(primitive, threading.Barrier):
+        granted = getattr(primitive, "_state", 0) != 0  # 0: still filling
+    else:
+        granted = False
+    if granted:
+        return True
+    condition = primitive if isinstance(primitive, threading.Condition) else None
+    if condition is None:
+        condition = getattr(primitive, "_cond", None)
+    waiters = getattr(condition, "_waiters", None)
+    if waiters is None:
+        return False
+    registered = sum(1 for wait in current.values() if wait.primitive is primitive)
+    return registered > len(waiters)
+
+
+def note_foreign_start(start_new_thread: Callable[..., int]) -> Callable[..., int]:
+    """Wrap ``_thread.start_new_thread`` so that a thread it starts counts as
+    running from the moment it is asked for, before it runs any Python code
+    and appears in :func:`sys._current_frames` (``threading``'s own threads
+    are known from ``threading._limbo`` instead)."""
+
+    def started(function: Callable[..., object], args: tuple[Any, ...], *more: Any) -> int:
+        def bootstrap(*arguments: Any, **keywords: Any) -> object:
+            with waits._guard:
+                waits.starting -= 1
+            return function(*arguments, **keywords)
+
+        with waits._guard:
+            waits.starting += 1
+        try:
+            return start_new_thread(bootstrap, args, *more)
+        except BaseException:
+            with waits._guard:
+                waits.starting -= 1
+            raise
+
+    started.__wrapped__ = start_new_thread  # type: ignore[attr-defined]
+    return started
 
 
 waits = WaitRegistry()
+#: Threads ``threading`` has started that have not begun running yet.
+_limbo: dict[Any, Any] = threading._limbo  # type: ignore[attr-defined]
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=waits.reset_after_fork)

@@ -1,0 +1,179 @@
+""""Blocked forever" is a fact, not a timing guess (issue 17).
+
+A wait that has been granted (the lock released to it, the condition
+notified, the event set) counts as progress from the moment it is granted,
+however long the operating system takes to run the woken thread.  Each test
+delays the woken thread on purpose with a profile hook that sleeps right after
+the thread's raw wait returned, the window in which tracedsync used to take it
+for a thread blocked forever and kill a correct program with DeadlockError.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import _thread
+import pytest
+
+import tracedsync
+from tracedsync._waits import note_foreign_start, waits
+
+#: How long the woken thread is held back: ten times the stranded-wait check's
+#: confirmation delay, so the old guess was always wrong here.
+DELAY = 0.3
+
+
+def _delay_after_blocking_acquire(raw_lock: Any) -> Callable[..., None]:
+    """A profile function that sleeps once, right after the blocking acquire
+    of ``raw_lock`` (a traced lock's raw lock) returned in this thread."""
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if (
+            event == "c_return"
+            and frame.f_code.co_name == "acquire_contended"
+            and getattr(arg, "__self__", None) is raw_lock
+        ):
+            sys.setprofile(None)
+            time.sleep(DELAY)
+
+    return hook
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait (at most 10 s) for another thread to reach a state."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.001)
+
+
+@pytest.mark.timeout(20)
+def test_a_lock_granted_to_a_slow_waiter_is_progress() -> None:
+    lock = tracedsync.Lock()
+    lock.acquire()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        sys.setprofile(_delay_after_blocking_acquire(lock._lock))
+        try:
+            lock.acquire()
+            lock.release()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = tracedsync.Thread(target=worker)
+    thread.start()
+    _until(lambda: waits.get(thread.ident or 0) is not None)
+    lock.release()
+    thread.join()  # the worker sleeps while registered: it is not blocked forever
+    assert errors == []
+
+
+def _delay_woken_condition_waiter() -> Callable[..., None]:
+    """A profile function that sleeps right after a ``threading.Condition.wait``
+    in this thread has been woken (its second raw ``acquire`` returned: the
+    first takes the fresh waiter lock, the second blocks until notify())."""
+    wait_code = threading.Condition.wait.__code__
+    returns = 0
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        nonlocal returns
+        if event == "c_return" and frame.f_code is wait_code and arg.__name__ == "acquire":
+            returns += 1
+            if returns == 2:
+                sys.setprofile(None)
+                time.sleep(DELAY)
+
+    return hook
+
+
+@pytest.mark.timeout(20)
+def test_a_notified_condition_waiter_is_progress() -> None:
+    condition = tracedsync.Condition(tracedsync.Lock())
+    ready = False
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        sys.setprofile(_delay_woken_condition_waiter())
+        try:
+            with condition:
+                while not ready:
+                    condition.wait()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = tracedsync.Thread(target=worker)
+    thread.start()
+    _until(lambda: len(condition._waiters) == 1)  # type: ignore[attr-defined]
+    with condition:
+        ready = True
+        condition.notify()
+    thread.join()  # the worker sleeps while registered: it is not blocked forever
+    assert errors == []
+
+
+@pytest.mark.timeout(20)
+def test_a_set_event_is_progress_for_its_slow_waiter() -> None:
+    event = tracedsync.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        sys.setprofile(_delay_woken_condition_waiter())
+        try:
+            event.wait()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = tracedsync.Thread(target=worker)
+    thread.start()
+    _until(lambda: len(event._cond._waiters) == 1)  # type: ignore[attr-defined]
+    event.set()
+    event.clear()  # the waiter was woken: clearing does not put it back to sleep
+    thread.join()
+    assert errors == []
+
+
+@pytest.mark.timeout(20)
+def test_self_deadlock_is_detected_after_a_foreign_thread_touched_threading() -> None:
+    # A thread started with _thread that called current_thread() leaves a
+    # _DummyThread that threading.enumerate() still lists after it exited
+    # (3.10, 3.11): it is not a thread that could release anything.
+    done = _thread.allocate_lock()
+    done.acquire()
+    idents: list[int] = []
+
+    def foreign() -> None:
+        idents.append(threading.current_thread().ident or 0)
+        done.release()
+
+    _thread.start_new_thread(foreign, ())
+    done.acquire()
+    _until(lambda: idents[0] not in sys._current_frames())
+    lock = tracedsync.Lock()
+    lock.acquire()
+    with pytest.raises(tracedsync.DeadlockError):
+        lock.acquire()
+    lock.release()
+
+
+def test_a_foreign_thread_counts_from_the_moment_it_is_asked_for() -> None:
+    # A thread started with _thread.start_new_thread runs no Python code, and
+    # is not in sys._current_frames(), until the OS schedules it: a thread
+    # re-acquiring its own lock meanwhile must wait for it, not raise.
+    pending: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def start_later(function: Callable[..., object], args: tuple[Any, ...]) -> int:
+        pending.append((function, args))
+        return 0
+
+    start = note_foreign_start(start_later)
+    start(lambda: None, ())
+    assert waits.starting == 1
+    assert waits.others_exist(threading.get_ident())
+    function, args = pending.pop()
+    function(*args)  # the thread runs: from now on sys._current_frames() lists it
+    assert waits.starting == 0

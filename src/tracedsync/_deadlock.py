@@ -20,13 +20,14 @@ by anyone, so a cycle through it is not reported.
 from __future__ import annotations
 
 import threading
-from _thread import allocate_lock, get_ident
+from _thread import get_ident
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, NamedTuple
 
 from tracedsync import _hooks
 from tracedsync._errors import DeadlockError
+from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module
@@ -41,7 +42,7 @@ MAX_POLL_SECONDS = 0.1
 
 register_internal_module(__file__)
 
-_check_guard = allocate_lock()
+_check_guard = internal_lock()
 
 #: How often a check is retried when the registry changed while it was read.
 _ATTEMPTS = 3
@@ -137,13 +138,17 @@ def begin_checked_wait(primitive: Any, frame: FrameType | None) -> Wait | None:
     closes a cycle and the policy is ``"raise"``; otherwise reports per
     policy and returns, and the thread blocks as the stdlib would.
     """
-    with _check_guard:
+    if not _check_guard.acquire(True, PATIENCE_SECONDS):
+        return waits.begin(primitive, False, frame)  # unchecked: see PATIENCE_SECONDS
+    try:
         outer = waits.begin(primitive, False, frame)
         edges = find_cycle(get_ident())
         if edges is not None:
             # While it reports, the victim is running, not blocked: others
             # must not count it as blocked forever.
             waits.end(outer)
+    finally:
+        _check_guard.release()
     if edges is None:
         return outer
     _handle(edges, primitive, frame)
@@ -241,7 +246,10 @@ def _watch(
             unconfirmed = generation
             interval = CONFIRM_SECONDS
             continue
-        with _check_guard:
+        if not _check_guard.acquire(True, PATIENCE_SECONDS):
+            unconfirmed = None  # unchecked this time: see PATIENCE_SECONDS
+            continue
+        try:
             can_progress, generation = waits.others_can_progress(me)
             stranded = not can_progress and generation == unconfirmed
             if joining and any(
@@ -251,6 +259,8 @@ def _watch(
             if stranded:
                 _, current = waits.snapshot()
                 waits.withdraw()
+        finally:
+            _check_guard.release()
         if not stranded:
             unconfirmed = None
             continue

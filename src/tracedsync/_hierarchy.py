@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from _thread import allocate_lock, get_ident
+from _thread import get_ident
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._config import settings
+from tracedsync._guards import internal_lock
 from tracedsync._policy import apply_order_policy
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import (
@@ -72,7 +73,7 @@ class Rank:
 #: Mutated in place (never rebound): the order checker reads it without a
 #: lock, and an empty dict means "nothing declared, nothing to check".
 ranks: dict[int, Rank] = {}
-_guard = allocate_lock()
+_guard = internal_lock()
 
 
 def _forget(key: int, reference: weakref.ref[Any]) -> None:

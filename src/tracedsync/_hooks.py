@@ -25,13 +25,14 @@ import itertools
 import os
 import sys
 import threading
-from _thread import _local, allocate_lock, get_ident
+from _thread import _local, get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
 from typing import Any, Protocol
 
 from tracedsync._config import LOG_LEVELS, settings
+from tracedsync._guards import internal_lock
 from tracedsync._sites import INTERNAL_FILES, describe_line, register_internal_module, user_frame
 
 __all__ = [
@@ -124,7 +125,7 @@ Sink = Callable[[Record], None]
 
 #: The sinks, replaced as a whole (never mutated) so readers need no lock.
 _sinks: tuple[Sink, ...] = ()
-_sinks_guard = allocate_lock()
+_sinks_guard = internal_lock()
 
 
 class BoundedSink(Protocol):
@@ -366,9 +367,8 @@ def settings_changed() -> None:
 
 
 def _reset_after_fork() -> None:
-    global _per_thread, _sinks_guard
+    global _per_thread
     _per_thread = _local()
-    _sinks_guard = allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -32,11 +32,12 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from _thread import RLock, _local
+from _thread import _local
 from types import FrameType
 from typing import Any, NamedTuple
 
 from tracedsync import _hooks
+from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._hierarchy import check as _check_hierarchy
 from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import apply_order_policy
@@ -90,7 +91,7 @@ class LockOrderGraph:
     """Every lock order seen so far, by class and (within a class) by instance."""
 
     def __init__(self, max_edges: int = MAX_EDGES) -> None:
-        self._guard = RLock()
+        self._guard = internal_lock()
         self.max_edges = max_edges
         self.edges: dict[tuple[Any, Any], EdgeInfo] = {}
         self._successors: dict[Any, set[Any]] = {}
@@ -112,10 +113,14 @@ class LockOrderGraph:
         """The id of the chain holding only a lock of class ``key``."""
         found = self._chains.get((0, key))
         if found is None:
-            with self._guard:
+            if not self._guard.acquire(True, PATIENCE_SECONDS):
+                return UNKNOWN_CHAIN  # not learnt this time: see PATIENCE_SECONDS
+            try:
                 found = self._chains.get((0, key))
                 if found is None:
                     found = self._chains[(0, key)] = next(self._chain_ids)
+            finally:
+                self._guard.release()
         return found
 
     def clear(self) -> None:
@@ -172,7 +177,9 @@ class LockOrderGraph:
         after_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
         thread = thread_label(_hooks.thread_info()[0]).strip("'")
         cycle: list[EdgeInfo] | None = None
-        with self._guard:
+        if not self._guard.acquire(True, PATIENCE_SECONDS):
+            return UNKNOWN_CHAIN, None  # not learnt this time: see PATIENCE_SECONDS
+        try:
             self._purge_dead_locked()
             for position, entry in enumerate(held):
                 before = entry[0]()
@@ -218,6 +225,8 @@ class LockOrderGraph:
                 if chain < 0 or any(entry[1] == key for entry in held):
                     new_chain = -new_chain
                 self._chains[(chain, key)] = new_chain
+        finally:
+            self._guard.release()
         return new_chain, cycle
 
     def _new_cycle(self, edge: tuple[Any, Any]) -> list[EdgeInfo] | None:

@@ -10,12 +10,12 @@ dictionaries.
 from __future__ import annotations
 
 import os
-from _thread import allocate_lock
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
 
 from tracedsync import _hooks
+from tracedsync._guards import internal_lock
 from tracedsync._hooks import Record
 from tracedsync._jsonl import record_to_json
 from tracedsync._schema import record_to_dict
@@ -41,7 +41,7 @@ class Trace:
         self.capacity = capacity
         self._records: list[Record] = []
         self._dropped = 0
-        self._overflow_guard = allocate_lock()
+        self._overflow_guard = internal_lock()
         self._cache: list[dict[str, Any]] | None = None
 
     # -- recording -------------------------------------------------------

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from _thread import RLock as _RawRLock
 from _thread import get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
+from tracedsync._guards import internal_lock
 from tracedsync._sites import register_internal_module, user_frame
 
 __all__ = ["Wait", "WaitRegistry", "waits"]
@@ -55,9 +55,7 @@ class WaitRegistry:
     """
 
     def __init__(self) -> None:
-        # Reentrant: a __del__ run by the garbage collector inside a guarded
-        # section may itself wait on a traced primitive.
-        self._guard = _RawRLock()
+        self._guard = internal_lock()
         self._waits: dict[int, Wait] = {}
         #: Incremented by every change, so a caller can tell whether two
         #: snapshots saw the same state.
@@ -156,9 +154,6 @@ class WaitRegistry:
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""
-        # Reentrant: a __del__ run by the garbage collector inside a guarded
-        # section may itself wait on a traced primitive.
-        self._guard = _RawRLock()
         self._waits = {}
         self._generation += 1
         self.starting = 0

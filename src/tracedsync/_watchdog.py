@@ -22,6 +22,7 @@ from time import monotonic_ns
 from typing import Any
 
 from tracedsync import _hooks
+from tracedsync._guards import internal_lock
 from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module
@@ -36,7 +37,7 @@ class Watchdog:
     """The long-wait watchdog (one per process: :data:`watchdog`)."""
 
     def __init__(self) -> None:
-        self._guard = allocate_lock()
+        self._guard = internal_lock()
         self._stop: Any = None  # a held raw lock while running; released to stop
         self._finished: Any = None
         self.threshold_ns = 0
@@ -92,7 +93,6 @@ class Watchdog:
 
     def reset_after_fork(self) -> None:
         """In a forked child the watchdog thread does not exist."""
-        self._guard = allocate_lock()
         self._stop = self._finished = None
         self._reported = set()
 

@@ -1,0 +1,226 @@
+"""tracedsync's own guards never hang a program that ``threading`` runs
+(issue 17): not in a child forked while another thread held one, not when a
+signal handler or a ``__del__`` uses traced primitives inside one, not in
+another thread waiting for a guard held by such code.
+
+"Inside a guard" is reproduced deterministically by holding the guard
+itself, as the interrupted tracedsync code would at that moment.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tracedsync
+from tracedsync import _deadlock, _hierarchy, _hooks, _lockorder
+from tracedsync._guards import PATIENCE_SECONDS
+from tracedsync._waits import waits
+from tracedsync._watchdog import watchdog
+
+#: Every guard of tracedsync's shared state, by what it guards.
+GUARDS: dict[str, Callable[[], Any]] = {
+    "wait-for cycle check": lambda: _deadlock._check_guard,
+    "lock-order graph": lambda: _lockorder.graph._guard,
+    "declared orders": lambda: _hierarchy._guard,
+    "wait registry": lambda: waits._guard,
+    "sinks": lambda: _hooks._sinks_guard,
+    "watchdog": lambda: watchdog._guard,
+}
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait (at most 10 s) for another thread to reach a state."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.001)
+
+
+def _use_every_guard() -> None:
+    """What a forked child does next: every path that takes a guard."""
+    outer, inner = tracedsync.Lock(name="outer"), tracedsync.Lock(name="inner")
+    with outer, inner:  # lock-order graph
+        pass
+    tracedsync.declare_order(tracedsync.Lock(), tracedsync.Lock())  # declared orders
+    with tracedsync.record() as trace:  # sinks
+        contended = tracedsync.Lock()
+        contended.acquire()
+        worker = tracedsync.Thread(target=lambda: contended.acquire(timeout=-1))
+        worker.start()
+        _until(lambda: waits.get(worker.ident or 0) is not None)  # wait registry, cycle check
+        contended.release()
+        worker.join()
+    assert trace.names()
+    tracedsync.configure(wait_warning=30)  # watchdog
+    tracedsync.configure(wait_warning=0)
+
+
+def _wait_for_child(pid: int, seconds: float) -> int | None:
+    """The child's exit status, or ``None`` (after killing it) if it hung."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", list(GUARDS))
+def test_a_child_forked_while_another_thread_holds_a_guard_runs(name: str) -> None:
+    guard = GUARDS[name]()
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with guard:
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: only this thread exists
+        status = 1
+        try:
+            _use_every_guard()
+            status = 0
+        finally:
+            os._exit(status)
+    release.set()
+    thread.join()
+    assert _wait_for_child(pid, 15) == 0, f"the child hung or failed after fork with {name} held"
+
+
+def _holder_of(lock: tracedsync.Lock) -> tuple[threading.Thread, threading.Event]:
+    """A thread holding ``lock`` until the main thread is registered waiting
+    for it, then releasing it; returns the thread and its "has it" event."""
+    has_it = threading.Event()
+    main = threading.get_ident()
+
+    def hold() -> None:
+        with lock:
+            has_it.set()
+            _until(lambda: waits.get(main) is not None)
+
+    return threading.Thread(target=hold), has_it
+
+
+@pytest.mark.timeout(20)
+def test_a_signal_handler_inside_the_cycle_check_may_wait_on_a_traced_lock() -> None:
+    lock = tracedsync.Lock()
+    holder, has_it = _holder_of(lock)
+    holder.start()
+    has_it.wait()
+    acquired: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        acquired.append(lock.acquire())
+        lock.release()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with _deadlock._check_guard:  # this thread is inside a cycle check
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    holder.join()
+    assert acquired == [True]
+
+
+@pytest.mark.timeout(20)
+def test_a_finalizer_inside_the_cycle_check_may_wait_on_a_traced_lock() -> None:
+    lock = tracedsync.Lock()
+    holder, has_it = _holder_of(lock)
+    holder.start()
+    has_it.wait()
+    acquired: list[bool] = []
+
+    class Resource:
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            acquired.append(lock.acquire())
+            lock.release()
+
+    Resource()
+    with _deadlock._check_guard:  # this thread is inside a cycle check
+        gc.collect()  # the finalizer runs here
+    holder.join()
+    assert acquired == [True]
+
+
+@pytest.mark.timeout(20)
+def test_other_threads_do_not_wait_forever_for_a_guard_held_by_blocked_user_code() -> None:
+    # The main thread is inside the cycle check and (as a signal handler
+    # would) blocks there on `first`, held by a worker that must first get
+    # `second` to release it.  The worker's contended acquire of `second`
+    # waits for the check guard at most PATIENCE_SECONDS, then goes on
+    # unchecked; with threading this program runs, so it must here.
+    first, second = tracedsync.Lock(), tracedsync.Lock()
+    has_first, second_held = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with first:
+            has_first.set()
+            second_held.wait()
+            _until(lambda: waits.get(main) is not None)  # main blocks on `first`
+            with second:
+                pass
+
+    def holder_of_second() -> None:
+        with second:
+            second_held.set()
+            _until(lambda: waits.get(worker_thread.ident or 0) is not None)
+
+    main = threading.get_ident()
+    worker_thread = threading.Thread(target=worker)
+    second_thread = threading.Thread(target=holder_of_second)
+    worker_thread.start()
+    has_first.wait()
+    second_thread.start()
+    started = time.monotonic()
+    with _deadlock._check_guard:
+        with first:
+            pass
+    worker_thread.join()
+    second_thread.join()
+    assert time.monotonic() - started >= PATIENCE_SECONDS * 0.9
+
+
+def test_a_forked_child_has_no_foreign_waits_or_starts() -> None:
+    # Not a guard, but the same hazard: the registry must not describe
+    # threads that do not exist in the child.
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, f"{len(waits.snapshot()[1])} {waits.starting}".encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        assert answer.read() == "0 0"
+    assert _wait_for_child(pid, 10) == 0
+
+
+if sys.platform == "win32":  # pragma: no cover - signals and fork are POSIX here
+    pytestmark = pytest.mark.skip("POSIX only")

@@ -197,9 +197,8 @@ def test_other_threads_do_not_wait_forever_for_a_guard_held_by_blocked_user_code
     has_first.wait()
     second_thread.start()
     started = time.monotonic()
-    with _deadlock._check_guard:
-        with first:
-            pass
+    with _deadlock._check_guard, first:
+        pass
     worker_thread.join()
     second_thread.join()
     assert time.monotonic() - started >= PATIENCE_SECONDS * 0.9

@@ -1,4 +1,4 @@
-""""Blocked forever" is a fact, not a timing guess (issue 17).
+""" "Blocked forever" is a fact, not a timing guess (issue 17).
 
 A wait that has been granted (the lock released to it, the condition
 notified, the event set) counts as progress from the moment it is granted,
@@ -10,13 +10,13 @@ for a thread blocked forever and kill a correct program with DeadlockError.
 
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import _thread
 import pytest
 
 import tracedsync

@@ -173,9 +173,9 @@ class LockOrderGraph:
     ) -> tuple[int, list[EdgeInfo] | None]:
         """Add the edges from every held lock to ``lock``; return the new
         chain id and the first new cycle found (its edges), if any."""
-        found = user_frame(frame)
-        after_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
-        thread = thread_label(_hooks.thread_info()[0]).strip("'")
+        #: Where and by whom, computed only for a new edge: a known chain of
+        #: instances (locks made at one site) is checked on every acquire.
+        described: tuple[str | None, str] | None = None
         cycle: list[EdgeInfo] | None = None
         if not self._guard.acquire(True, PATIENCE_SECONDS):
             return UNKNOWN_CHAIN, None  # not learnt this time: see PATIENCE_SECONDS
@@ -205,6 +205,13 @@ class LockOrderGraph:
                 if same_class:
                     self._watch(before)
                     self._watch(lock)
+                if described is None:
+                    found = user_frame(frame)
+                    described = (
+                        describe_offset(found.f_code, found.f_lasti) if found else None,
+                        thread_label(_hooks.thread_info()[0]).strip("'"),
+                    )
+                after_at, thread = described
                 self.edges[edge] = EdgeInfo(
                     before.name,
                     lock.name,

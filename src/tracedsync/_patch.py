@@ -15,8 +15,13 @@ program still sees ``threading``'s types:
   threads created before or after patching, traced or not;
 * ``class Worker(threading.Thread)`` written while patched subclasses
   tracedsync's ``Thread`` (the wrapper's ``__mro_entries__``), so its
-  instances are traced too;
-* attribute access (``threading.Thread.run``) reaches the original class.
+  instances are traced too; where CPython refuses the subclass
+  (``threading.Lock``, a function before 3.13 and a final type since;
+  ``threading.RLock``, a function) it is refused with the same ``TypeError``;
+* attribute access (``threading.Thread.run``) reaches the original class;
+* the names pickle (and copy) as the originals do, so a ``multiprocessing``
+  Manager started with ``spawn`` or ``forkserver`` (which pickles its
+  registry of ``threading`` constructors) works while patched.
 
 Some code must never run on traced primitives: tracedsync itself, structlog
 and :mod:`logging` (which render tracedsync's own events, so tracing them
@@ -38,6 +43,7 @@ directly).
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 from _thread import RLock as _RawRLock
@@ -83,6 +89,20 @@ TRACED: dict[str, type] = {
 
 def _excluded(module_name: str, excluded: tuple[str, ...]) -> bool:
     return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in excluded)
+
+
+#: ``Py_TPFLAGS_BASETYPE``: a type that allows subclasses.
+_BASETYPE = 1 << 10
+
+
+class _ModuleByName:
+    """A module in a pickle: unpickles as ``importlib.import_module(name)``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return importlib.import_module, (self.name,)
 
 
 class _ForwardedInit:
@@ -148,6 +168,37 @@ class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
 
+    def __reduce_ex__(self, protocol: Any) -> str | tuple[Any, ...]:
+        """Pickle as the original does: by reference to where it lives.
+
+        A class or function pickles as its module and qualified name, and
+        :mod:`pickle` checks that the name leads back to the very object
+        pickled.  For every name whose original lives on ``threading`` the
+        name does lead to this wrapper while patched, so the bytes are
+        exactly the original's (``threading Thread``), and unpickling gives
+        ``threading``'s name as it is there: the original in an unpatched
+        process.  ``threading.Lock`` is ``_thread.allocate_lock`` (before
+        3.13) or ``_thread.lock``, which is not this wrapper, so it pickles
+        as a lookup of that same name (``getattr(_thread, "lock")``): other
+        bytes, but it unpickles to the same object as the original's pickle.
+        """
+        original: Any = self.__wrapped__
+        module_name = getattr(original, "__module__", None) or "threading"
+        name: str = getattr(original, "__qualname__", original.__name__)
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, name, None) is self:
+            return name
+        return getattr, (_ModuleByName(module_name), name)
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:
+        return self  # classes and functions are atomic to copy, as the originals
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
     def __instancecheck__(self, instance: Any) -> bool:
         original: Any = self.__wrapped__
         if not isinstance(original, type):  # threading.Lock before 3.13: a function,
@@ -162,6 +213,15 @@ class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return issubclass(subclass, (original, self._self_traced))
 
     def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Subclass the traced class, where CPython lets the original be subclassed.
+
+        A function (``threading.Lock`` before 3.13, ``threading.RLock``) or a
+        final type (``_thread.lock`` since 3.13) is given back as the base, so
+        class creation fails exactly as it does unpatched, same ``TypeError``.
+        """
+        original: Any = self.__wrapped__
+        if not isinstance(original, type) or not original.__flags__ & _BASETYPE:
+            return (original,)
         return (self._self_traced,)
 
 

@@ -287,6 +287,16 @@ def test_an_exception_in_a_thread_is_summarised(tmp_path: Path) -> None:
     assert "thread 'worker' raised ValueError: boom in a thread" in result.stderr
 
 
+def test_a_thread_ending_with_systemexit_is_not_summarised_as_raised(tmp_path: Path) -> None:
+    source = THREAD_RAISES.replace('raise ValueError("boom in a thread")', "raise SystemExit(0)")
+    write(tmp_path, "leaves.py", source)
+    result = tracedsync_command("run", "leaves.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "main carried on" in result.stdout
+    assert "threads that raised" not in result.stderr
+    assert "SystemExit" not in result.stderr  # threading is quiet about it too
+
+
 def test_queue_producers_and_consumers_are_traced(tmp_path: Path) -> None:
     write(tmp_path, "pipeline.py", QUEUE_PIPELINE)
     result = tracedsync_command(

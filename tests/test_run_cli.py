@@ -518,3 +518,41 @@ def test_the_documented_explore_example_prints_what_the_page_shows(tmp_path: Pat
     assert "AssertionError: lost an update: value is 1" in result.stdout
     assert "#1 'worker-1': yield_point at counter.py:12 (in increment)" in result.stdout
     assert result.stdout.rstrip().endswith("replayed: assertion True")
+
+
+def _wheel_like_distribution(site: Path) -> None:
+    """What a wheel install of tracedsync looks like to pytest: a distribution
+    with a ``pytest11`` entry point whose files include ``tracedsync/__init__.py``
+    (the editable install of the test environment lists no package files)."""
+    info = site / "tracedsync_wheel-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tracedsync-wheel\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nwheel_like = wheel_like_plugin\n")
+    (info / "RECORD").write_text(
+        "tracedsync/__init__.py,,\n_tracedsync_pytestplugin.py,,\n"
+        "tracedsync_wheel-0.1.dist-info/RECORD,,\n"
+    )
+    (site / "wheel_like_plugin.py").write_text('"""A pytest11 plugin that does nothing."""\n')
+
+
+@pytest.mark.timeout(90)
+def test_run_pytest_on_a_suite_that_makes_warnings_errors(tmp_path: Path) -> None:
+    _wheel_like_distribution(tmp_path / "site")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    write(project, "test_one.py", "def test_one():\n    assert 1 + 1 == 2\n")
+    result = tracedsync_command(
+        "run",
+        "--no-summary",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        cwd=project,
+        env={"PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert "PytestAssertRewriteWarning" not in result.stderr + result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

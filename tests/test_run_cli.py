@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from helpers import PATIENCE
+from helpers import PATIENCE, wait_until
 from tracedsync._run import DEADLOCK_EXIT_STATUS
 from tracedsync._timeline import LOCKS_PROCESS_OFFSET
 
@@ -556,3 +557,64 @@ def test_run_pytest_on_a_suite_that_makes_warnings_errors(tmp_path: Path) -> Non
     assert "PytestAssertRewriteWarning" not in result.stderr + result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+DEADLOCKING_TEST = """
+import multiprocessing
+import threading
+import time
+
+def test_deadlocks(tmp_path_factory):
+    child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,))
+    child.start()
+    with open({pid_file!r}, "w") as pid_file:
+        pid_file.write(str(child.pid))
+    a = threading.Lock()
+    b = threading.Lock()
+    both_hold_one = threading.Barrier(2)
+
+    def one():
+        with a:
+            both_hold_one.wait()
+            with b:
+                pass
+
+    def two():
+        with b:
+            both_hold_one.wait()
+            with a:
+                pass
+
+    threads = [threading.Thread(target=one, name="one"), threading.Thread(target=two, name="two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(90)
+def test_a_deadlock_under_run_pytest_is_reported_despite_capture(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    write(tmp_path, "test_deadlock.py", DEADLOCKING_TEST.format(pid_file=str(pid_file)))
+    result = tracedsync_command(
+        "run", "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_deadlock.py", cwd=tmp_path
+    )
+    child = int(pid_file.read_text())
+    try:
+        assert result.returncode == DEADLOCK_EXIT_STATUS, result.stdout + result.stderr
+        # pytest captured fd 2 when the finding came; the report is not lost with it.
+        assert "Found a deadlock: 2 threads wait for each other in a cycle" in result.stderr
+        assert "  deadlocks: 1" in result.stderr  # the summary
+        wait_until(lambda: not _alive(child), "the multiprocessing child is terminated")
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -618,3 +619,42 @@ def test_a_deadlock_under_run_pytest_is_reported_despite_capture(tmp_path: Path)
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # fake_exit
+def test_a_second_finding_waits_for_the_first_ones_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracedsync import _run
+
+    session = _run._Session(_run.RunOptions(target="program.py"))
+    in_finish, finish_may_end = threading.Event(), threading.Event()
+    steps: list[str] = []
+
+    def slow_finish() -> None:
+        steps.append("finish started")
+        in_finish.set()
+        assert finish_may_end.wait(PATIENCE)
+        steps.append("finish ended")
+
+    def fake_exit(status: int) -> None:
+        steps.append(f"exit {status}")
+        raise SystemExit  # ends the calling thread quietly
+
+    monkeypatch.setattr(session, "finish", slow_finish)
+    monkeypatch.setattr(_run.os, "_exit", fake_exit)
+    first = threading.Thread(target=session.exit_for_deadlock, daemon=True)
+    second = threading.Thread(target=session.exit_for_deadlock, daemon=True)
+    first.start()
+    assert in_finish.wait(PATIENCE)
+    second.start()
+    wait_until(  # the second is blocked in exit_for_deadlock, not past it
+        lambda: (
+            sys._current_frames().get(second.ident or 0, None) is not None
+            and sys._current_frames()[second.ident or 0].f_code.co_name == "exit_for_deadlock"
+        ),
+        "the second finding's thread waits",
+    )
+    finish_may_end.set()
+    first.join(PATIENCE)
+    assert steps == ["finish started", "finish ended", f"exit {_run.DEADLOCK_EXIT_STATUS}"]
+    assert second.is_alive()  # still waiting: the first one's exit ends the process

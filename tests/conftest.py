@@ -3,13 +3,33 @@
 ``CI=true`` selects ``ci``; otherwise ``HYPOTHESIS_PROFILE`` names the profile.  Both
 derive from Hypothesis's ``default`` profile, not from whatever it auto-loaded for
 the environment, so each means the same everywhere.
+
+Hypothesis keeps its state (the example database, a cache of the constants it
+found in the code) under ``.hypothesis/`` in the *current* directory, so running
+the suite from elsewhere would litter that directory.  It goes to this
+checkout's own ``.hypothesis/`` instead (git-ignored), wherever the suite runs
+from, unless ``HYPOTHESIS_STORAGE_DIRECTORY`` says otherwise.  ``dev`` keeps the
+example database there, so a failure found once is replayed first next time;
+``ci`` has none (``database=None``): with ``derandomize`` each CI run must
+depend on the code alone, never on what an earlier run happened to save.
+
+With ``-p no:cacheprovider`` pytest does not know ``cache_dir``, and
+``--strict-config`` would reject ``-o cache_dir=...``, the documented way to
+keep pytest's cache out of the tree; :func:`pytest_addoption` declares it then.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(Path(__file__).resolve().parent.parent / ".hypothesis")
 
 _base = settings.get_profile("default")
 settings.register_profile(
@@ -31,3 +51,9 @@ else:
 
 #: pytester runs the tests of the pytest plugin (tests/test_pytest_plugin.py).
 pytest_plugins = ["pytester"]
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: Any) -> None:
+    if pluginmanager.is_blocked("cacheprovider"):
+        # Only this unknown key is accepted; every other one still fails.
+        parser.addini("cache_dir", "pytest's cache directory (unused: the cache plugin is off)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -589,3 +591,50 @@ def test_configure_log_file(tmp_path: Path) -> None:
         "lock.acquire",
         "lock.release",
     ]
+
+
+class _RunsItself:
+    """CPython's test_threading.test_no_refcycle_through_target: the target
+    and its arguments refer to the object that holds the thread."""
+
+    def __init__(self, should_raise: bool) -> None:
+        self.should_raise = should_raise
+        self.thread = tracedsync.Thread(target=self._run, args=(self,), kwargs={"again": self})
+        self.thread.start()
+
+    def _run(self, other: Any, again: Any) -> None:
+        if self.should_raise:
+            raise SystemExit
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("observing", [False, True])
+@pytest.mark.parametrize("should_raise", [False, True])
+def test_no_reference_cycle_through_the_target(
+    should_raise: bool, observing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest's own hook keeps the exception (and so the frames): use threading's.
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    with tracedsync.record() if observing else contextlib.nullcontext():
+        cyclic = _RunsItself(should_raise)
+        weak = weakref.ref(cyclic)
+        cyclic.thread.join()
+        del cyclic
+    assert weak() is None, "the thread keeps its target's objects alive through a cycle"
+
+
+@pytest.mark.timeout(30)
+def test_a_thread_ending_with_systemexit_exited_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with tracedsync.record() as trace:
+        thread = tracedsync.Thread(target=leave, name="leaving")
+        thread.start()
+        thread.join()
+    (exit_event,) = trace.events("thread.exit")
+    assert exit_event["outcome"] == "exited"
+    assert exit_event["exception"] == "SystemExit: 3"
+    assert thread._tracedsync_exception is None

@@ -177,3 +177,16 @@ def test_a_foreign_thread_counts_from_the_moment_it_is_asked_for() -> None:
     function, args = pending.pop()
     function(*args)  # the thread runs: from now on sys._current_frames() lists it
     assert waits.starting == 0
+
+
+def test_patch_counts_foreign_thread_starts_and_unpatch_restores_them() -> None:
+    original = _thread.start_new_thread
+    with tracedsync.patched():
+        assert _thread.start_new_thread is not original
+        assert _thread.start_new_thread.__wrapped__ is original  # type: ignore[attr-defined]
+        ran = _thread.allocate_lock()
+        ran.acquire()
+        _thread.start_new_thread(ran.release, ())
+        ran.acquire()  # the thread ran: it no longer counts as starting
+    assert _thread.start_new_thread is original
+    _until(lambda: waits.starting == 0)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import logging
+import multiprocessing
+import pickle
 import queue
+import subprocess
 import sys
 import threading
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import tracedsync
+from helpers import PATIENCE
 from tracedsync import _patch
 
 NAMES = tuple(_patch.TRACED)
@@ -244,3 +250,73 @@ def test_modules_imported_while_patched_get_the_originals_back_on_unpatch() -> N
         assert module.Lock is ORIGINALS["Lock"] and module.Event is ORIGINALS["Event"]
     finally:
         del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_patched_names_pickle_as_the_originals(protocol: int) -> None:
+    unpatched = {name: pickle.dumps(ORIGINALS[name], protocol) for name in NAMES}
+    tracedsync.patch()
+    for name in NAMES:
+        pickled = pickle.dumps(getattr(threading, name), protocol)
+        if name == "Lock":
+            # _thread's name cannot lead back to the wrapper, so the bytes differ
+            # (see ConstructorWrapper.__reduce_ex__); what they load is the same.
+            assert pickle.loads(pickled) is ORIGINALS["Lock"]
+        else:
+            assert pickled == unpatched[name], name
+            assert pickle.loads(pickled) is getattr(threading, name)  # the wrapper, while patched
+        assert copy.copy(getattr(threading, name)) is getattr(threading, name)
+        assert copy.deepcopy(getattr(threading, name)) is getattr(threading, name)
+    pickled_while_patched = {name: pickle.dumps(getattr(threading, name)) for name in NAMES}
+    tracedsync.unpatch()
+    for name in NAMES:
+        assert pickle.loads(pickled_while_patched[name]) is ORIGINALS[name]
+
+
+MANAGER_PROGRAM = """
+import multiprocessing
+import threading
+import tracedsync
+
+if __name__ == "__main__":
+    tracedsync.patch()
+    context = multiprocessing.get_context({method!r})
+    with context.Manager() as manager:
+        lock = manager.Lock()
+        with lock:
+            shared = manager.list([1, 2])
+            shared.append(3)
+        event = manager.Event()
+        event.set()
+        print("manager ok", list(shared), event.is_set(), type(threading.Lock()).__name__)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_multiprocessing_manager_starts_while_patched(method: str, tmp_path: Path) -> None:
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    program = tmp_path / "manager.py"
+    program.write_text(MANAGER_PROGRAM.format(method=method), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE * 2,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "manager ok [1, 2, 3] True Lock" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["Lock", "RLock"])
+def test_subclassing_what_cpython_refuses_is_refused_while_patched(name: str) -> None:
+    statement = f"class Sub(threading.{name}): pass"
+    with pytest.raises(TypeError) as unpatched:
+        exec(statement, {"threading": threading})
+    tracedsync.patch()
+    with pytest.raises(TypeError) as patched:
+        exec(statement, {"threading": threading})
+    assert str(patched.value) == str(unpatched.value)

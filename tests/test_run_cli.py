@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import PATIENCE
+from helpers import PATIENCE, wait_until
 from tracedsync._run import DEADLOCK_EXIT_STATUS
 from tracedsync._timeline import LOCKS_PROCESS_OFFSET
 
@@ -287,6 +289,16 @@ def test_an_exception_in_a_thread_is_summarised(tmp_path: Path) -> None:
     assert "thread 'worker' raised ValueError: boom in a thread" in result.stderr
 
 
+def test_a_thread_ending_with_systemexit_is_not_summarised_as_raised(tmp_path: Path) -> None:
+    source = THREAD_RAISES.replace('raise ValueError("boom in a thread")', "raise SystemExit(0)")
+    write(tmp_path, "leaves.py", source)
+    result = tracedsync_command("run", "leaves.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "main carried on" in result.stdout
+    assert "threads that raised" not in result.stderr
+    assert "SystemExit" not in result.stderr  # threading is quiet about it too
+
+
 def test_queue_producers_and_consumers_are_traced(tmp_path: Path) -> None:
     write(tmp_path, "pipeline.py", QUEUE_PIPELINE)
     result = tracedsync_command(
@@ -508,3 +520,141 @@ def test_the_documented_explore_example_prints_what_the_page_shows(tmp_path: Pat
     assert "AssertionError: lost an update: value is 1" in result.stdout
     assert "#1 'worker-1': yield_point at counter.py:12 (in increment)" in result.stdout
     assert result.stdout.rstrip().endswith("replayed: assertion True")
+
+
+def _wheel_like_distribution(site: Path) -> None:
+    """What a wheel install of tracedsync looks like to pytest: a distribution
+    with a ``pytest11`` entry point whose files include ``tracedsync/__init__.py``
+    (the editable install of the test environment lists no package files)."""
+    info = site / "tracedsync_wheel-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tracedsync-wheel\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nwheel_like = wheel_like_plugin\n")
+    (info / "RECORD").write_text(
+        "tracedsync/__init__.py,,\n_tracedsync_pytestplugin.py,,\n"
+        "tracedsync_wheel-0.1.dist-info/RECORD,,\n"
+    )
+    (site / "wheel_like_plugin.py").write_text('"""A pytest11 plugin that does nothing."""\n')
+
+
+@pytest.mark.timeout(90)
+def test_run_pytest_on_a_suite_that_makes_warnings_errors(tmp_path: Path) -> None:
+    _wheel_like_distribution(tmp_path / "site")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    write(project, "test_one.py", "def test_one():\n    assert 1 + 1 == 2\n")
+    result = tracedsync_command(
+        "run",
+        "--no-summary",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        cwd=project,
+        env={"PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert "PytestAssertRewriteWarning" not in result.stderr + result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+DEADLOCKING_TEST = """
+import multiprocessing
+import threading
+import time
+
+def test_deadlocks(tmp_path_factory):
+    child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,))
+    child.start()
+    with open({pid_file!r}, "w") as pid_file:
+        pid_file.write(str(child.pid))
+    a = threading.Lock()
+    b = threading.Lock()
+    both_hold_one = threading.Barrier(2)
+
+    def one():
+        with a:
+            both_hold_one.wait()
+            with b:
+                pass
+
+    def two():
+        with b:
+            both_hold_one.wait()
+            with a:
+                pass
+
+    threads = [threading.Thread(target=one, name="one"), threading.Thread(target=two, name="two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(90)
+def test_a_deadlock_under_run_pytest_is_reported_despite_capture(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    write(tmp_path, "test_deadlock.py", DEADLOCKING_TEST.format(pid_file=str(pid_file)))
+    result = tracedsync_command(
+        "run", "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_deadlock.py", cwd=tmp_path
+    )
+    child = int(pid_file.read_text())
+    try:
+        assert result.returncode == DEADLOCK_EXIT_STATUS, result.stdout + result.stderr
+        # pytest captured fd 2 when the finding came; the report is not lost with it.
+        assert "Found a deadlock: 2 threads wait for each other in a cycle" in result.stderr
+        assert "  deadlocks: 1" in result.stderr  # the summary
+        wait_until(lambda: not _alive(child), "the multiprocessing child is terminated")
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # fake_exit
+def test_a_second_finding_waits_for_the_first_ones_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracedsync import _run
+
+    session = _run._Session(_run.RunOptions(target="program.py"))
+    in_finish, finish_may_end = threading.Event(), threading.Event()
+    steps: list[str] = []
+
+    def slow_finish() -> None:
+        steps.append("finish started")
+        in_finish.set()
+        assert finish_may_end.wait(PATIENCE)
+        steps.append("finish ended")
+
+    def fake_exit(status: int) -> None:
+        steps.append(f"exit {status}")
+        raise SystemExit  # ends the calling thread quietly
+
+    monkeypatch.setattr(session, "finish", slow_finish)
+    monkeypatch.setattr(_run.os, "_exit", fake_exit)
+    first = threading.Thread(target=session.exit_for_deadlock, daemon=True)
+    second = threading.Thread(target=session.exit_for_deadlock, daemon=True)
+    first.start()
+    assert in_finish.wait(PATIENCE)
+    second.start()
+    wait_until(  # the second is blocked in exit_for_deadlock, not past it
+        lambda: (
+            sys._current_frames().get(second.ident or 0, None) is not None
+            and sys._current_frames()[second.ident or 0].f_code.co_name == "exit_for_deadlock"
+        ),
+        "the second finding's thread waits",
+    )
+    finish_may_end.set()
+    first.join(PATIENCE)
+    assert steps == ["finish started", "finish ended", f"exit {_run.DEADLOCK_EXIT_STATUS}"]
+    assert second.is_alive()  # still waiting: the first one's exit ends the process

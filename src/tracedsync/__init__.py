@@ -6,6 +6,11 @@ Replace ``threading.Lock`` with ``tracedsync.Lock`` (and likewise ``RLock``,
 operation can be observed as a structured event (:func:`record`,
 :func:`configure`), and a thread that would deadlock on itself gets
 :class:`DeadlockError` instead of hanging.
+
+PYTEST_DONT_REWRITE: this distribution has a pytest plugin, so pytest marks
+this package for assertion rewriting, and warns that it cannot when the
+package is already imported, as under ``tracedsync run -m pytest`` (an error
+in a suite with ``filterwarnings = error``).  Its asserts are not tests'.
 """
 
 from __future__ import annotations

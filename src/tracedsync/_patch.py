@@ -15,8 +15,13 @@ program still sees ``threading``'s types:
   threads created before or after patching, traced or not;
 * ``class Worker(threading.Thread)`` written while patched subclasses
   tracedsync's ``Thread`` (the wrapper's ``__mro_entries__``), so its
-  instances are traced too;
-* attribute access (``threading.Thread.run``) reaches the original class.
+  instances are traced too; where CPython refuses the subclass
+  (``threading.Lock``, a function before 3.13 and a final type since;
+  ``threading.RLock``, a function) it is refused with the same ``TypeError``;
+* attribute access (``threading.Thread.run``) reaches the original class;
+* the names pickle (and copy) as the originals do, so a ``multiprocessing``
+  Manager started with ``spawn`` or ``forkserver`` (which pickles its
+  registry of ``threading`` constructors) works while patched.
 
 Some code must never run on traced primitives: tracedsync itself, structlog
 and :mod:`logging` (which render tracedsync's own events, so tracing them
@@ -38,9 +43,10 @@ directly).
 
 from __future__ import annotations
 
+import _thread
+import importlib
 import sys
 import threading
-from _thread import RLock as _RawRLock
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import MethodType, ModuleType
@@ -48,10 +54,12 @@ from typing import Any
 
 import wrapt
 
+from tracedsync._guards import internal_lock
 from tracedsync._lock import Lock, RLock
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
+from tracedsync._waits import note_foreign_start
 
 __all__ = ["EXCLUDED_MODULES", "is_patched", "patch", "patched", "unpatch"]
 
@@ -83,6 +91,20 @@ TRACED: dict[str, type] = {
 
 def _excluded(module_name: str, excluded: tuple[str, ...]) -> bool:
     return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in excluded)
+
+
+#: ``Py_TPFLAGS_BASETYPE``: a type that allows subclasses.
+_BASETYPE = 1 << 10
+
+
+class _ModuleByName:
+    """A module in a pickle: unpickles as ``importlib.import_module(name)``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return importlib.import_module, (self.name,)
 
 
 class _ForwardedInit:
@@ -148,6 +170,37 @@ class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
 
+    def __reduce_ex__(self, protocol: Any) -> str | tuple[Any, ...]:
+        """Pickle as the original does: by reference to where it lives.
+
+        A class or function pickles as its module and qualified name, and
+        :mod:`pickle` checks that the name leads back to the very object
+        pickled.  For every name whose original lives on ``threading`` the
+        name does lead to this wrapper while patched, so the bytes are
+        exactly the original's (``threading Thread``), and unpickling gives
+        ``threading``'s name as it is there: the original in an unpatched
+        process.  ``threading.Lock`` is ``_thread.allocate_lock`` (before
+        3.13) or ``_thread.lock``, which is not this wrapper, so it pickles
+        as a lookup of that same name (``getattr(_thread, "lock")``): other
+        bytes, but it unpickles to the same object as the original's pickle.
+        """
+        original: Any = self.__wrapped__
+        module_name = getattr(original, "__module__", None) or "threading"
+        name: str = getattr(original, "__qualname__", original.__name__)
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, name, None) is self:
+            return name
+        return getattr, (_ModuleByName(module_name), name)
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:
+        return self  # classes and functions are atomic to copy, as the originals
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
     def __instancecheck__(self, instance: Any) -> bool:
         original: Any = self.__wrapped__
         if not isinstance(original, type):  # threading.Lock before 3.13: a function,
@@ -162,6 +215,15 @@ class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return issubclass(subclass, (original, self._self_traced))
 
     def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Subclass the traced class, where CPython lets the original be subclassed.
+
+        A function (``threading.Lock`` before 3.13, ``threading.RLock``) or a
+        final type (``_thread.lock`` since 3.13) is given back as the base, so
+        class creation fails exactly as it does unpatched, same ``TypeError``.
+        """
+        original: Any = self.__wrapped__
+        if not isinstance(original, type) or not original.__flags__ & _BASETYPE:
+            return (original,)
         return (self._self_traced,)
 
 
@@ -169,9 +231,13 @@ class _Patcher:
     """The patch state: which names were replaced where, under one raw lock."""
 
     def __init__(self) -> None:
-        self._guard = _RawRLock()
+        self._guard = internal_lock()
         #: (namespace dict, name, original, wrapper) of every replaced name.
         self._replaced: list[tuple[dict[str, Any], str, Any, ConstructorWrapper]] = []
+        #: ``_thread.start_new_thread`` before :meth:`patch` wrapped it, so
+        #: that a thread it starts exists for the liveness checks before it
+        #: runs Python code (see ``_waits.note_foreign_start``).
+        self._start_new_thread: Any = None
 
     @property
     def active(self) -> bool:
@@ -191,6 +257,8 @@ class _Patcher:
                 self._replace(namespace, name, original, wrapper)
             for module in list(sys.modules.values()):
                 self._rebind(module, excluded, wrappers)
+            self._start_new_thread = _thread.start_new_thread
+            _thread.start_new_thread = note_foreign_start(self._start_new_thread)
 
     def _rebind(
         self, module: ModuleType | None, excluded: tuple[str, ...], wrappers: dict[int, Any]
@@ -217,6 +285,11 @@ class _Patcher:
 
     def unpatch(self) -> None:
         with self._guard:
+            original_start: Any = self._start_new_thread
+            self._start_new_thread = None
+            current_start = getattr(_thread.start_new_thread, "__wrapped__", None)
+            if original_start is not None and current_start is original_start:
+                vars(_thread)["start_new_thread"] = original_start
             replaced, self._replaced = self._replaced, []
             originals: dict[int, Any] = {}
             for namespace, name, original, wrapper in reversed(replaced):

@@ -19,6 +19,15 @@ A program that deadlocks must not hang the person debugging it.  With
   without timeout; the report has every thread's stack.  Other long waits
   (an idle worker on a queue) are reported and the program goes on.
 
+The summary and, when the program has redirected stderr (pytest's output
+capture does, at the file-descriptor level), the finding that stops it go
+to the stderr ``run`` started with: a duplicate of file descriptor 2 made
+before the program's first line, which nothing the program does to
+``sys.stderr`` or fd 2 can capture and then discard at ``os._exit``.  Only one
+finding ends the process: a second one, in another thread, waits for the
+first's report to be complete.  ``multiprocessing`` children are terminated
+before that exit (``os._exit`` skips the ``atexit`` handler that would).
+
 ``--on-deadlock continue`` reports and lets the program carry on as
 ``threading`` would; ``--on-deadlock raise`` raises
 :class:`~tracedsync.DeadlockError` in the thread closing a cycle, the
@@ -34,7 +43,8 @@ import sys
 import tempfile
 import threading
 import traceback
-from _thread import allocate_lock
+from _thread import RLock as _RawRLock
+from _thread import allocate_lock, get_ident
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,14 +96,44 @@ class _Session:
     def __init__(self, options: RunOptions) -> None:
         self.options = options
         self.summary = Summary()
-        self._finished = allocate_lock()
+        self._finishing = _RawRLock()
+        self._finished = False
+        self._exiting = allocate_lock()
+        self._exiting_thread: int | None = None
         self._temporary_trace: str | None = None
         self._trace_sink: Any = None
+        #: The stderr run started with (see the module docstring), and what
+        #: ``sys.stderr`` and fd 2 were then, to tell whether they still are.
+        self._stderr: Any = sys.stderr
+        self._sys_stderr: Any = sys.stderr
+        self._stderr_stat: os.stat_result | None = None
+
+    def _save_stderr(self) -> None:
+        try:
+            self._stderr_stat = os.fstat(2)
+            self._stderr = os.fdopen(
+                os.dup(2), "w", buffering=1, encoding="utf-8", errors="backslashreplace"
+            )
+        except OSError:  # no fd 2: keep sys.stderr
+            self._stderr_stat = None
+
+    def _stderr_redirected(self) -> bool:
+        """Whether what the program prints to stderr now goes elsewhere than
+        the stderr ``run`` started with (so events logged there may be lost)."""
+        if sys.stderr is not self._sys_stderr:
+            return True
+        if self._stderr_stat is None:
+            return False
+        try:
+            return not os.path.samestat(os.fstat(2), self._stderr_stat)
+        except OSError:
+            return True
 
     # -- set up ----------------------------------------------------------------
 
     def start(self) -> None:
         options = self.options
+        self._save_stderr()
         trace = options.trace
         if trace is None and options.timeline is not None:
             handle, trace = tempfile.mkstemp(prefix="tracedsync-", suffix=".jsonl")
@@ -120,8 +160,10 @@ class _Session:
     def _thread_excepthook(self, original: Any) -> Any:
         def excepthook(arguments: Any) -> None:
             original(arguments)
-            if isinstance(arguments.exc_value, DeadlockError):
-                self.exit_for_deadlock()
+            error = arguments.exc_value
+            if isinstance(error, DeadlockError):
+                name = getattr(arguments.thread, "name", "?")
+                self.exit_for_deadlock(f"DeadlockError in thread {name!r}: {error}")
 
         return excepthook
 
@@ -130,7 +172,7 @@ class _Session:
     def deadlock_found(self, report: Report) -> None:
         """The ``on_deadlock`` policy of ``--on-deadlock exit``: the finding's
         event is already reported; stop the program."""
-        self.exit_for_deadlock()
+        self.exit_for_deadlock(report.message)
 
     def long_wait(self, report: Report) -> None:
         """The ``on_long_wait`` policy of ``--on-deadlock exit``."""
@@ -156,40 +198,88 @@ class _Session:
                 f"{first_line} See the long wait reported above for every thread's stack."
             )
             _hooks.emit("run.hang", wait.primitive, None, {"message": message}, _hooks.ERROR)
-            self.exit_for_deadlock()
+            self.exit_for_deadlock(f"{report.message}\n{message}")
 
-    def exit_for_deadlock(self) -> None:
-        """Report, then end the process with :data:`DEADLOCK_EXIT_STATUS`."""
-        self.finish()
-        os._exit(DEADLOCK_EXIT_STATUS)
+    def exit_for_deadlock(self, finding: str = "") -> None:
+        """Report, then end the process with :data:`DEADLOCK_EXIT_STATUS`.
+
+        The first finding's thread does it all; a later finding's thread
+        waits here for that exit (it never returns), so nothing cuts the
+        first report short.  ``finding`` is the report's text, written to
+        the saved stderr when the program's stderr is redirected (the event
+        logged there would be lost with the capture).
+        """
+        if self._exiting_thread == get_ident():
+            return  # a finding while this thread is already exiting
+        self._exiting.acquire()  # never released: the process ends under it
+        self._exiting_thread = get_ident()
+        try:
+            if finding and self._stderr_redirected():
+                sys.stdout.flush()
+                print(f"tracedsync run: {finding}", file=self._stderr)
+            self.finish()
+            _terminate_children()
+        finally:
+            os._exit(DEADLOCK_EXIT_STATUS)
 
     # -- the end ---------------------------------------------------------------
 
     def finish(self) -> None:
-        """Flush the trace, write the timeline and print the summary (once)."""
-        if not self._finished.acquire(False):
-            return
+        """Flush the trace, write the timeline and print the summary (once).
+
+        A second caller (the program's normal exit while a finding ends the
+        process) waits until the first has written everything.
+        """
+        with self._finishing:
+            if self._finished:
+                return
+            self._finished = True
+            self._finish()
+
+    def _finish(self) -> None:
         _patch.unpatch()
         if self._trace_sink is not None:
             self._trace_sink.finish()
-        sys.stdout.flush()
+        for stream in (sys.stdout, sys.stderr):  # what the program wrote comes first
+            if stream is not None:
+                stream.flush()
         if self.options.summary:
-            print(self.summary.render(full=False), file=sys.stderr)
+            print(self.summary.render(full=False), file=self._stderr)
         if self.options.timeline is not None and self._trace_sink is not None:
             from tracedsync._timeline import write_timeline
             from tracedsync._tracefile import read_events
 
             with open(self.options.timeline, "w", encoding="utf-8") as output:
                 write_timeline(read_events(self._trace_sink.path), output)
-            print(f"tracedsync: timeline written to {self.options.timeline}", file=sys.stderr)
+            print(f"tracedsync: timeline written to {self.options.timeline}", file=self._stderr)
         if self.options.trace is not None:
-            print(f"tracedsync: trace written to {self.options.trace}", file=sys.stderr)
+            print(f"tracedsync: trace written to {self.options.trace}", file=self._stderr)
         if self._temporary_trace is not None:
             os.unlink(self._temporary_trace)
-        sys.stderr.flush()
+        self._stderr.flush()
 
 
 _POLICIES = {"continue": "warn", "raise": "raise"}
+
+
+def _terminate_children() -> None:
+    """Terminate the program's ``multiprocessing`` children before ``os._exit``,
+    which skips the ``atexit`` handler that would end (daemonic) ones: an
+    abandoned pool's workers would otherwise run on for ever."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None:
+        return
+    try:
+        children = multiprocessing.active_children()
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(1.0)
+            if child.is_alive():
+                child.kill()
+                child.join(1.0)
+    except Exception:  # exiting anyway: never let this stop the exit
+        pass
 
 
 def _print_program_error(error: BaseException) -> None:

@@ -49,6 +49,15 @@ def _excepthook_recorder(original: Callable[[Any], None]) -> Callable[[Any], Non
     return invoke_excepthook
 
 
+def _outcome(error: BaseException | None) -> str:
+    """``thread.exit``'s outcome: ``SystemExit`` ends a thread quietly in
+    ``threading`` (its excepthook ignores it), so it is ``"exited"``, not
+    ``"raised"``."""
+    if error is None:
+        return "returned"
+    return "exited" if isinstance(error, SystemExit) else "raised"
+
+
 class Thread(threading.Thread):
     """A traced drop-in for :class:`threading.Thread`."""
 
@@ -123,12 +132,18 @@ class Thread(threading.Thread):
         try:
             super()._bootstrap_inner()  # type: ignore[misc]
         finally:
+            error = self._tracedsync_exception
+            # The exception's traceback holds run()'s frames, which may hold
+            # this thread: keeping it would be a reference cycle that keeps
+            # the target's objects alive (CPython's test_threading checks
+            # there is none).  It is needed only for the event below.
+            self._tracedsync_exception = None
             if _hooks.observing:
-                error = self._tracedsync_exception
-                data: dict[str, Any] = {"outcome": "returned" if error is None else "raised"}
+                data: dict[str, Any] = {"outcome": _outcome(error)}
                 if error is not None:
                     data["exception"] = _hooks.describe_error(error)
                 _hooks.emit("thread.exit", self, None, data)
+            del error
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ends, or until ``timeout`` seconds pass."""

@@ -54,64 +54,90 @@ def _reject_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _has_type(value: Any, expected: tuple[type | None, ...]) -> bool:
+#: One decoder for every line (``json.loads`` with arguments builds one per
+#: call); NaN, Infinity and -Infinity are not JSON and are refused.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _allowed_types(expected: tuple[type | None, ...]) -> frozenset[type]:
+    """The Python types of a field's JSON types (``float``: any number)."""
+    allowed: set[type] = set()
     for kind in expected:
-        if kind is None:
-            if value is None:
-                return True
-        elif kind is float:
-            if type(value) in {int, float}:
-                return True
-        elif type(value) is kind:
-            return True
-    return False
+        allowed.update(
+            (type(None),) if kind is None else (int, float) if kind is float else (kind,)
+        )
+    return frozenset(allowed)
 
 
-def _check_values(event: dict[str, Any]) -> str | None:
-    """What is wrong with the values anywhere in ``event``: too deep, an
-    integer out of range, a number that is not finite; ``None`` if nothing.
-    Iterative, so a deep value cannot exhaust the stack."""
-    pending: list[tuple[Any, int]] = [(event, 1)]
+#: Field -> the Python types its value may have, for the fields of a
+#: documented type; other fields are only passed through.
+_ALLOWED = {
+    field: _allowed_types(expected)
+    for field, expected in {**EVENT_FIELD_TYPES, **COMMON_FIELD_TYPES}.items()
+}
+_REQUIRED = frozenset(COMMON_FIELD_TYPES)
+
+
+def _wrong_type(field: str, value: Any) -> str:
+    wanted = " or ".join(
+        "null" if kind is None else _TYPE_NAMES[kind]
+        for kind in COMMON_FIELD_TYPES.get(field) or EVENT_FIELD_TYPES[field]
+    )
+    got = "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
+    return f"field {field!r} has the wrong type ({got}; {wanted} expected)"
+
+
+def _check_nested(value: list[Any] | dict[str, Any]) -> str | None:
+    """What is wrong inside an array or object field: too deep, an integer out
+    of range, a number that is not finite; ``None`` if nothing.  Iterative,
+    so a deep value cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 2)]
     while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
+        item, depth = pending.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
             if depth > MAX_DEPTH:
                 return f"nested deeper than {MAX_DEPTH} levels"
-            children = value.values() if isinstance(value, dict) else value
+            children = item.values() if kind is dict else item
             pending.extend((child, depth + 1) for child in children)
-        elif type(value) is int:
-            if not -INTEGER_LIMIT < value < INTEGER_LIMIT:
+        elif kind is int:
+            if not -INTEGER_LIMIT < item < INTEGER_LIMIT:
                 return "an integer out of range (more than 64 bits)"
-        elif type(value) is float and not math.isfinite(value):
+        elif kind is float and not math.isfinite(item):
             return "a number out of range"
     return None
 
 
 def check_event(event: Any, where: str) -> dict[str, Any]:
     """``event`` if it is an event of the documented schema, else raise
-    :class:`TraceFileError` saying what is wrong, prefixed with ``where``."""
-    if not isinstance(event, dict):
+    :class:`TraceFileError` saying what is wrong, prefixed with ``where``.
+
+    Checked: every common field is there; each field of a documented type has
+    it; integers fit in 64 bits, and counts, ids and durations are not
+    negative; numbers are finite; nesting is at most :data:`MAX_DEPTH`; the
+    schema version and the level are known.  The readers rely on all of it.
+    """
+    if type(event) is not dict:
         raise TraceFileError(f"{where}: not a tracedsync event (a JSON object expected)")
-    for field in COMMON_FIELD_TYPES:
-        if field not in event:
-            raise TraceFileError(f"{where}: not a tracedsync event (no {field!r} field)")
-    problem = _check_values(event)
-    if problem is not None:
-        raise TraceFileError(f"{where}: {problem}")
+    if not event.keys() >= _REQUIRED:
+        missing = next(field for field in COMMON_FIELD_TYPES if field not in event)
+        raise TraceFileError(f"{where}: not a tracedsync event (no {missing!r} field)")
     for field, value in event.items():
-        expected: tuple[type | None, ...] | None = COMMON_FIELD_TYPES.get(field)
-        if expected is None:
-            expected = EVENT_FIELD_TYPES.get(field)
-        if expected is None:
-            continue  # a field of no documented type: only passed through
-        if not _has_type(value, expected):
-            wanted = " or ".join("null" if kind is None else _TYPE_NAMES[kind] for kind in expected)
-            got = "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
-            raise TraceFileError(
-                f"{where}: field {field!r} has the wrong type ({got}; {wanted} expected)"
-            )
-        if field in NON_NEGATIVE_FIELDS and value is not None and value < 0:
-            raise TraceFileError(f"{where}: field {field!r} is negative")
+        kind = type(value)
+        if kind is float and not math.isfinite(value):
+            raise TraceFileError(f"{where}: a number out of range")
+        allowed = _ALLOWED.get(field)
+        if allowed is not None and kind not in allowed:
+            raise TraceFileError(f"{where}: {_wrong_type(field, value)}")
+        if kind is int:
+            if not -INTEGER_LIMIT < value < INTEGER_LIMIT:
+                raise TraceFileError(f"{where}: an integer out of range (more than 64 bits)")
+            if value < 0 and field in NON_NEGATIVE_FIELDS:
+                raise TraceFileError(f"{where}: field {field!r} is negative")
+        elif kind is dict or kind is list:
+            problem = _check_nested(value)
+            if problem is not None:
+                raise TraceFileError(f"{where}: {problem}")
     if event["schema"] != SCHEMA_VERSION:
         raise TraceFileError(
             f"{where}: schema version {event['schema']}, not {SCHEMA_VERSION}: "
@@ -128,7 +154,7 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise TraceFileError(f"{where}: not UTF-8 text") from None
     try:
-        value = json.loads(line, parse_constant=_reject_constant)
+        value = _decode(line)
     except json.JSONDecodeError as error:
         damage = "truncated" if not raw.endswith(b"\n") else "not valid JSON"
         raise TraceFileError(f"{where}: {damage} ({error.msg})") from None

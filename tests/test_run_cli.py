@@ -419,23 +419,24 @@ def assert_valid_timeline(timeline: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "messages"),
     [
-        ('{"seq": 1}\nnot json\n', "t.jsonl:1: not a tracedsync event (no 'time_ns' field)"),
-        ("", None),
-        ("\n\n", None),
+        (
+            '{"seq": 1}\nnot json\n',
+            [
+                "t.jsonl:1: not a tracedsync event (no 'schema' field)",
+                "t.jsonl:2: not valid JSON (Expecting value)",
+            ],
+        ),
+        ("", ["t.jsonl: the trace is empty: no events"]),
+        ("\n\n", ["t.jsonl: the trace is empty (only blank lines): no events"]),
     ],
 )
-def test_report_of_odd_but_readable_files(
-    tmp_path: Path, content: str, message: str | None
-) -> None:
+def test_report_of_files_without_events(tmp_path: Path, content: str, messages: list[str]) -> None:
     (tmp_path / "t.jsonl").write_text(content)
     result = tracedsync_command("report", "t.jsonl", cwd=tmp_path)
-    if message is None:
-        assert result.returncode == 0 and "0 events" in result.stdout
-    else:
-        assert result.returncode == 2
-        assert result.stderr.strip() == f"tracedsync report: error: {message}"
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"tracedsync report: error: {m}" for m in messages]
 
 
 def test_malformed_and_truncated_traces_give_one_line_naming_the_line(tmp_path: Path) -> None:

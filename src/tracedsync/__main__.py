@@ -179,27 +179,35 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
 
 
 def _read_back(arguments: argparse.Namespace) -> int:
+    """``report`` and ``timeline``: every bad line of the trace is one line on
+    stderr and makes the exit status 2; the good ones are still summarised
+    or converted."""
     from tracedsync._summary import Summary
     from tracedsync._timeline import write_timeline
     from tracedsync._tracefile import TraceFileError, read_events
 
+    bad_records = 0
+
+    def report_bad_record(error: TraceFileError) -> None:
+        nonlocal bad_records
+        bad_records += 1
+        print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
+
+    events = read_events(arguments.trace, on_bad_record=report_bad_record)
     try:
         if arguments.command == "report":
             summary = Summary()
-            for event in read_events(arguments.trace):
+            for event in events:
                 summary.add_event(event)
             print(summary.render(full=True, top=arguments.top))
         else:
             with open(arguments.output, "w", encoding="utf-8") as output:
-                written = write_timeline(read_events(arguments.trace), output)
+                written = write_timeline(events, output)
             print(f"tracedsync: {written:,} timeline events written to {arguments.output}")
-    except TraceFileError as error:
+    except (TraceFileError, OSError) as error:
         print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return 2 if bad_records else 0
 
 
 if __name__ == "__main__":

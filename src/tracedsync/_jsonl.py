@@ -7,6 +7,18 @@ normally, by ``sys.exit`` or after an unhandled exception in any thread
 non-daemon threads); after that the sink writes through, line by line, so
 daemon threads still running lose nothing either.  Only a process killed by a
 signal or ``os._exit`` loses its last unflushed batch.
+
+One file, many processes: the process that opens the file first truncates it
+and names itself in :data:`OWNER_VARIABLE`; every process started from it that
+opens the same file (a ``spawn`` or ``forkserver`` child re-importing
+tracedsync with ``TRACEDSYNC_LOG_FILE`` inherited, or re-running the same
+``configure(log_file=...)``) appends instead, so no child ever destroys the
+parent's events.  The file is opened ``O_APPEND`` and each batch is one
+``write()`` of whole lines, so lines of different processes never mix.  A
+``fork`` child keeps the inherited file and drops the parent's unwritten
+batch (the parent writes it).  A child, forked or not, writes its own batch
+when ``threading`` shuts down, which ``multiprocessing`` does before it ends
+the child with ``os._exit``.
 """
 
 from __future__ import annotations
@@ -15,22 +27,27 @@ import atexit
 import functools
 import json
 import os
+import threading
 from _thread import RLock
 from types import CodeType
-from typing import IO, Any
+from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._hooks import SCHEMA_VERSION, Identity, Record, ThreadInfo
 from tracedsync._schema import LEVEL_NAMES, line_of, record_to_dict
 from tracedsync._sites import register_internal_module
 
-__all__ = ["JsonLinesSink", "open_log_file", "record_to_json"]
+__all__ = ["OWNER_VARIABLE", "JsonLinesSink", "open_log_file", "record_to_json"]
 
 register_internal_module(__file__)
 
 #: Records per batch: large enough to amortise the write, small enough that
 #: a crash loses little.
 BATCH = 2048
+
+#: ``<pid>:<real path>`` of the process that created the current log file,
+#: inherited by the processes it starts: see the module docstring.
+OWNER_VARIABLE = "TRACEDSYNC_LOG_FILE_OWNER"
 
 #: The one encoder behind every line (``json.dumps`` with arguments builds a
 #: new encoder per call).
@@ -137,13 +154,18 @@ def record_to_json(record: Record) -> str:
 
 
 class JsonLinesSink:
-    """Append every record to a JSON Lines file."""
+    """Append every record to a JSON Lines file.
 
-    def __init__(self, path: str | os.PathLike[str], batch: int = BATCH) -> None:
+    ``truncate``: empty the file first (the process that creates the trace);
+    otherwise the records are added after what other processes wrote.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], batch: int = BATCH, *, truncate: bool = True
+    ) -> None:
         self.path = os.fspath(path)
-        # Truncate, then append: appends from a forked child never overwrite.
-        open(self.path, "w").close()
-        self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self._fd: int | None = os.open(self.path, flags, 0o666)
         self._batch = batch
         self._buffer: list[Record] = []
         # Reentrant: a __del__ run inside a flush may emit events itself.
@@ -159,9 +181,13 @@ class JsonLinesSink:
 
     def _flush_locked(self) -> None:
         records, self._buffer = self._buffer, []
-        if records and not self._file.closed:
-            self._file.write("".join(record_to_json(record) + "\n" for record in records))
-            self._file.flush()
+        if records and self._fd is not None:
+            # One write() of whole lines on an O_APPEND file: another
+            # process's batch lands before or after it, never inside it.
+            data = "".join(record_to_json(record) + "\n" for record in records).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
             self.written += len(records)
 
     def flush(self) -> None:
@@ -180,30 +206,73 @@ class JsonLinesSink:
         _hooks.remove_sink(self)
         with self._guard:
             self._flush_locked()
-            self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _forget_after_fork(self) -> None:
-        # The parent writes its own buffered records; the child starts empty.
+        """In a ``fork`` child: drop the parent's unwritten batch (the parent
+        writes it; writing it here too would duplicate it) and write the
+        child's own batch when ``threading`` shuts down, which
+        ``multiprocessing`` does before it ends the child with ``os._exit``
+        (the inherited ``atexit`` handler does not run then)."""
         self._buffer = []
         self._guard = RLock()
+        self._finish_at_thread_shutdown()
+
+    def _finish_at_thread_shutdown(self) -> None:
+        """Finish when ``threading`` shuts down, before the non-daemon threads
+        are joined: their last events are then written at once.  For a
+        process that may end with ``os._exit`` (a ``multiprocessing`` child),
+        where the ``atexit`` handler never runs."""
+        try:
+            threading._register_atexit(self.finish)  # type: ignore[attr-defined]
+        except RuntimeError:  # already shutting down
+            self._write_through = True
 
 
 _current: JsonLinesSink | None = None
 
 
+def _owner_mark(path: str) -> str:
+    return f"{os.getpid()}:{os.path.realpath(path)}"
+
+
+def _opened_by_an_ancestor(path: str) -> bool:
+    """Whether a process that started this one created the file ``path``."""
+    owner_pid, _, owner_path = os.environ.get(OWNER_VARIABLE, "").partition(":")
+    return owner_pid != str(os.getpid()) and owner_path == os.path.realpath(path)
+
+
 def open_log_file(path: str | os.PathLike[str]) -> JsonLinesSink:
-    """Send every event to the JSON Lines file ``path`` (closing any previous one)."""
+    """Send every event to the JSON Lines file ``path`` (closing any previous one).
+
+    The file is truncated unless a process that started this one created it
+    (see the module docstring): then the events are appended.
+    """
     global _current
     if _current is not None:
         _current.close()
-    sink = JsonLinesSink(path)
+    name = os.fspath(path)
+    if _opened_by_an_ancestor(name):
+        sink = JsonLinesSink(name, truncate=False)
+        sink._finish_at_thread_shutdown()  # a spawn or forkserver child
+    else:
+        sink = JsonLinesSink(name)
+        os.environ[OWNER_VARIABLE] = _owner_mark(name)
     _current = sink
     _hooks.add_sink(sink)
     atexit.register(sink.finish)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=sink._forget_after_fork)
     return sink
 
+
+def _after_fork_in_child() -> None:
+    if _current is not None:
+        _current._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 if os.environ.get("TRACEDSYNC_LOG_FILE"):
     open_log_file(os.environ["TRACEDSYNC_LOG_FILE"])

@@ -250,7 +250,7 @@ class _Session:
             from tracedsync._tracefile import read_events
 
             with open(self.options.timeline, "w", encoding="utf-8") as output:
-                write_timeline(read_events(self._trace_sink.path), output)
+                write_timeline(read_events(self._trace_sink.path, allow_empty=True), output)
             print(f"tracedsync: timeline written to {self.options.timeline}", file=self._stderr)
         if self.options.trace is not None:
             print(f"tracedsync: trace written to {self.options.trace}", file=self._stderr)

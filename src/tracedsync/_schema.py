@@ -10,11 +10,105 @@ from tracedsync._config import LOG_LEVELS
 from tracedsync._hooks import SCHEMA_VERSION, Record
 from tracedsync._sites import line_at, register_internal_module
 
-__all__ = ["LEVEL_NAMES", "line_of", "record_to_dict"]
+__all__ = [
+    "COMMON_FIELD_TYPES",
+    "EVENT_FIELD_TYPES",
+    "LEVEL_NAMES",
+    "NON_NEGATIVE_FIELDS",
+    "line_of",
+    "record_to_dict",
+]
 
 register_internal_module(__file__)
 
 LEVEL_NAMES = {number: name for name, number in LOG_LEVELS.items()}
+
+#: The JSON types of the common fields, which every event has, as Python
+#: types (``docs/events.md``, "Common fields"); ``None`` stands for ``null``.
+#: What a trace reader checks before it trusts a line.
+COMMON_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "schema": (int,),
+    "seq": (int,),
+    "time_ns": (int,),
+    "event": (str,),
+    "level": (str,),
+    "pid": (int,),
+    "thread_id": (int,),
+    "thread_name": (str,),
+    "thread_token": (int,),
+    "primitive_kind": (str,),
+    "primitive_id": (int,),
+    "primitive_name": (str,),
+    "primitive_created": (str, None),
+    "file": (str, None),
+    "line": (int, None),
+    "function": (str, None),
+}
+
+#: The JSON types of the fields particular to some events (``docs/events.md``,
+#: "Event-specific fields" and the tables after it), checked when present.
+#: ``float`` means any number: an integer is accepted too.
+EVENT_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "outcome": (str,),
+    "waited_ns": (int,),
+    "held_ns": (int, None),
+    "timeout": (float, None),
+    "blocking": (bool,),
+    "error": (str,),
+    "depth": (int,),
+    "levels": (int,),
+    "holder_thread_id": (int, None),
+    "held_at": (str, None),
+    "requested_at": (str, None),
+    "detail": (str,),
+    "reason": (str,),
+    "n": (int,),
+    "waiters": (int,),
+    "flag": (bool,),
+    "parties": (int,),
+    "waiting": (int,),
+    "index": (int,),
+    "started_thread_id": (int,),
+    "daemon": (bool,),
+    "exception": (str,),
+    "joined_thread_id": (int, None),
+    "message": (str,),
+    "cycle": (list,),
+    "chain": (list,),
+    "max_edges": (int,),
+    "stranded_thread_id": (int,),
+    "waits_at": (str,),
+    "blocked": (list,),
+    "blocked_thread_id": (int,),
+    "waited_s": (float,),
+    "timed": (bool,),
+    "holder_acquired_at": (str, None),
+    "holder_stack": (list,),
+    "stacks": (dict,),
+}
+
+#: Integer fields that count or measure, or identify (ids, pids, tokens): never
+#: negative.  (``timeout`` may be ``-1``.)
+NON_NEGATIVE_FIELDS = frozenset(
+    {
+        "seq",
+        "time_ns",
+        "pid",
+        "thread_id",
+        "thread_token",
+        "primitive_id",
+        "line",
+        "waited_ns",
+        "held_ns",
+        "depth",
+        "levels",
+        "n",
+        "waiters",
+        "parties",
+        "waiting",
+        "max_edges",
+    }
+)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -6,8 +6,12 @@ program asks first: did anything deadlock or risk deadlocking, did a thread
 die, and which locks made threads wait.  It keeps counters per lock *name*
 (by default the creation site, so every ``queue.Queue``'s mutex is one row),
 never the events themselves, so its memory does not grow with the length of
-the trace.  It accepts both live records (``tracedsync run``) and event
-dictionaries read back from a trace file (``tracedsync report``).
+the trace; and it tells apart at most :data:`MAX_LOCKS` lock names (the
+events of any further lock are merged into one row, "(other locks)", and
+counted) and :data:`MAX_THREADS` threads, so its memory does not grow with
+the number of distinct locks or threads either.  It accepts both live
+records (``tracedsync run``) and event dictionaries read back from a trace
+file (``tracedsync report``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from tracedsync._hooks import Record, record_data
 from tracedsync._sites import register_internal_module
 
-__all__ = ["FINDING_EVENTS", "LockStats", "Summary"]
+__all__ = ["FINDING_EVENTS", "MAX_LOCKS", "MAX_THREADS", "LockStats", "Summary"]
 
 register_internal_module(__file__)
 
@@ -43,6 +47,13 @@ _HEADINGS = (
 )
 #: Findings kept per heading; beyond it they are only counted.
 MAX_FINDINGS = 20
+#: Rows of the contention table (distinct lock names) kept; the events of
+#: further locks are merged into the row :data:`OTHER_LOCKS`.
+MAX_LOCKS = 10_000
+#: The row that stands for every lock past :data:`MAX_LOCKS`.
+OTHER_LOCKS = "(other locks)"
+#: Distinct threads told apart; beyond it the summary says "more than".
+MAX_THREADS = 100_000
 _ACQUIRES = {"lock.acquire", "rlock.acquire", "semaphore.acquire"}
 _RELEASES = {"lock.release", "rlock.release"}
 
@@ -98,6 +109,10 @@ class Summary:
         self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
         #: Heading -> how many findings it had in all.
         self.finding_counts: dict[str, int] = dict.fromkeys(_HEADINGS, 0)
+        #: Events of locks past MAX_LOCKS, counted in the OTHER_LOCKS row.
+        self.merged_lock_events = 0
+        #: Whether threads past MAX_THREADS emitted events.
+        self.more_threads = False
 
     @property
     def threads(self) -> int:
@@ -154,7 +169,10 @@ class Summary:
             self.first_ns = time_ns
         if self.last_ns is None or time_ns > self.last_ns:
             self.last_ns = time_ns
-        self._threads.add(thread)
+        if len(self._threads) < MAX_THREADS:
+            self._threads.add(thread)
+        elif thread not in self._threads:
+            self.more_threads = True
         if event in _ACQUIRES:
             self._acquire(self._stats(kind, name, created), data)
         elif event in _RELEASES:
@@ -174,6 +192,13 @@ class Summary:
         key = (kind, name, created)
         stats = self.locks.get(key)
         if stats is None:
+            if len(self.locks) >= MAX_LOCKS:
+                self.merged_lock_events += 1
+                key = ("", OTHER_LOCKS, None)
+                stats = self.locks.get(key)
+                if stats is not None:
+                    return stats
+                kind, name, created = "", OTHER_LOCKS, None
             stats = self.locks[key] = LockStats(kind, name, created)
         return stats
 
@@ -208,8 +233,9 @@ class Summary:
         happened (``tracedsync run``).
         """
         seconds = self.duration_ns / 1e9
+        threads = f"more than {self.threads:,}" if self.more_threads else f"{self.threads:,}"
         lines = [
-            f"tracedsync: {self.events:,} events from {self.threads} "
+            f"tracedsync: {self.events:,} events from {threads} "
             f"thread{'s' if self.threads != 1 else ''} over {seconds:.2f} s"
         ]
         for heading in _HEADINGS:
@@ -260,6 +286,12 @@ class Summary:
             )
         widths = [max(len(row[column]) for row in table) for column in range(len(header))]
         lines = [title]
+        if self.merged_lock_events:
+            lines.append(
+                f"    (limit reached: the table tells apart at most {MAX_LOCKS:,} locks; "
+                f"{self.merged_lock_events:,} events of further locks are merged into "
+                f"{OTHER_LOCKS!r})"
+            )
         for row in table:
             cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
             cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]

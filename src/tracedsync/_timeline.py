@@ -96,7 +96,10 @@ class _Timeline:
 
     def _emit(self, trace_event: dict[str, Any]) -> None:
         self._output.write(",\n" if self._written else "")
-        self._output.write(json.dumps(trace_event, separators=(",", ":"), default=str))
+        # allow_nan=False: a NaN would make the document invalid JSON.
+        self._output.write(
+            json.dumps(trace_event, separators=(",", ":"), default=str, allow_nan=False)
+        )
         self._written += 1
 
     def _ts(self, time_ns: int) -> float:

@@ -75,7 +75,7 @@ import tracedsync  # noqa: E402
 #: The line a scenario's subprocess prints its outcome on, as JSON.
 RESULT_PREFIX = "STRESS-RESULT "
 #: Lines of a failed subprocess's stderr shown in the report.
-STDERR_LINES = 60
+STDERR_LINES = 250
 #: How long a killed subprocess gets to be reaped.
 REAP_TIMEOUT = 30.0
 
@@ -104,7 +104,7 @@ class Sizes:
             operations=2_000,
             queue_items=500,
             forks=20,
-            fork_timeout=5.0,
+            fork_timeout=2.0,
             seconds=1.0,
             timeout=60.0,
         )
@@ -232,6 +232,8 @@ def _part(part: str, sizes: Sizes, env: dict[str, str] | None = None) -> Outcome
             f"hung: killed after {sizes.timeout:g} s; its stderr (stacks dumped before):\n"
             + _tail(finished.stderr)
         )
+    elif outcome.failures and finished.returncode == 0:
+        outcome.failures.append("its stderr:\n" + _tail(finished.stderr))
     elif finished.returncode != 0 or not outcome.counts:
         hung = "Timeout (" in finished.stderr  # faulthandler's dump_traceback_later
         what = "hung: stacks dumped at its deadline" if hung else "exited"
@@ -434,6 +436,12 @@ def queue_(sizes: Sizes) -> Outcome:
 # -- fork -----------------------------------------------------------------------
 
 
+#: ``sys.setswitchinterval()`` while forking: short, so the busy threads contend.
+FORK_SWITCH_INTERVAL = 1e-5
+#: How many hung children print their stack (the others are killed quietly).
+FORK_DUMPS = 2
+
+
 def _nested(outer: tracedsync.Lock, inner: tracedsync.RLock) -> None:
     with outer, inner, inner:
         pass
@@ -442,6 +450,8 @@ def _nested(outer: tracedsync.Lock, inner: tracedsync.RLock) -> None:
 def _forked_child() -> None:
     """In a fresh child: nested acquires, a traced thread started and joined; never returns."""
     status = 0
+    # The parent aborts a hung child: show where it is stuck.
+    faulthandler.enable(all_threads=True)
     try:
         outer, inner = tracedsync.Lock(name="child.outer"), tracedsync.RLock(name="child.inner")
         _nested(outer, inner)
@@ -479,6 +489,16 @@ def _wait_child(pid: int, timeout: float) -> int | None:
     return None
 
 
+def _end_hung_child(pid: int, dump: bool) -> None:
+    """Kill a hung child; with ``dump``, first abort it so faulthandler prints its stack."""
+    if dump:
+        os.kill(pid, signal.SIGABRT)
+        if _wait_child(pid, REAP_TIMEOUT) is not None:
+            return
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
 def _part_fork(sizes: Sizes) -> Outcome:
     """``fork``: the parent process; children are forked from its main thread."""
     outcome = Outcome()
@@ -499,7 +519,11 @@ def _part_fork(sizes: Sizes) -> Outcome:
         for n in range(sizes.fork_threads)
     ]
     hung, failed, statuses = 0, 0, collections.Counter[int]()
-    # Events flow while forking, so the hooks' bookkeeping is live too.
+    # Switching threads often makes the busy threads contend, so they spend
+    # their time in tracedsync's wait bookkeeping; events flow while forking,
+    # so the hooks' bookkeeping is live too.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(FORK_SWITCH_INTERVAL)
     with tracedsync.record(capacity=100_000):
         for thread in threads:
             thread.start()
@@ -513,8 +537,7 @@ def _part_fork(sizes: Sizes) -> Outcome:
                 status = _wait_child(pid, sizes.fork_timeout)
                 if status is None:
                     hung += 1
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
+                    _end_hung_child(pid, dump=hung <= FORK_DUMPS)
                 elif status != 0:
                     failed += 1
                     statuses[status] += 1
@@ -522,6 +545,7 @@ def _part_fork(sizes: Sizes) -> Outcome:
             stop.set()
             for thread in threads:
                 thread.join()
+            sys.setswitchinterval(interval)
     outcome.counts.update(forks=sizes.forks, hung=hung, failed=failed, busy_rounds=sum(rounds))
     outcome.check(
         hung == 0, f"{hung} of {sizes.forks} children hung (killed after {sizes.fork_timeout:g} s)"
@@ -788,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
     sizes = _sizes(arguments)
+    # Killed (timeout, CI cancelling): still stop the load processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     names = list(SCENARIOS) if arguments.all or not arguments.scenarios else arguments.scenarios
     failed: list[str] = []
     with _load(arguments.load) as spinners:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import collections
 import faulthandler
+import functools
 import gc
 import json
 import os
@@ -515,7 +516,7 @@ def _part_fork(sizes: Sizes) -> Outcome:
             rounds[slot] += 1
 
     threads = [
-        tracedsync.Thread(target=_collecting(errors, lambda n=n: busy(n)), name=f"busy-{n}")
+        tracedsync.Thread(target=_collecting(errors, functools.partial(busy, n)), name=f"busy-{n}")
         for n in range(sizes.fork_threads)
     ]
     hung, failed, statuses = 0, 0, collections.Counter[int]()
@@ -605,7 +606,9 @@ def _part_signal(sizes: Sizes) -> Outcome:
     main_rounds = 0
     try:
         threads = [
-            tracedsync.Thread(target=_collecting(errors, lambda n=n: work(n)), name=f"worker-{n}")
+            tracedsync.Thread(
+                target=_collecting(errors, functools.partial(work, n)), name=f"worker-{n}"
+            )
             for n in range(sizes.threads)
         ]
         for thread in threads:
@@ -689,7 +692,9 @@ def _part_gc(sizes: Sizes) -> Outcome:
     gc.set_threshold(50, 5, 5)
     try:
         threads = [
-            tracedsync.Thread(target=_collecting(errors, lambda n=n: work(n)), name=f"worker-{n}")
+            tracedsync.Thread(
+                target=_collecting(errors, functools.partial(work, n)), name=f"worker-{n}"
+            )
             for n in range(sizes.threads)
         ]
         for thread in threads:

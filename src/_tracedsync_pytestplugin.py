@@ -26,7 +26,9 @@ import pytest
 #: The name the plugin proper is registered under once activated.
 PLUGIN_NAME = "tracedsync-checks"
 
-#: What each kind of problem is called in ``allow``.
+#: What each kind of problem is called in ``allow``: tracedsync's catalogue
+#: (``TEST_KINDS``), copied because this module must not import tracedsync;
+#: tests/test_catalogue.py checks that the two agree.
 KINDS_HELP = "deadlock, inversion, hierarchy, unguarded, lock_held, thread_alive, thread_error"
 
 

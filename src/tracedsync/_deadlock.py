@@ -159,11 +159,18 @@ def _handle(edges: list[Edge], primitive: Any, frame: FrameType | None) -> None:
     report = _report(edges)
     first = report.details["cycle"][0]
     _apply(
-        report, primitive, frame, first["thread"], first["waits_at"], first["holder_acquired_at"]
+        "deadlock.cycle",
+        report,
+        primitive,
+        frame,
+        first["thread"],
+        first["waits_at"],
+        first["holder_acquired_at"],
     )
 
 
 def _apply(
+    event: str,
     report: Report,
     primitive: Any,
     frame: FrameType | None,
@@ -173,7 +180,6 @@ def _apply(
 ) -> None:
     """Emit the finding and apply the ``deadlock`` policy of ``primitive``."""
     data = {"message": report.message, **report.details}
-    event = "deadlock.cycle" if report.signature[0] == "deadlock" else "deadlock.stranded"
     _hooks.emit(event, primitive, frame, data, _hooks.ERROR)
     policy = policy_for("deadlock", primitive)
     if callable(policy):
@@ -308,4 +314,4 @@ def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait])
         ("stranded", primitive.name),
         {"stranded_thread_id": me, "waits_at": waits_at, "blocked": blocked},
     )
-    _apply(report, primitive, frame, thread_label(me).strip("'"), waits_at)
+    _apply("deadlock.stranded", report, primitive, frame, thread_label(me).strip("'"), waits_at)

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union
 
+from tracedsync._catalogue import POLICY_KINDS
 from tracedsync._sites import register_internal_module
 
 if TYPE_CHECKING:
@@ -24,16 +25,8 @@ register_internal_module(__file__)
 #: A policy: ``"raise"``, ``"warn"``, or a callable receiving the report.
 Policy = Union[str, Callable[["Report"], object]]  # noqa: UP007 - a runtime alias on 3.10
 
-#: The kinds of finding and their default policies.
-KINDS: dict[str, Policy] = {
-    "deadlock": "raise",
-    "inversion": "warn",
-    "long_wait": "warn",
-    # Declared contracts (tracedsync.declare_order / declare_level, guarded_by):
-    # the program said how it must behave, so breaking that raises by default.
-    "hierarchy": "raise",
-    "unguarded": "raise",
-}
+#: The kinds of finding and their default policies (see the catalogue).
+KINDS: dict[str, Policy] = dict(POLICY_KINDS)
 
 _global: dict[str, Policy] = dict(KINDS)
 _per_primitive: weakref.WeakKeyDictionary[Any, dict[str, Policy]] = weakref.WeakKeyDictionary()

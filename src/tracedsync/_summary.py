@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracedsync._catalogue import FINDINGS, HEADINGS
 from tracedsync._hooks import Record, record_data
 from tracedsync._sites import register_internal_module
 
@@ -27,24 +28,8 @@ __all__ = ["FINDING_EVENTS", "MAX_LOCKS", "MAX_THREADS", "LockStats", "Summary"]
 register_internal_module(__file__)
 
 #: Event name -> the heading its findings are listed under.
-FINDING_EVENTS = {
-    "deadlock.cycle": "deadlocks",
-    "deadlock.stranded": "deadlocks",
-    "deadlock.self_reacquire": "deadlocks",
-    "run.hang": "deadlocks",
-    "lock_order.inversion": "lock-order inversions",
-    "lock.self_reacquire": "self re-acquires",
-    "wait.long": "long waits",
-    "lock_order.graph_full": "limits reached",
-}
-_HEADINGS = (
-    "deadlocks",
-    "lock-order inversions",
-    "threads that raised",
-    "self re-acquires",
-    "long waits",
-    "limits reached",
-)
+FINDING_EVENTS = {finding.event: finding.heading for finding in FINDINGS.values()}
+_HEADINGS = HEADINGS
 #: Findings kept per heading; beyond it they are only counted.
 MAX_FINDINGS = 20
 #: Rows of the contention table (distinct lock names) kept; the events of

@@ -26,6 +26,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
+from tracedsync._catalogue import FINDINGS
 from tracedsync._sites import register_internal_module
 
 __all__ = ["LOCKS_PROCESS_OFFSET", "write_timeline"]
@@ -43,15 +44,8 @@ _INSTANTS = {
     "barrier.reset",
     "semaphore.release",
 }
-_GLOBAL_INSTANTS = {
-    "deadlock.cycle",
-    "deadlock.stranded",
-    "deadlock.self_reacquire",
-    "run.hang",
-    "lock_order.inversion",
-    "lock.self_reacquire",
-    "wait.long",
-}
+#: Every finding is a process-wide instant.
+_GLOBAL_INSTANTS = frozenset(FINDINGS)
 _ACQUIRES = {"lock.acquire", "rlock.acquire"}
 #: Fields of an event already shown by the timeline's own structure.
 _COMMON = {

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from tracedsync import _hooks, _patch
+from tracedsync._catalogue import FINDINGS, TEST_KINDS
 from tracedsync._hooks import Record
 from tracedsync._locktrace import LockTrace
 from tracedsync._report import current_stack
@@ -43,24 +44,13 @@ __all__ = ["KINDS", "Monitor", "Options", "activate", "locktrace_for"]
 register_internal_module(__file__)
 
 #: The kinds of problem a traced test fails on, as ``allow`` names them.
-KINDS = (
-    "deadlock",
-    "inversion",
-    "hierarchy",
-    "unguarded",
-    "lock_held",
-    "thread_alive",
-    "thread_error",
-)
+KINDS = TEST_KINDS
 
-#: Finding events and the kind of problem each is.
+#: Finding events that fail a test, and the kind of problem each is.
 FINDING_EVENTS = {
-    "deadlock.cycle": "deadlock",
-    "deadlock.stranded": "deadlock",
-    "deadlock.self_reacquire": "deadlock",
-    "lock_order.inversion": "inversion",
-    "lock_order.hierarchy": "hierarchy",
-    "guard.violation": "unguarded",
+    finding.event: finding.kind
+    for finding in FINDINGS.values()
+    if finding.kind is not None and finding.kind in TEST_KINDS
 }
 _LOCK_EVENTS = frozenset({"lock.acquire", "lock.release", "rlock.acquire", "rlock.release"})
 

@@ -657,7 +657,6 @@ def _part_gc(sizes: Sizes) -> Outcome:
     """``gc``: finalizers that take a contended traced Lock run wherever collection strikes."""
     outcome = Outcome()
     lock = tracedsync.Lock(name="gc.finalizers")
-    gate = tracedsync.Semaphore(2, name="gc.gate")
     finalized, counter, errors = [0], [0], list[str]()
     created = [0] * sizes.threads
     unraisable: list[str] = []
@@ -679,8 +678,6 @@ def _part_gc(sizes: Sizes) -> Outcome:
             created[slot] += 1
             with lock:
                 counter[0] += 1
-            with gate:
-                pass
 
     def hook(report: Any) -> None:
         error = report.exc_value
@@ -721,11 +718,15 @@ def gc_(sizes: Sizes) -> Outcome:
 
     Checks that the collector may run ``__del__`` methods that take a traced
     lock at any point a thread allocates, including inside tracedsync's own
-    acquire, release and semaphore code: the run must finish (a hang is
-    killed at the timeout), every object is finalized exactly once, and no
-    finalizer raised (a ``DeadlockError`` there is reported as unraisable).
+    acquire, release and wait code: the run must finish (a hang is killed at
+    the timeout), every object is finalized exactly once, and no finalizer
+    raised (a ``DeadlockError`` there is reported as unraisable).
     ``threading.Lock`` runs no Python code while it holds its lock, so with
-    it this program is correct.
+    it this program is correct; with tracedsync nothing may allocate between
+    taking the raw lock and recording its owner.  (The workers use no
+    ``Semaphore``, ``Event`` or ``Condition``: those run the stdlib's Python
+    code under an internal lock, where a finalizer taking a lock the other
+    workers hold deadlocks with ``threading`` too.)
     """
     return _part("gc", sizes)
 

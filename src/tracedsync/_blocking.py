@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import threading
 from _thread import get_ident
-from types import FrameType
+from collections.abc import Callable
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from tracedsync import _hooks, _lockorder, _scheduler
 from tracedsync._config import settings
 from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
 from tracedsync._errors import DeadlockError
-from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
+from tracedsync._sites import (
+    describe_offset,
+    describe_site,
+    register_internal_module,
+    user_frame,
+    user_site,
+)
 from tracedsync._waits import Wait, waits
 
 if TYPE_CHECKING:
@@ -36,7 +43,12 @@ class _Named(Protocol):
 
 
 def begin_wait(
-    primitive: object, timed: bool, frame: FrameType | None, *, check_cycle: bool = False
+    primitive: object,
+    timed: bool,
+    frame: FrameType | None,
+    *,
+    check_cycle: bool = False,
+    self_wait: bool = False,
 ) -> Wait | None:
     """Register that the calling thread blocks on ``primitive`` (the wait made
     in ``frame``); pass the result to :func:`end_wait` when the wait is over,
@@ -47,7 +59,7 @@ def begin_wait(
     """
     if check_cycle and not timed:
         return begin_checked_wait(primitive, frame)
-    return waits.begin(primitive, timed, frame)
+    return waits.begin(primitive, timed, frame, self_wait=self_wait)
 
 
 def end_wait(outer: Wait | None) -> None:
@@ -109,32 +121,23 @@ def acquire_contended(
         holder = {"timeout": timeout, "holder_thread_id": lock._owner}
         started_ns = _hooks.emit(event + ".blocked", lock, frame, holder)
     try:
-        outer = begin_wait(lock, timeout >= 0, frame, check_cycle=not self_reacquire)
+        outer = begin_wait(
+            lock, timeout >= 0, frame, check_cycle=not self_reacquire, self_wait=self_reacquire
+        )
     except DeadlockError as error:
         if observing:
             data = {"outcome": "error", "error": _hooks.describe_error(error), "timeout": timeout}
             _hooks.emit(event, lock, frame, data)
         raise
+    code, offset = user_site(frame)  # before the wait: see Lock._take
+    prepared = _lockorder.prepared_entry(lock, code, offset) if _hooks.ordering else None
     try:
         try:
-            if _scheduler.controlling() is not None:
-                acquired = _scheduler.acquire_lock(lock._lock, lock, timeout)
-            elif self_reacquire and timeout < 0:
-                acquired = _wait_for_release(lock, frame)
-            elif timeout < 0 and not waits.others_can_progress(me)[0]:
-                wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame)
-                acquired = True
-            else:
-                acquired = lock._lock.acquire(True, timeout)
+            acquired = _wait_and_take(lock, timeout, frame, me, self_reacquire, code, offset)
         finally:
-            # Unregistered before the owner is recorded: a registered waiter
-            # on a lock it owns is a self re-acquire, never this moment (see
-            # _waits.wait_can_end).
             waits.end(outer)
-        if acquired:
-            lock._take(frame)
-            if _hooks.ordering and not quiet:
-                _lockorder.acquired(lock, frame, timeout < 0 and not restoring)
+        if acquired and _hooks.ordering and not quiet:
+            _lockorder.acquired(lock, frame, timeout < 0 and not restoring, prepared)
     except BaseException as error:
         if observing:
             data = {
@@ -148,6 +151,44 @@ def acquire_contended(
     if observing and not quiet:
         _report_wait_end(lock, frame, acquired, started_ns, timeout)
     return acquired
+
+
+def _wait_and_take(
+    lock: Lock | RLock,
+    timeout: float,
+    frame: FrameType,
+    me: int,
+    self_reacquire: bool,
+    code: CodeType | None,
+    offset: int,
+) -> bool:
+    """Take ``lock``, waiting as long as ``timeout`` allows (the explorer
+    models the wait while it controls the run); whether it was taken.
+
+    The owner is recorded the moment the raw lock is taken, with nothing
+    that allocates in between: the garbage collector may run a ``__del__``
+    that takes this lock, and it must find it owned (a self re-acquire), as
+    it would with ``threading``."""
+    raw = lock._lock
+
+    def attempt(seconds: float) -> bool:
+        if raw.acquire(True, seconds):
+            lock._take(code, offset)
+            return True
+        return False
+
+    if _scheduler.controlling() is not None:
+        if _scheduler.acquire_lock(raw, lock, timeout):
+            lock._take(code, offset)
+            return True
+        return False
+    if self_reacquire and timeout < 0:
+        _wait_unless_stranded_self(lock, frame, attempt)
+        return True
+    if timeout < 0 and not waits.others_can_progress(me)[0]:
+        wait_unless_stranded(attempt, lock, frame)
+        return True
+    return attempt(timeout)
 
 
 def _report_wait_end(
@@ -186,7 +227,9 @@ def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) 
         _warn_self_reacquire(lock, frame, "waiting: another thread may release it")
 
 
-def _wait_for_release(lock: Lock | RLock, frame: FrameType) -> bool:
+def _wait_unless_stranded_self(
+    lock: Lock | RLock, frame: FrameType, attempt: Callable[[float], bool]
+) -> None:
     """Wait, without timeout, for another thread to release a lock we hold;
     raise :class:`DeadlockError` once no other thread can (see
     :func:`~tracedsync._deadlock.wait_unless_stranded`)."""
@@ -194,8 +237,7 @@ def _wait_for_release(lock: Lock | RLock, frame: FrameType) -> bool:
     def refuse() -> None:
         raise _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
 
-    wait_unless_stranded(lambda seconds: lock._lock.acquire(True, seconds), lock, frame, refuse)
-    return True
+    wait_unless_stranded(attempt, lock, frame, refuse)
 
 
 def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None]:

@@ -34,6 +34,7 @@ from tracedsync._sites import (
     default_name,
     register_internal_module,
     user_frame,
+    user_site,
 )
 
 __all__ = ["Lock", "RLock"]
@@ -70,12 +71,7 @@ _ACQUIRED = _acquired_data(True, NO_TIMEOUT)
 _RLOCK_ACQUIRED = tuple(_acquired_data(True, NO_TIMEOUT, "depth", depth) for depth in range(9))
 
 
-def _site(frame: FrameType) -> tuple[CodeType | None, int]:
-    """The user's code and bytecode offset for an operation called from ``frame``."""
-    if frame.f_code.co_filename in INTERNAL_FILES:
-        found = user_frame(frame)
-        return (None, 0) if found is None else (found.f_code, found.f_lasti)
-    return frame.f_code, frame.f_lasti
+_site = user_site
 
 
 def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
@@ -152,8 +148,11 @@ class _LockBase:
         else:
             self._acquired_code, self._acquired_offset = found.f_code, found.f_lasti
 
-    def _take(self, frame: FrameType) -> None:
-        """Record the calling thread as owner after a contended acquire succeeded."""
+    def _take(self, code: CodeType | None, offset: int) -> None:
+        """Record the calling thread as owner after a contended acquire
+        succeeded, taken at the user's ``code``/``offset`` (see :func:`_site`:
+        found before the wait, so that nothing allocates between taking the
+        raw lock and recording its owner)."""
         raise NotImplementedError
 
     def _depth_data(self) -> dict[str, Any]:
@@ -245,40 +244,44 @@ class Lock(_LockBase):
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
         frame = _getframe(1)
+        code: CodeType | None = frame.f_code
+        offset = frame.f_lasti
+        if code.co_filename in INTERNAL_FILES:  # type: ignore[union-attr]
+            code, offset = _site(frame)
+        # _lockorder.acquired's commonest case, inlined (the hottest path of
+        # all: a Lock under the defaults): the thread holds no other lock, so
+        # there is no order to check, only this lock to note as held.  Its
+        # entry is built before the raw lock is taken: between taking it and
+        # returning nothing allocates, so the garbage collector (a __del__
+        # taking this lock) never runs where threading.Lock runs no Python
+        # code.  A lock's first acquisition (no weak reference yet), a
+        # handoff lock or a nested acquire goes through the checker.
+        held: list[Any] | None = None
+        if _hooks.ordering:
+            held = getattr(_order_thread, "held", None)
+            reference = self._weak_self
+            if held is not None and not held and reference is not None and not self._handoff:
+                entry = (reference, self._order_key, code, offset, None)
+            else:
+                held = None
         if self._lock.acquire(False):
             self._owner = get_ident()
-            if frame.f_code.co_filename in INTERNAL_FILES:
-                self._note_site(frame)
-            else:
-                self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
+            self._acquired_code, self._acquired_offset = code, offset
             if _hooks.active:  # _after_acquire, inlined: the hot path
-                if _hooks.ordering:
-                    # _lockorder.acquired's commonest case, inlined (the
-                    # hottest path of all: a Lock under the defaults): the
-                    # thread holds no other lock, so there is no order to
-                    # check.  A lock's first acquisition (no weak reference
-                    # yet), a handoff lock or a nested acquire goes through
-                    # the checker.
-                    held = getattr(_order_thread, "held", None)
-                    reference = self._weak_self
-                    if held is not None and not held and reference is not None:
-                        if not self._handoff:
-                            code, offset = self._acquired_code, self._acquired_offset
-                            held.append((reference, self._order_key, code, offset, None))
-                    else:
-                        _lockorder.acquired(self, frame, blocking and timeout < 0)
+                if held is not None:
+                    held.append(entry)
+                elif _hooks.ordering:
+                    _lockorder.acquired(self, frame, blocking and timeout < 0)
                 if _hooks.observing:
-                    self._observe_acquired(
-                        self._acquired_code, self._acquired_offset, blocking, timeout
-                    )
+                    self._observe_acquired(code, offset, blocking, timeout)
             return True
         return _blocking.acquire_contended(self, blocking, timeout, frame)
 
     __enter__ = acquire
 
-    def _take(self, frame: FrameType) -> None:
+    def _take(self, code: CodeType | None, offset: int) -> None:
         self._owner = get_ident()
-        self._note_site(frame)
+        self._acquired_code, self._acquired_offset = code, offset
 
     def _observe_acquired(
         self, code: CodeType | None, offset: int, blocking: bool, timeout: float
@@ -356,7 +359,7 @@ class Lock(_LockBase):
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
         if self._lock.acquire(False):
-            self._take(frame)
+            self._take(*_site(frame))
             if _hooks.active:
                 self._after_acquire(frame, True, -1, may_raise=False)
         else:
@@ -450,10 +453,10 @@ class RLock(_LockBase):
 
     __enter__ = acquire
 
-    def _take(self, frame: FrameType) -> None:
+    def _take(self, code: CodeType | None, offset: int) -> None:
         self._owner = get_ident()
         self._depth = 1
-        self._note_site(frame)
+        self._acquired_code, self._acquired_offset = code, offset
 
     def _depth_data(self) -> dict[str, Any]:
         return {"depth": self._depth}
@@ -551,7 +554,7 @@ class RLock(_LockBase):
     def _acquire_restore(self, state: tuple[int, int], /) -> None:
         frame = _getframe(1)
         if self._lock.acquire(False):
-            self._take(frame)
+            self._take(*_site(frame))
         else:
             _blocking.acquire_contended(self, True, -1, frame, quiet=True, restoring=True)
         self._depth, self._owner = state

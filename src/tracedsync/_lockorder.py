@@ -33,7 +33,7 @@ import itertools
 import sys
 import weakref
 from _thread import _local
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
 from tracedsync import _hooks
@@ -293,8 +293,24 @@ def _chain_at(held: list[Held], index: int) -> int:
     return chain
 
 
-def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
-    """The calling thread just acquired ``lock`` (not a recursive re-entry).
+def prepared_entry(lock: Any, code: CodeType | None, offset: int) -> Held | None:
+    """The held-lock entry :func:`acquired` will need for ``lock`` taken at
+    ``code``/``offset`` when the calling thread holds no other lock, built
+    before the lock is taken: nothing then allocates between taking it and
+    recording it (see ``Lock.acquire``).  ``None`` when the checker must look
+    (another lock held, a first acquisition, a handoff lock)."""
+    held = getattr(_per_thread, "held", None)
+    reference = lock._weak_self
+    if held or held is None or reference is None or lock._handoff:
+        return None
+    return (reference, lock._order_key, code, offset, None)
+
+
+def acquired(
+    lock: Any, frame: FrameType | None, may_raise: bool, prepared: Held | None = None
+) -> None:
+    """The calling thread just acquired ``lock`` (not a recursive re-entry);
+    ``prepared`` is its entry from :func:`prepared_entry`, if there is one.
 
     The fast paths, most common first: the thread holds no other lock (no
     order to check, not even a chain to look up: see :data:`Held`), or the
@@ -307,6 +323,9 @@ def acquired(lock: Any, frame: FrameType | None, may_raise: bool) -> None:
         held = _per_thread.held
     except AttributeError:
         held = _thread_state()
+    if prepared is not None and not held:
+        held.append(prepared)
+        return
     reference = lock._weak_self
     if reference is None:
         reference = lock._weak_self = weakref.ref(lock)

@@ -23,6 +23,7 @@ __all__ = [
     "register_internal_module",
     "short_path",
     "user_frame",
+    "user_site",
 ]
 
 #: Files whose frames are never reported as the user's call site: every
@@ -44,6 +45,15 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     while frame is not None and frame.f_code.co_filename in INTERNAL_FILES:
         frame = frame.f_back
     return frame
+
+
+def user_site(frame: FrameType) -> tuple[CodeType | None, int]:
+    """The user's code and bytecode offset for an operation called from
+    ``frame`` (the first frame outside tracedsync and ``threading``)."""
+    if frame.f_code.co_filename in INTERNAL_FILES:
+        found = user_frame(frame)
+        return (None, 0) if found is None else (found.f_code, found.f_lasti)
+    return frame.f_code, frame.f_lasti
 
 
 def caller_site(depth: int) -> tuple[CodeType | None, int]:

@@ -13,6 +13,7 @@ touched on the blocking path, never on an uncontended acquire.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -44,6 +45,10 @@ class Wait(NamedTuple):
     offset: int = 0
     #: ``time.monotonic_ns()`` when the wait began, for the long-wait watchdog.
     since_ns: int = 0
+    #: Whether the thread already held the lock it waits for (a ``Lock``
+    #: re-acquired by its holder): such a waiter owning its lock is blocked,
+    #: any other has just taken it (see :func:`wait_can_end`).
+    self_wait: bool = False
 
 
 class WaitRegistry:
@@ -55,11 +60,19 @@ class WaitRegistry:
     """
 
     def __init__(self) -> None:
-        self._guard = internal_lock()
+        #: Thread ident -> its wait.  No guard: each thread writes only its
+        #: own entry, and a single dict operation is atomic (the GIL, or the
+        #: dict's own lock in a free-threaded build).  A guard here would be
+        #: held where the garbage collector or a signal handler can run user
+        #: code that waits on a traced primitive, and hang every other wait.
         self._waits: dict[int, Wait] = {}
-        #: Incremented by every change, so a caller can tell whether two
+        #: Unique, increasing change numbers.
+        self._changes = itertools.count(1)
+        #: The number of the latest change, so a caller can tell whether two
         #: snapshots saw the same state.
         self._generation = 0
+        #: Guards :attr:`starting` (nothing runs under it that could wait).
+        self._guard = internal_lock()
         #: Idents of tracedsync's own threads (the watchdog): never counted
         #: as threads that could release anything.
         self.internal: set[int] = set()
@@ -67,47 +80,54 @@ class WaitRegistry:
         #: run any Python code yet (see :func:`note_foreign_start`).
         self.starting = 0
 
-    def begin(self, primitive: object, timed: bool, frame: FrameType | None = None) -> Wait | None:
+    def begin(
+        self,
+        primitive: object,
+        timed: bool,
+        frame: FrameType | None = None,
+        *,
+        self_wait: bool = False,
+    ) -> Wait | None:
         """Record that the calling thread is about to block; return the outer wait.
 
-        ``frame`` is the frame making the wait (internal frames are skipped).
+        ``frame`` is the frame making the wait (internal frames are skipped);
+        ``self_wait``: the thread holds the lock it waits for.
         """
         ident = get_ident()
         found = user_frame(frame)
         code, offset = (None, 0) if found is None else (found.f_code, found.f_lasti)
-        wait = Wait(primitive, timed, code, offset, monotonic_ns())
-        with self._guard:
-            outer = self._waits.get(ident)
-            self._waits[ident] = wait
-            self._generation += 1
+        wait = Wait(primitive, timed, code, offset, monotonic_ns(), self_wait)
+        outer = self._waits.get(ident)
+        self._waits[ident] = wait
+        self._generation = next(self._changes)
         return outer
 
     def end(self, outer: Wait | None) -> None:
         """Record that the calling thread's wait is over, restoring ``outer``."""
         ident = get_ident()
-        with self._guard:
-            if outer is None:
-                self._waits.pop(ident, None)
-            else:
-                self._waits[ident] = outer
-            self._generation += 1
+        if outer is None:
+            self._waits.pop(ident, None)
+        else:
+            self._waits[ident] = outer
+        self._generation = next(self._changes)
 
     def withdraw(self) -> None:
         """Drop the calling thread's wait at once (a victim about to report
         and raise is running, not blocked); :meth:`end` later is harmless."""
-        with self._guard:
-            self._waits.pop(get_ident(), None)
-            self._generation += 1
+        self._waits.pop(get_ident(), None)
+        self._generation = next(self._changes)
 
     def snapshot(self) -> tuple[int, dict[int, Wait]]:
-        """The current generation and a copy of every wait in progress."""
-        with self._guard:
-            return self._generation, dict(self._waits)
+        """The current generation and a copy of every wait in progress.
+
+        The generation is read first: a change made while the copy is taken
+        has a later number, so a later snapshot never looks unchanged."""
+        generation = self._generation
+        return generation, dict(self._waits)
 
     def get(self, ident: int) -> Wait | None:
         """The wait thread ``ident`` is blocked in, if any."""
-        with self._guard:
-            return self._waits.get(ident)
+        return self._waits.get(ident)
 
     @property
     def generation(self) -> int:
@@ -148,36 +168,40 @@ class WaitRegistry:
             if ident == me or ident in self.internal or (ident == main_ident and main_finished):
                 continue
             wait = current.get(ident)
-            if wait is None or wait.timed or wait_can_end(wait.primitive, current, frames):
+            if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
                 return True, generation
         return False, generation
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""
         self._waits = {}
-        self._generation += 1
+        self._generation = next(self._changes)
         self.starting = 0
 
 
-def wait_can_end(primitive: object, current: dict[int, Wait], frames: dict[int, Any]) -> bool:
-    """Whether the present state of ``primitive`` lets a wait on it end: the
-    wait has been granted, or will be without any blocked thread acting.
+def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], frames: dict[int, Any]) -> bool:
+    """Whether the present state of the primitive thread ``ident`` waits for
+    (its ``wait``) lets the wait end: it has been granted, or will be without
+    any blocked thread acting.
 
     ``current`` is a snapshot of the registry and ``frames`` of
-    :func:`sys._current_frames`.  A lock that is free, or whose acquirer is
-    between taking it and unregistering its wait (no owner recorded yet), is
-    granted; a joined thread that has finished, or runs no Python code any
+    :func:`sys._current_frames`.  A lock that is free, that its new owner is
+    just taking (no owner recorded yet), or that the waiter itself now owns
+    (it took the lock and has not unregistered yet, unless it held the lock
+    when it began waiting) is granted; a joined thread that has finished, or runs no Python code any
     more, is ending.  Every other primitive waits on a ``threading.Condition``
     (its own, or itself for a condition): when more threads are registered
     as waiting on it than the condition still has waiters, one of them has
     been notified and will run.  An event that is set, a semaphore with a
     positive counter and a barrier that is releasing are granted as well.
     """
+    primitive = wait.primitive
     if isinstance(primitive, threading.Thread):
         return not primitive.is_alive() or primitive.ident not in frames
     raw = getattr(primitive, "_lock", None)
     if raw is not None and hasattr(primitive, "_owner"):  # a traced Lock or RLock
-        return not raw.locked() or getattr(primitive, "_owner", None) is None
+        owner = getattr(primitive, "_owner", None)
+        return not raw.locked() or owner is None or (owner == ident and not wait.self_wait)
     if isinstance(primitive, threading.Event):
         granted = primitive.is_set()
     elif isinstance(primitive, threading.Semaphore):

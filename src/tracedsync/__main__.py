@@ -19,6 +19,7 @@ deadlocked exits with status 86.
 
 examples:
   tracedsync run app.py --port 8080
+  tracedsync run --races worker.py
   tracedsync run --trace trace.jsonl --timeline timeline.json -m mypackage.tool
 """
 
@@ -74,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error", "critical", "off"),
         help="lowest level of events printed as they happen (default warning)",
     )
+    run.add_argument(
+        "--races",
+        action="store_true",
+        help="detect data races (happens-before) on attributes and globals of the "
+        "program's own files; slower (see docs/races.md)",
+    )
+    run.add_argument(
+        "--races-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also check accesses in files under DIR (repeatable)",
+    )
     run.add_argument("--no-summary", action="store_true", help="do not print the summary")
     run.add_argument(
         "script", nargs="?", metavar="script.py [args ...]", help="the program and its arguments"
@@ -110,7 +124,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: ``run``'s own options that take a value.
-_RUN_VALUED = {"--trace", "--timeline", "--on-deadlock", "--hang-timeout", "--log-level"}
+_RUN_VALUED = {
+    "--trace",
+    "--timeline",
+    "--on-deadlock",
+    "--hang-timeout",
+    "--log-level",
+    "--races-path",
+}
 
 
 def _split_program(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -174,6 +195,8 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
         hang_timeout=arguments.hang_timeout,
         summary=not arguments.no_summary,
         log_level=arguments.log_level,
+        races=arguments.races,
+        race_paths=arguments.races_path,
     )
     return run(options)
 

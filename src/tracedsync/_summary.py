@@ -35,11 +35,14 @@ FINDING_EVENTS = {
     "lock_order.inversion": "lock-order inversions",
     "lock.self_reacquire": "self re-acquires",
     "wait.long": "long waits",
+    "race.data": "data races",
     "lock_order.graph_full": "limits reached",
+    "race.shadow_full": "limits reached",
 }
 _HEADINGS = (
     "deadlocks",
     "lock-order inversions",
+    "data races",
     "threads that raised",
     "self re-acquires",
     "long waits",

@@ -51,6 +51,8 @@ _GLOBAL_INSTANTS = {
     "lock_order.inversion",
     "lock.self_reacquire",
     "wait.long",
+    "race.data",
+    "race.shadow_full",
 }
 _ACQUIRES = {"lock.acquire", "rlock.acquire"}
 #: Fields of an event already shown by the timeline's own structure.

@@ -544,8 +544,13 @@ def _message(label: str, what: str, earlier: Site, later: Site) -> str:
     writer = earlier if earlier.write else later
     reader = later if writer is earlier else earlier
     role = "reader" if not reader.write else "writer"
+    def brief(site: Site) -> str:
+        kind = "write" if site.write else "read"
+        return f"{kind} at {short_path(site.file)}:{site.line} in {site.thread!r}"
+
     return (
-        f"Data race on {label} ({what}): neither access happens before the other.\n"
+        f"Data race on {label} ({what}): {brief(earlier)} and {brief(later)}, "
+        "and neither happens before the other.\n"
         f"  {_side(earlier)}\n"
         f"  {_side(later)}\n"
         f"  writer held {_held(writer)}, {role} held {_held(reader)}\n"

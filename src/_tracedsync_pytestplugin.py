@@ -27,7 +27,9 @@ import pytest
 PLUGIN_NAME = "tracedsync-checks"
 
 #: What each kind of problem is called in ``allow``.
-KINDS_HELP = "deadlock, inversion, hierarchy, unguarded, lock_held, thread_alive, thread_error, race"
+KINDS_HELP = (
+    "deadlock, inversion, hierarchy, unguarded, lock_held, thread_alive, thread_error, race"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -526,6 +526,7 @@ def test_run_races_reports_in_the_summary(tmp_path: Any) -> None:
     script.write_text(RACY_PROGRAM)
     result = subprocess.run(
         [sys.executable, "-m", "tracedsync", "run", "--races", str(script)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -541,7 +542,9 @@ def test_run_races_reports_in_the_summary(tmp_path: Any) -> None:
 def test_pytest_option_fails_a_racy_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_inner=RACY_PROGRAM.replace("threads = [", "def test_racy():\n    threads = [")
-        .replace("\nfor thread in threads:\n    thread.start()", "\n    for t in threads: t.start()")
+        .replace(
+            "\nfor thread in threads:\n    thread.start()", "\n    for t in threads: t.start()"
+        )
         .replace("\nfor thread in threads:\n    thread.join()", "\n    for t in threads: t.join()")
         + "\n\ndef test_fine():\n    box = Cache()\n    box.size = 1\n"
     )

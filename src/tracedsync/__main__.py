@@ -64,11 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hang-timeout",
         type=_positive_seconds,
-        default=10.0,
+        default=None,
         metavar="SECONDS",
         help="report waits blocked this long; with --on-deadlock exit, a lock acquire "
         "blocked this long, or any wait while every thread is blocked, is a hang "
-        "(default 10; 0 turns the watchdog off)",
+        "(default 10, or 100 with --races, which slows the program; 0 turns the watchdog off)",
     )
     run.add_argument(
         "--log-level",
@@ -192,7 +192,13 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
         trace=arguments.trace,
         timeline=arguments.timeline,
         on_deadlock=arguments.on_deadlock,
-        hang_timeout=arguments.hang_timeout,
+        hang_timeout=(
+            arguments.hang_timeout
+            if arguments.hang_timeout is not None
+            else 100.0
+            if arguments.races
+            else 10.0
+        ),
         summary=not arguments.no_summary,
         log_level=arguments.log_level,
         races=arguments.races,

@@ -145,8 +145,9 @@ def analyse(code: CodeType) -> dict[int, Access]:
     found: dict[int, Access] = {}
     line = code.co_firstlineno
     for index, instruction in enumerate(instructions):
-        if instruction.positions is not None and instruction.positions.lineno is not None:
-            line = instruction.positions.lineno
+        positions = getattr(instruction, "positions", None)  # 3.11+
+        if positions is not None and positions.lineno is not None:
+            line = positions.lineno
         name = instruction.opname
         if name == "LOAD_ATTR" and index > 0:
             if _is_method_load(instruction):

@@ -517,7 +517,7 @@ def _side(site: Site) -> str:
 
 def _fix(label: str, earlier: Site, later: Site) -> str:
     first, second = set(earlier.locks), set(later.locks)
-    if first and not second or second and not first:
+    if bool(first) != bool(second):
         holder, bare = (earlier, later) if first else (later, earlier)
         return (
             f"hold {holder.locks[0]} around the {'write' if bare.write else 'read'} at "
@@ -544,6 +544,7 @@ def _message(label: str, what: str, earlier: Site, later: Site) -> str:
     writer = earlier if earlier.write else later
     reader = later if writer is earlier else earlier
     role = "reader" if not reader.write else "writer"
+
     def brief(site: Site) -> str:
         kind = "write" if site.write else "read"
         return f"{kind} at {short_path(site.file)}:{site.line} in {site.thread!r}"
@@ -568,5 +569,3 @@ def _site_data(site: Site) -> dict[str, Any]:
         "function": site.function,
         "locks": list(site.locks),
     }
-
-

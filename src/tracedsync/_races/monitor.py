@@ -67,7 +67,9 @@ class UserFiles:
         known = self._known.get(filename)
         if known is None:
             path = os.path.realpath(filename) if not filename.startswith("<") else ""
-            known = bool(path) and path.startswith(self.roots) and not path.startswith(self.excluded)
+            known = (
+                bool(path) and path.startswith(self.roots) and not path.startswith(self.excluded)
+            )
             self._known[filename] = known
         return known
 
@@ -191,7 +193,7 @@ class _Settrace(Capture):
     def stop(self) -> None:
         self._active = False
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)
 
 
 def make_capture(callback: AccessCallback, wanted: Callable[[str], bool]) -> Capture:

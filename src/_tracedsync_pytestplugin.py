@@ -29,7 +29,9 @@ PLUGIN_NAME = "tracedsync-checks"
 #: What each kind of problem is called in ``allow``: tracedsync's catalogue
 #: (``TEST_KINDS``), copied because this module must not import tracedsync;
 #: tests/test_catalogue.py checks that the two agree.
-KINDS_HELP = "deadlock, inversion, hierarchy, unguarded, lock_held, thread_alive, thread_error"
+KINDS_HELP = (
+    "deadlock, inversion, hierarchy, unguarded, race, lock_held, thread_alive, thread_error"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="KIND",
         help=f"a kind of problem that does not fail traced tests, repeatable: {KINDS_HELP}",
     )
+    group.addoption(
+        "--tracedsync-races",
+        action="store_true",
+        default=None,
+        help="also check traced tests for data races (happens-before, on the test's files; "
+        "slow) and fail the tests that have one",
+    )
+    parser.addini(
+        "tracedsync_races",
+        type="bool",
+        default=False,
+        help="check traced tests for data races (as --tracedsync-races)",
+    )
     parser.addini(
         "tracedsync", type="bool", default=False, help="trace every test (as --tracedsync)"
     )
@@ -81,7 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "tracedsync(thread_grace=None, allow=(), patch=None): trace this test with "
+        "tracedsync(thread_grace=None, allow=(), patch=None, races=None): trace this test with "
         "tracedsync and fail it if it breaks lock discipline",
     )
     config.addinivalue_line(
@@ -90,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "under tracedsync's controlled scheduler (tracedsync.explore) and fail with the "
         "simplest failing interleaving",
     )
+    if config.getoption("tracedsync_races") and not config.getoption("tracedsync"):
+        config.option.tracedsync = True  # --tracedsync-races implies --tracedsync
     if config.getoption("tracedsync") or config.getini("tracedsync"):
         _activate(config, whole_run=True)
 

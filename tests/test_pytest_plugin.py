@@ -404,7 +404,7 @@ def test_bad_options_are_reported(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*TypeError: @pytest.mark.tracedsync: unknown option alow; use thread_grace, "
-            "allow, patch",
+            "allow, patch, races",
             "*ValueError: @pytest.mark.tracedsync(allow=...): unknown kind deadlocks; use *",
         ]
     )

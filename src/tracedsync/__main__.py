@@ -19,6 +19,7 @@ deadlocked exits with status 86.
 
 examples:
   tracedsync run app.py --port 8080
+  tracedsync run --races worker.py
   tracedsync run --trace trace.jsonl --timeline timeline.json -m mypackage.tool
 """
 
@@ -63,16 +64,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hang-timeout",
         type=_positive_seconds,
-        default=10.0,
+        default=None,
         metavar="SECONDS",
         help="report waits blocked this long; with --on-deadlock exit, a lock acquire "
         "blocked this long, or any wait while every thread is blocked, is a hang "
-        "(default 10; 0 turns the watchdog off)",
+        "(default 10, or 100 with --races, which slows the program; 0 turns the watchdog off)",
     )
     run.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error", "critical", "off"),
         help="lowest level of events printed as they happen (default warning)",
+    )
+    run.add_argument(
+        "--races",
+        action="store_true",
+        help="detect data races (happens-before) on attributes and globals of the "
+        "program's own files; slower (see docs/races.md)",
+    )
+    run.add_argument(
+        "--races-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also check accesses in files under DIR (repeatable)",
     )
     run.add_argument("--no-summary", action="store_true", help="do not print the summary")
     run.add_argument(
@@ -110,7 +124,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: ``run``'s own options that take a value.
-_RUN_VALUED = {"--trace", "--timeline", "--on-deadlock", "--hang-timeout", "--log-level"}
+_RUN_VALUED = {
+    "--trace",
+    "--timeline",
+    "--on-deadlock",
+    "--hang-timeout",
+    "--log-level",
+    "--races-path",
+}
 
 
 def _split_program(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -171,9 +192,17 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
         trace=arguments.trace,
         timeline=arguments.timeline,
         on_deadlock=arguments.on_deadlock,
-        hang_timeout=arguments.hang_timeout,
+        hang_timeout=(
+            arguments.hang_timeout
+            if arguments.hang_timeout is not None
+            else 100.0
+            if arguments.races
+            else 10.0
+        ),
         summary=not arguments.no_summary,
         log_level=arguments.log_level,
+        races=arguments.races,
+        race_paths=arguments.races_path,
     )
     return run(options)
 

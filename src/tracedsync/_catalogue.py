@@ -49,13 +49,16 @@ FINDINGS: dict[str, Finding] = {
         Finding("lock_order.inversion", "inversion", "lock-order inversions"),
         Finding("lock_order.hierarchy", "hierarchy", "declared lock orders broken"),
         Finding("guard.violation", "unguarded", "unguarded accesses"),
+        Finding("race.data", "race", "data races"),
         Finding("wait.long", "long_wait", "long waits"),
         Finding("lock.self_reacquire", None, "self re-acquires"),
         Finding("lock_order.graph_full", None, "limits reached"),
+        Finding("race.shadow_full", None, "limits reached"),
     )
 }
 
-#: The kinds of finding a policy applies to, with their default policies.
+#: The kinds of finding a policy applies to, with their default policies
+#: (a data race is reported, and fails a traced test, but has no policy).
 #: Declared contracts (``declare_order``/``declare_level``, ``guarded_by``):
 #: the program said how it must behave, so breaking one raises by default.
 POLICY_KINDS: dict[str, str] = {
@@ -74,6 +77,7 @@ TEST_KINDS: tuple[str, ...] = (
     "inversion",
     "hierarchy",
     "unguarded",
+    "race",
     "lock_held",
     "thread_alive",
     "thread_error",
@@ -86,6 +90,7 @@ HEADINGS: tuple[str, ...] = (
     "lock-order inversions",
     "declared lock orders broken",
     "unguarded accesses",
+    "data races",
     "threads that raised",
     "self re-acquires",
     "long waits",

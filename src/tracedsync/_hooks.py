@@ -161,6 +161,19 @@ ordering = False
 #: acquire and release.
 active = False
 
+#: Called as ``release_edge(primitive)`` by a release-like operation (a lock
+#: release that unlocks, ``Semaphore.release``, ``Event.set``,
+#: ``Condition.notify``/``notify_all``, ``Barrier.wait`` arriving,
+#: ``Thread.start``) in the acting
+#: thread, after its sequence number is taken and *before* the primitive's
+#: state changes, while something observes; ``None`` otherwise.  The
+#: data-race detector (:mod:`tracedsync._races`) sets it: a sink sees a
+#: release only after the state change, so a thread the release lets through
+#: may deliver its acquire first, and a happens-before edge must be
+#: published before anyone can pass.  It must not raise, block or call a
+#: traced primitive.
+release_edge: Callable[[Any], None] | None = None
+
 
 def _current_thread_name(ident: int) -> str:
     # threading._active maps idents of running threading.Thread objects;

@@ -316,6 +316,8 @@ class Lock(_LockBase):
     def _release_observed(self, frame: FrameType) -> None:
         """Release, publishing the ``release`` event (the order checker has been told)."""
         seq, now = next(_sequence), monotonic_ns()  # before the release: see _hooks
+        if _hooks.release_edge is not None:
+            _hooks.release_edge(self)
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
         self._owner = None
@@ -528,6 +530,8 @@ class RLock(_LockBase):
                 held_ns = now - self._acquired_ns
             self._acquired_ns = 0
             self._owner = None
+            if _hooks.release_edge is not None:
+                _hooks.release_edge(self)
             self._lock.release()
         data: _hooks.PairsData = ("outcome", "released", "depth", depth, "held_ns", held_ns)
         if whole:  # a condition wait releases every level at once

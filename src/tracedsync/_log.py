@@ -45,7 +45,15 @@ _CONSOLE_OMITS = (
 
 #: Fields of a report (an event with a ``message``) that its text already
 #: shows, left out of its console line.
-_SHOWN_IN_MESSAGE = ("cycle", "chain", "blocked", "stacks", "holder_stack", "holder_acquired_at")
+_SHOWN_IN_MESSAGE = (
+    "accesses",
+    "cycle",
+    "chain",
+    "blocked",
+    "stacks",
+    "holder_stack",
+    "holder_acquired_at",
+)
 
 
 class _StderrLogger:

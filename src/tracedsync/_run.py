@@ -88,6 +88,9 @@ class RunOptions:
     hang_timeout: float = 10.0
     summary: bool = True
     log_level: str | None = None
+    #: Check for data races (``--races``); extra directories of user code.
+    races: bool = False
+    race_paths: list[str] = field(default_factory=list)
 
 
 class _Session:
@@ -102,6 +105,7 @@ class _Session:
         self._exiting_thread: int | None = None
         self._temporary_trace: str | None = None
         self._trace_sink: Any = None
+        self._races: Any = None
         #: The stderr run started with (see the module docstring), and what
         #: ``sys.stderr`` and fd 2 were then, to tell whether they still are.
         self._stderr: Any = sys.stderr
@@ -155,6 +159,15 @@ class _Session:
         if exiting:
             threading.excepthook = self._thread_excepthook(threading.excepthook)
         _patch.patch()
+        if options.races:
+            from tracedsync._races import RaceDetector
+
+            if options.module:
+                roots = [os.getcwd()]
+            else:
+                roots = [os.path.dirname(os.path.abspath(options.target))]
+            self._races = RaceDetector([*roots, *options.race_paths])
+            self._races.start()
         atexit.register(self.finish)
 
     def _thread_excepthook(self, original: Any) -> Any:
@@ -237,6 +250,8 @@ class _Session:
             self._finish()
 
     def _finish(self) -> None:
+        if self._races is not None:
+            self._races.stop()
         _patch.unpatch()
         if self._trace_sink is not None:
             self._trace_sink.finish()

@@ -124,6 +124,8 @@ class Condition(_Named, threading.Condition):
         """Wake up to ``n`` threads waiting on the condition."""
         if _hooks.observing:
             stamped = _hooks.stamp()  # before the state change: see _hooks
+            if _hooks.release_edge is not None:
+                _hooks.release_edge(self)
             waiting = len(self._waiters)  # type: ignore[attr-defined]
             super().notify(n)
             data = {"n": n, "waiters": waiting}
@@ -136,6 +138,8 @@ class Condition(_Named, threading.Condition):
         waiting = len(self._waiters)  # type: ignore[attr-defined]
         if _hooks.observing:
             stamped = _hooks.stamp()
+            if _hooks.release_edge is not None:
+                _hooks.release_edge(self)
             threading.Condition.notify(self, waiting)
             data = {"waiters": waiting}
             _hooks.deliver(stamped, "condition.notify_all", self, _getframe(1), data)
@@ -192,6 +196,8 @@ class Semaphore(_Named, threading.Semaphore):
         """Increment the counter by ``n``, waking waiting threads."""
         if _hooks.observing:
             stamped = _hooks.stamp()  # before the state change: see _hooks
+            if _hooks.release_edge is not None:
+                _hooks.release_edge(self)
             frame = _getframe(1)
             try:
                 super().release(n)
@@ -225,6 +231,8 @@ class Event(_Named, threading.Event):
         """Set the flag, waking every waiting thread."""
         if _hooks.observing:
             stamped = _hooks.stamp()  # before the state change: see _hooks
+            if _hooks.release_edge is not None:
+                _hooks.release_edge(self)
             super().set()
             _hooks.deliver(stamped, "event.set", self, _getframe(1), {"flag": True})
             return
@@ -290,6 +298,8 @@ class Barrier(_Named, threading.Barrier):
             frame: FrameType | None = _getframe(1)
             data = {"timeout": timeout, "parties": self.parties, "waiting": self.n_waiting}
             started_ns = _hooks.emit("barrier.wait.blocked", self, frame, data)
+            if _hooks.release_edge is not None:  # arriving is release-like
+                _hooks.release_edge(self)
         outer = begin_wait(self, timed, _getframe(1))
         try:
             index = super().wait(timeout)

@@ -121,6 +121,8 @@ class Thread(threading.Thread):
             begin()
             return
         stamped = _hooks.stamp()  # before the thread runs: see _hooks
+        if _hooks.release_edge is not None:
+            _hooks.release_edge(self)
         begin()
         data = {"started_thread_id": self.ident, "daemon": self.daemon}
         _hooks.deliver(stamped, "thread.start", self, _getframe(1), data)

@@ -14,7 +14,9 @@ with a report in its failure output, when during it:
   (``lock_held``);
 * a thread the test started is still alive at its end, after a grace
   period (``thread_alive``);
-* a traced thread died with an unhandled exception (``thread_error``).
+* a traced thread died with an unhandled exception (``thread_error``);
+* with ``--tracedsync-races`` (or ``races=True`` in the marker), a data race
+  was found (``race``; see ``docs/races.md``).
 
 Each traced test gets a :class:`Monitor`, an event sink that keeps only the
 findings, the thread exits that raised, and the last acquire or release of
@@ -60,6 +62,7 @@ MAX_TRACKED_LOCKS = 50_000
 
 _MONITOR = pytest.StashKey["Monitor"]()
 _PATCHED_HERE = pytest.StashKey[bool]()
+_RACES = pytest.StashKey[Any]()
 
 
 class Options(NamedTuple):
@@ -68,6 +71,7 @@ class Options(NamedTuple):
     thread_grace: float
     allow: frozenset[str]
     patch: bool
+    races: bool = False
 
 
 def _check_allow(allow: Any, where: str) -> frozenset[str]:
@@ -93,7 +97,8 @@ def _run_options(config: pytest.Config) -> Options:
         allowed = _check_allow(allow, "tracedsync_allow")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    return Options(float(grace), allowed, bool(config.getini("tracedsync_patch")))
+    races = bool(config.getoption("tracedsync_races") or config.getini("tracedsync_races"))
+    return Options(float(grace), allowed, bool(config.getini("tracedsync_patch")), races)
 
 
 def _item_options(defaults: Options, item: pytest.Item) -> Options:
@@ -116,6 +121,10 @@ def _item_options(defaults: Options, item: pytest.Item) -> Options:
         options = options._replace(allow=defaults.allow | extra)
     if marker.kwargs.get("patch") is not None:
         options = options._replace(patch=bool(marker.kwargs["patch"]))
+    if marker.kwargs.get("races") is not None:
+        options = options._replace(races=bool(marker.kwargs["races"]))
+    if options.races:  # happens-before edges need every primitive traced
+        options = options._replace(patch=True)
     return options
 
 
@@ -339,6 +348,12 @@ class TracedsyncPlugin:
         monitor = Monitor(options)
         item.stash[_MONITOR] = monitor
         monitor.start()
+        if options.races:
+            from tracedsync._races import RaceDetector
+
+            detector = RaceDetector([str(item.config.rootpath)])
+            item.stash[_RACES] = detector
+            detector.start()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
@@ -368,6 +383,10 @@ class TracedsyncPlugin:
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
         yield
+        detector = item.stash.get(_RACES, None)
+        if detector is not None:
+            detector.stop()
+            del item.stash[_RACES]
         monitor = item.stash.get(_MONITOR, None)
         if monitor is not None:
             monitor.stop()

@@ -21,6 +21,7 @@ never shows an acquire before the release that enabled it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -284,11 +285,12 @@ def _deliver(
     if seq >= _room_check_at:
         _check_room(seq)
     for sink in _sinks:
-        sink(record)
+        try:
+            sink(record)
+        except Exception as error:  # the fault barrier: see sink_failed
+            sink_failed(sink, error)
     if level >= settings.log_level:
-        from tracedsync._log import log_record
-
-        log_record(record)
+        render(record)
 
 
 def publish(
@@ -317,11 +319,67 @@ def publish(
     if seq >= _room_check_at:
         _check_room(seq)
     for sink in _sinks:
-        sink(record)
+        try:
+            sink(record)
+        except Exception as error:  # the fault barrier: see sink_failed
+            sink_failed(sink, error)
     if _logging_debug:
+        render(record)
+
+
+def sink_failed(sink: Sink, error: Exception) -> None:
+    """The fault barrier around sinks (trio's ``Instruments`` is the model):
+    a sink that raises (a trace file on a full disk, a broken callback) never
+    changes what the primitive does (no lock left held, no foreign exception
+    out of ``acquire()``).  It is removed, and the failure is reported once
+    on stderr, saying that the sink gets no more events.
+
+    ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+    the explorer's own unwinding) passes through: it is not a fault.
+    """
+    remove_sink(sink)
+    _say(
+        f"tracedsync: event sink {sink!r} raised {type(error).__name__}: {error}; "
+        "it is disabled and gets no more events (the program goes on)"
+    )
+
+
+#: Whether rendering through structlog has failed once (then events are
+#: printed as plain lines: see :func:`render`).
+_rendering_failed = False
+
+
+def render(record: Record) -> None:
+    """Log one event through structlog, behind the same fault barrier as the
+    sinks: a failing processor or renderer (the application's own, or a
+    field it cannot take) costs the event its formatting, never the
+    program its exception or its lock."""
+    global _rendering_failed
+    if not _rendering_failed:
+        # Not at the top: _log reads records through this module.
         from tracedsync._log import log_record
 
-        log_record(record)
+        try:
+            log_record(record)
+            return
+        except Exception as error:
+            _rendering_failed = True
+            _say(
+                f"tracedsync: rendering an event through structlog failed "
+                f"({type(error).__name__}: {error}); events are printed as plain lines"
+            )
+    data = record_data(record)
+    message = data.get("message")
+    _say(
+        f"tracedsync: {record[3]} {record[5][0]} {record[5][2]!r}"
+        + (f"\n{message}" if message else "")
+    )
+
+
+def _say(line: str) -> None:
+    """Write a line of tracedsync's own to stderr, if stderr still works."""
+    with contextlib.suppress(Exception):  # a closed or broken stderr: nothing to tell
+        print(line, file=sys.stderr, flush=True)
 
 
 def _check_room(seq: int) -> None:

@@ -51,6 +51,7 @@ _SHOWN_IN_MESSAGE = (
     "chain",
     "blocked",
     "stacks",
+    "user_stack",
     "holder_stack",
     "holder_acquired_at",
 )
@@ -88,11 +89,21 @@ _console_logger = _private_logger(structlog.dev.ConsoleRenderer(colors=False))
 _json_logger = _private_logger(structlog.processors.JSONRenderer())
 
 
+#: Event fields whose names structlog's own processors and renderers treat
+#: specially (``ConsoleRenderer`` formats ``stack`` as a rendered stack
+#: string, and refuses the list a report's ``stack`` field is): renamed in
+#: log output only; events, recordings and trace files keep the schema's names.
+_RESERVED_BY_STRUCTLOG = {"stack": "user_stack", "stack_info": "user_stack_info"}
+
+
 def log_record(record: Record) -> None:
     """Render one event through structlog at its level."""
     fields = record_to_dict(record)
     event = fields.pop("event")
     level = fields.pop("level")
+    for reserved, renamed in _RESERVED_BY_STRUCTLOG.items():
+        if reserved in fields:
+            fields[renamed] = fields.pop(reserved)
     if structlog.is_configured():
         logger = structlog.get_logger("tracedsync")
     elif settings.log_format == "json":

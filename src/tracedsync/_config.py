@@ -9,6 +9,8 @@ uncontended acquire reads a single flag derived from them
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "Settings", "configure", "settings"]
@@ -19,13 +21,40 @@ LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 5
 LOG_FORMATS = ("console", "json")
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+#: What a yes/no variable accepts.
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _refuse_variable(name: str, value: str, accepted: Iterable[str], used: str) -> None:
+    """One line on stderr for a setting that would otherwise be ignored
+    silently (a typo that hides findings): the variable, its bad value, what
+    it accepts and what is used instead.  Not an exception: importing
+    tracedsync must not stop the program it was asked to watch."""
+    print(
+        f"tracedsync: {name}={value!r} is not one of {', '.join(accepted)}; using {used!r}",
+        file=sys.stderr,
+    )
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if value:
+        _refuse_variable(name, value, (*_TRUE, *_FALSE), "on" if default else "off")
+    return default
 
 
 def _env_choice(name: str, choices: tuple[str, ...] | dict[str, int], default: str) -> str:
-    value = os.environ.get(name, default).strip().lower()
-    return value if value in choices else default
+    value = os.environ.get(name, "").strip().lower()
+    if value in choices:
+        return value
+    if value:
+        _refuse_variable(name, value, choices, default)
+    return default
 
 
 class Settings:
@@ -36,28 +65,16 @@ class Settings:
     def __init__(self) -> None:
         #: ``False`` (``TRACEDSYNC=off``): the factories return plain
         #: ``threading`` objects.
-        self.enabled: bool = os.environ.get("TRACEDSYNC", "").strip().lower() not in {
-            "off",
-            "0",
-            "false",
-            "no",
-        }
+        self.enabled: bool = _env_flag("TRACEDSYNC", True)
         #: Raise :class:`DeadlockError` at once on every blocking self
         #: re-acquire of a ``Lock``, even when another thread could release it.
-        self.strict: bool = _env_flag("TRACEDSYNC_STRICT")
+        self.strict: bool = _env_flag("TRACEDSYNC_STRICT", False)
         #: Events at or above this level are rendered through structlog.
         #: Errors (deadlocks) by default: an application that merely imports
         #: tracedsync sees nothing else.
         self.log_level: int = LOG_LEVELS[_env_choice("TRACEDSYNC_LOG", LOG_LEVELS, "error")]
         #: Check the order locks are taken in (lock-order inversions).
-        self.lock_order: bool = os.environ.get(
-            "TRACEDSYNC_LOCK_ORDER", "1"
-        ).strip().lower() not in {
-            "0",
-            "off",
-            "false",
-            "no",
-        }
+        self.lock_order: bool = _env_flag("TRACEDSYNC_LOCK_ORDER", True)
         #: ``"console"`` lines or ``"json"`` lines, when tracedsync renders
         #: events itself (the application has not configured structlog).
         self.log_format: str = _env_choice("TRACEDSYNC_LOG_FORMAT", LOG_FORMATS, "console")
@@ -69,7 +86,7 @@ settings = Settings()
 def configure(
     *,
     strict: bool | None = None,
-    log_level: str | None = None,
+    log_level: str | int | None = None,
     log_format: str | None = None,
     log_file: str | os.PathLike[str] | None = None,
     lock_order: bool | None = None,
@@ -90,7 +107,8 @@ def configure(
     ``log_level``: the lowest level of events rendered through structlog, one
     of ``"debug"`` (every operation), ``"info"``, ``"warning"`` (suspicious
     things such as a self re-acquire), ``"error"`` (deadlocks; the default),
-    ``"critical"`` or ``"off"``.  The same as ``TRACEDSYNC_LOG``.
+    ``"critical"`` or ``"off"``, or a :mod:`logging` level number such as
+    ``logging.WARNING``.  The same as ``TRACEDSYNC_LOG``.
 
     ``log_format``: ``"console"`` (the default) or ``"json"`` lines on stderr,
     used when the application has not configured structlog itself; if it has,
@@ -131,25 +149,26 @@ def configure(
     """
     from tracedsync import _hooks, _policy
 
+    _check_type("strict", strict, bool)
+    _check_type("lock_order", lock_order, bool)
+    _check_type("log_format", log_format, str)
+    if isinstance(wait_warning, bool) or not isinstance(wait_warning, (int, float, type(None))):
+        raise TypeError(f"wait_warning must be a number of seconds, not {wait_warning!r}")
+    level = None if log_level is None else _log_level(log_level)
+    if log_format is not None and log_format.lower() not in LOG_FORMATS:
+        raise ValueError(f"unknown log_format {log_format!r}; use one of console, json")
     if strict is not None:
-        settings.strict = bool(strict)
-    if log_level is not None:
-        try:
-            settings.log_level = LOG_LEVELS[log_level.lower()]
-        except KeyError:
-            choices = ", ".join(LOG_LEVELS)
-            raise ValueError(f"unknown log_level {log_level!r}; use one of {choices}") from None
+        settings.strict = strict
+    if level is not None:
+        settings.log_level = level
     if log_format is not None:
-        log_format = log_format.lower()
-        if log_format not in LOG_FORMATS:
-            raise ValueError(f"unknown log_format {log_format!r}; use one of console, json")
-        settings.log_format = log_format
+        settings.log_format = log_format.lower()
     if log_file is not None:
         from tracedsync._jsonl import open_log_file
 
         open_log_file(log_file)
     if lock_order is not None:
-        settings.lock_order = bool(lock_order)
+        settings.lock_order = lock_order
     if on_deadlock is not None:
         _policy.set_global("deadlock", on_deadlock)
     if on_inversion is not None:
@@ -165,3 +184,25 @@ def configure(
 
         watchdog.configure(wait_warning)
     _hooks.settings_changed()
+
+
+def _check_type(name: str, value: object, expected: type) -> None:
+    if value is not None and not isinstance(value, expected):
+        raise TypeError(f"{name} must be {expected.__name__} or None, not {value!r}")
+
+
+def _log_level(value: object) -> int:
+    """A level name (``"warning"``) or a standard :mod:`logging` level number
+    (``logging.WARNING``) as tracedsync's level number."""
+    if isinstance(value, str):
+        found = LOG_LEVELS.get(value.lower())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        found = value if value in LOG_LEVELS.values() else None
+    else:
+        raise TypeError(f"log_level must be a level name or a logging level, not {value!r}")
+    if found is None:
+        choices = ", ".join(LOG_LEVELS)
+        raise ValueError(
+            f"unknown log_level {value!r}; use one of {choices} (or logging.DEBUG ... CRITICAL)"
+        )
+    return found

@@ -31,6 +31,7 @@ from tracedsync._hooks import Identity
 from tracedsync._sites import (
     INTERNAL_FILES,
     caller_site,
+    check_name,
     default_name,
     register_internal_module,
     user_frame,
@@ -118,6 +119,7 @@ class _LockBase:
     _owner: int | None
 
     def _init_common(self, name: str | None) -> None:
+        check_name(name)
         self._lock = allocate_lock()
         self._owner = None
         self._acquired_code = None

@@ -16,6 +16,7 @@ from types import CodeType, FrameType
 
 __all__ = [
     "INTERNAL_FILES",
+    "check_name",
     "describe_line",
     "describe_offset",
     "describe_site",
@@ -110,6 +111,13 @@ def describe_line(code: CodeType | None, line: int) -> str | None:
     if code is None:
         return None
     return f"{short_path(code.co_filename)}:{line}"
+
+
+def check_name(name: object) -> None:
+    """Refuse a ``name=`` that is not a string (it names the primitive in
+    every report, so a wrong value would surface far from its cause)."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {name!r}")
 
 
 def default_name(kind: str, code: CodeType | None, line: int) -> str:

@@ -25,7 +25,7 @@ from tracedsync._blocking import begin_wait, end_wait
 from tracedsync._config import settings
 from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
-from tracedsync._sites import caller_site, default_name, register_internal_module
+from tracedsync._sites import caller_site, check_name, default_name, register_internal_module
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Semaphore"]
 
@@ -51,6 +51,7 @@ class _Named:
         return super().__new__(cls)
 
     def _set_name(self, name: str | None) -> None:
+        check_name(name)
         self._tracedsync_name = name
         self._tracedsync_created = caller_site(2)
         self._kind = type(self).__name__

@@ -107,13 +107,27 @@ def _source(instructions: list[dis.Instruction], index: int, depth: int = 0) -> 
     return None
 
 
+def _duplicates_top(instruction: dis.Instruction) -> bool:
+    """``COPY 1`` (3.11+) or ``DUP_TOP`` (3.10): an augmented assignment's copy."""
+    return (instruction.opname == "COPY" and instruction.arg == 1) or (
+        instruction.opname == "DUP_TOP"
+    )
+
+
+def _swaps_top_two(instruction: dis.Instruction) -> bool:
+    """``SWAP 2`` (3.11+) or ``ROT_TWO`` (3.10): before an augmented store."""
+    return (instruction.opname == "SWAP" and instruction.arg == 2) or (
+        instruction.opname == "ROT_TWO"
+    )
+
+
 def _load_receiver(instructions: list[dis.Instruction], index: int) -> Receiver | None:
     """The receiver of the ``LOAD_ATTR`` at ``index`` (``obj.x``, or the
     ``COPY 1`` of an augmented assignment ``obj.x += ...``)."""
     if instructions[index].is_jump_target:
         return None
     before = instructions[index - 1]
-    if before.opname == "COPY" and before.arg == 1:
+    if _duplicates_top(before):
         if before.is_jump_target:
             return None
         return _source(instructions, index - 2)
@@ -125,7 +139,7 @@ def _store_receiver(instructions: list[dis.Instruction], index: int) -> Receiver
     if instructions[index].is_jump_target:
         return None
     before = instructions[index - 1]
-    if before.opname != "SWAP" or before.arg != 2:
+    if not _swaps_top_two(before):
         return _source(instructions, index - 1)
     # obj.x += v: LOAD obj; COPY 1; LOAD_ATTR x; <v>; BINARY_OP; SWAP 2; STORE_ATTR x
     name = instructions[index].argval
@@ -148,6 +162,8 @@ def analyse(code: CodeType) -> dict[int, Access]:
         positions = getattr(instruction, "positions", None)  # 3.11+
         if positions is not None and positions.lineno is not None:
             line = positions.lineno
+        elif positions is None and instruction.starts_line is not None:  # 3.10
+            line = instruction.starts_line
         name = instruction.opname
         if name == "LOAD_ATTR" and index > 0:
             if _is_method_load(instruction):

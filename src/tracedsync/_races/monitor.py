@@ -111,7 +111,7 @@ class _Monitoring(Capture):
     _used = False
 
     def start(self) -> None:
-        monitoring: Any = sys.monitoring  # type: ignore[attr-defined]
+        monitoring: Any = vars(sys)["monitoring"]  # 3.12+ only
         for tool in (3, 4, 5):
             if monitoring.get_tool(tool) is None:
                 break
@@ -132,7 +132,7 @@ class _Monitoring(Capture):
     def _started(self, code: CodeType, offset: int) -> Any:
         accesses = self.accesses(code)
         if accesses:
-            monitoring: Any = sys.monitoring  # type: ignore[attr-defined]
+            monitoring: Any = vars(sys)["monitoring"]  # 3.12+ only
             monitoring.set_local_events(self.tool, code, monitoring.events.INSTRUCTION)
             with self._guard:
                 self._instrumented.append(code)
@@ -148,7 +148,7 @@ class _Monitoring(Capture):
         return None
 
     def stop(self) -> None:
-        monitoring: Any = sys.monitoring  # type: ignore[attr-defined]
+        monitoring: Any = vars(sys)["monitoring"]  # 3.12+ only
         monitoring.set_events(self.tool, 0)
         with self._guard:
             instrumented, self._instrumented = self._instrumented, []

@@ -19,7 +19,6 @@ from threading import BrokenBarrierError
 
 from tracedsync import (
     _jsonl,  # noqa: F401 - honours TRACEDSYNC_LOG_FILE at import
-    _log,  # noqa: F401 - imported up front, not inside a first report
     _watchdog,  # noqa: F401 - honours TRACEDSYNC_WAIT_WARNING at import
 )
 from tracedsync._assertions import assert_no_locks_held, held_locks

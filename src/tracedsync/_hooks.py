@@ -356,7 +356,9 @@ def render(record: Record) -> None:
     program its exception or its lock."""
     global _rendering_failed
     if not _rendering_failed:
-        # Not at the top: _log reads records through this module.
+        # Not at the top: structlog costs start-up time that a program
+        # whose first event worth a log line never comes should not pay
+        # (and _log reads records through this module).
         from tracedsync._log import log_record
 
         try:

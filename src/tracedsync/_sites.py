@@ -21,6 +21,7 @@ __all__ = [
     "describe_offset",
     "describe_site",
     "line_at",
+    "module_in",
     "register_internal_module",
     "short_path",
     "user_frame",
@@ -111,6 +112,11 @@ def describe_line(code: CodeType | None, line: int) -> str | None:
     if code is None:
         return None
     return f"{short_path(code.co_filename)}:{line}"
+
+
+def module_in(module_name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``module_name`` is one of ``prefixes`` or a submodule of one."""
+    return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in prefixes)
 
 
 def check_name(name: object) -> None:

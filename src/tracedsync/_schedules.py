@@ -112,7 +112,39 @@ class RandomStrategy(Strategy):
 
 
 class PCTStrategy(Strategy):
-    """Probabilistic concurrency testing with bug depth ``depth``."""
+    """Probabilistic concurrency testing with bug depth ``depth``, exactly as
+    published (Burckhardt, Kothari, Musuvathi and Nagarakatte, "A Randomized
+    Scheduler with Probabilistic Guarantees of Finding Bugs", ASPLOS 2010,
+    section 3):
+
+    1. The ``n`` threads get the priorities ``d, d + 1, ..., d + n - 1`` in a
+       uniformly random order (``d`` is ``depth``).  A larger number is a
+       higher priority; at every step the highest-priority thread that can
+       run, runs.
+    2. ``d - 1`` priority change points ``k_1, ..., k_{d-1}`` are drawn at
+       random among the steps ``1 .. k`` (distinct, in the order drawn, *not*
+       sorted by time).
+    3. When a thread executes step ``k_i``, its priority becomes ``i``: below
+       every initial priority, and below the threads demoted at ``k_j`` for
+       ``j > i`` whatever their order in time.
+
+    So a thread demoted later in time may end *below* one demoted earlier:
+    "A is preempted, B runs and is preempted, A resumes" is a schedule PCT
+    makes (sorting the points by time and numbering them in that order,
+    as tracedsync did before, never makes it).  For a bug of depth ``d``
+    (``d`` ordering constraints between steps), ``n`` threads and runs of at
+    most ``k`` steps, each run finds the bug with probability at least
+    ``1 / (n * k ** (d - 1))``.
+
+    Threads are created as a run goes, so ``n`` is not known up front: each
+    new thread takes a uniformly random rank among the initial priorities of
+    the threads so far, which makes the final order a uniformly random
+    permutation, as in step 1.  ``k`` starts at ``steps`` and grows to the
+    longest run seen (the guarantee holds for runs no longer than ``k``).
+    A step is what runs between two scheduling points: the change point
+    ``k_i`` demotes the thread that ran the ``k_i``-th step, before the
+    choice of who runs the next one.
+    """
 
     def __init__(self, seed: int = 0, depth: int = 3, steps: int = 50) -> None:
         if depth < 1:
@@ -122,25 +154,37 @@ class PCTStrategy(Strategy):
         #: The estimate ``k`` of a run's length; grows to the longest run seen.
         self.steps = max(steps, 1)
         self._random = random.Random(seed)
-        self._priorities: dict[int, float] = {}
-        self._change_points: list[int] = []
+        #: Threads with their initial priority, lowest first: the priority of
+        #: ``_ranked[r]`` is ``depth + r``.
+        self._ranked: list[int] = []
+        #: Threads demoted at a change point: ordinal -> ``i`` (1 .. d-1).
+        self._demoted: dict[int, int] = {}
+        #: Step number (1-based) -> the index ``i`` of the change point there.
+        self._change_points: dict[int, int] = {}
 
     def start_run(self, run: int) -> None:
-        self._priorities = {}
-        points = range(1, self.steps + 1)
-        count = min(self.depth - 1, len(points))
-        self._change_points = sorted(self._random.sample(points, count))
+        self._ranked = []
+        self._demoted = {}
+        count = min(self.depth - 1, self.steps)
+        drawn = self._random.sample(range(1, self.steps + 1), count)
+        self._change_points = {step: index for index, step in enumerate(drawn, 1)}
 
-    def _priority(self, ordinal: int) -> float:
-        found = self._priorities.get(ordinal)
-        if found is None:  # initial priorities all above the change points' 1..d-1
-            found = self._priorities[ordinal] = self.depth + self._random.random()
-        return found
+    def priority(self, ordinal: int) -> int:
+        """The thread's current priority (a new thread gets its random rank)."""
+        demoted = self._demoted.get(ordinal)
+        if demoted is not None:
+            return demoted
+        if ordinal not in self._ranked:
+            self._ranked.insert(self._random.randrange(len(self._ranked) + 1), ordinal)
+        return self.depth + self._ranked.index(ordinal)
 
     def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
-        if current is not None and step in self._change_points:
-            self._priorities[current] = self._change_points.index(step) / self.depth
-        return max(candidates, key=self._priority)
+        # ``step`` choices were made before this one, and the first step (the
+        # test's thread starting) needs none: ``step + 1`` steps have run.
+        index = self._change_points.get(step + 1)
+        if index is not None and current is not None:
+            self._demoted[current] = index
+        return max(candidates, key=self.priority)
 
     def end_run(self, steps: int) -> bool:
         self.steps = max(self.steps, steps)

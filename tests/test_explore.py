@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import _thread
 import math
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
@@ -501,9 +502,6 @@ def test_a_seed_makes_an_exploration_repeat_exactly(strategy: str) -> None:
 
 # -- PCT as published ------------------------------------------------------------
 
-#: Steps each worker of :func:`_a_b_a_b` takes between its two appends.
-_WINDOW = 4
-
 
 def _a_b_a_b() -> None:
     """Fails only in the order a1, b1, a2, b2: A is preempted, B runs and is
@@ -513,8 +511,12 @@ def _a_b_a_b() -> None:
 
     def worker(name: str) -> None:
         log.append(name + "1")
-        for _ in range(_WINDOW):
-            tracedsync.yield_point()
+        # Four steps between the appends, as four points (one point passed
+        # again in a loop would be a spin, which lets the other thread run).
+        tracedsync.yield_point()
+        tracedsync.yield_point()
+        tracedsync.yield_point()
+        tracedsync.yield_point()
         log.append(name + "2")
 
     threads = [tracedsync.Thread(target=worker, args=(name,)) for name in "ab"]
@@ -590,3 +592,128 @@ def test_pct_priorities_follow_the_paper() -> None:
     # The i-th point in *draw* order, not in time order: with 3 points, time
     # order and draw order agree in about 1 seed in 6.
     assert 0 < time_ordered < 20
+
+
+# -- fairness -------------------------------------------------------------------
+
+
+def _spin_wait(spin: str) -> Callable[[], None]:
+    """A correct spin-wait: the consumer spins (in the way ``spin`` names)
+    until the producer, which takes a few steps first, sets a flag."""
+
+    def test() -> None:
+        data: list[int] = []
+        flag: list[bool] = []
+        busy = tracedsync.Lock(name="busy")
+
+        def producer() -> None:
+            for item in range(3):
+                with busy:
+                    data.append(item)
+            flag.append(True)
+
+        def consumer() -> None:
+            if spin == "acquire(blocking=False)":
+                # Waits for the producer to let go of the lock it holds.
+                while not busy.acquire(blocking=False):
+                    pass
+                busy.release()
+                return
+            while not flag:
+                if spin == "time.sleep(0)":
+                    time.sleep(0)
+                elif spin == "os.sched_yield()":
+                    os.sched_yield()
+                else:
+                    tracedsync.yield_point()
+            assert data == [0, 1, 2]
+
+        threads = [tracedsync.Thread(target=consumer), tracedsync.Thread(target=producer)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return test
+
+
+SPINS = ("time.sleep(0)", "yield_point()", "os.sched_yield()", "acquire(blocking=False)")
+
+
+@pytest.mark.parametrize("spin", SPINS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_correct_spin_wait_is_never_reported_as_a_livelock(strategy: str, spin: str) -> None:
+    # Before fairness: exhaustive failed run 1 with 0 preemptions, PCT (depth
+    # 2) in 10 of 10 seeds, each running the spinner until max_steps.
+    for seed in range(3):
+        result = tracedsync.explore(
+            _spin_wait(spin), strategy=strategy, runs=150, seed=seed, max_steps=2000, depth=2
+        )
+        assert result.runs == 150 or result.exhausted
+
+
+def test_a_spinning_thread_lets_a_timed_wait_time_out() -> None:
+    def delayed_flag() -> None:
+        flag: list[bool] = []
+
+        def producer() -> None:
+            assert tracedsync.Event().wait(timeout=30) is False  # a delay
+            flag.append(True)
+
+        thread = tracedsync.Thread(target=producer)
+        thread.start()
+        while not flag:  # virtual time passes while every runnable thread spins
+            time.sleep(0)
+        thread.join()
+
+    for strategy in STRATEGIES:
+        tracedsync.explore(delayed_flag, strategy=strategy, runs=50)
+
+
+def test_a_real_livelock_is_still_reported_under_every_strategy() -> None:
+    def waits_for_each_other() -> None:
+        done = {"a": False, "b": False}
+
+        def worker(me: str, other: str) -> None:
+            while not done[other]:  # each waits for the other to finish first
+                time.sleep(0)
+            done[me] = True
+
+        threads = [
+            tracedsync.Thread(target=worker, args=("a", "b"), name="a"),
+            tracedsync.Thread(target=worker, args=("b", "a"), name="b"),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    for strategy in STRATEGIES:
+        with pytest.raises(tracedsync.InterleavingError) as caught:
+            tracedsync.explore(waits_for_each_other, strategy=strategy, runs=5, max_steps=500)
+        assert caught.value.kind == "livelock" and caught.value.run == 1
+        assert "only spins" in caught.value.detail
+        assert "no fair schedule lets them progress" in caught.value.detail
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_fairness_still_finds_a_bug_behind_a_spin_wait(strategy: str) -> None:
+    def flag_before_data() -> None:
+        data: list[int] = []
+        flag: list[bool] = []
+
+        def producer() -> None:
+            flag.append(True)  # the bug: published before the data
+            tracedsync.yield_point()
+            data.append(1)
+
+        thread = tracedsync.Thread(target=producer)
+        thread.start()
+        while not flag:
+            time.sleep(0)
+        assert data == [1], "saw the flag before the data"
+        thread.join()
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(flag_before_data, strategy=strategy, runs=200)
+    assert "saw the flag before the data" in caught.value.detail

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import tracedsync
 from tracedsync._schedules import (
     ChoiceSchedule,
+    ExhaustiveStrategy,
     PCTStrategy,
     Strategy,
     decode_token,
@@ -159,12 +160,16 @@ def test_exhaustive_search_ends_when_every_schedule_ran() -> None:
             pass
         thread.join()
 
-    result = tracedsync.explore(two_threads_one_lock, strategy="exhaustive", runs=10_000)
-    assert result.exhausted and 1 < result.runs < 10_000
-    more = tracedsync.explore(
+    result = tracedsync.explore(
+        two_threads_one_lock, strategy="exhaustive", runs=10_000, require_complete=True
+    )
+    assert result.exhausted and result.complete and 1 < result.runs < 10_000
+    assert result.interleavings == result.runs and result.completed_bound is not None
+    capped = tracedsync.explore(
         two_threads_one_lock, strategy="exhaustive", runs=10_000, preemption_bound=0
     )
-    assert more.exhausted and more.runs < result.runs  # fewer preemptions, fewer schedules
+    assert capped.exhausted and capped.runs < result.runs  # fewer preemptions, fewer schedules
+    assert not capped.complete and capped.completed_bound == 0
 
 
 def test_timed_waits_run_in_virtual_time() -> None:
@@ -717,3 +722,118 @@ def test_fairness_still_finds_a_bug_behind_a_spin_wait(strategy: str) -> None:
     with pytest.raises(tracedsync.InterleavingError) as caught:
         tracedsync.explore(flag_before_data, strategy=strategy, runs=200)
     assert "saw the flag before the data" in caught.value.detail
+
+
+# -- completeness and iterative preemption bounding -----------------------------
+
+
+def test_a_search_stopped_by_its_budget_says_so() -> None:
+    stopped = tracedsync.explore(bounded_buffer_correct, strategy="exhaustive", runs=20)
+    assert stopped.runs == stopped.interleavings == 20
+    assert not stopped.exhausted and not stopped.complete
+    with pytest.raises(tracedsync.IncompleteExplorationError) as caught:
+        tracedsync.explore(
+            bounded_buffer_correct, strategy="exhaustive", runs=20, require_complete=True
+        )
+    assert caught.value.result.interleavings == 20
+    assert "the budget of 20 runs ran out after 20 interleavings" in str(caught.value)
+    with pytest.raises(tracedsync.IncompleteExplorationError, match="preemption bound cut"):
+        tracedsync.explore(
+            bounded_buffer_correct,
+            strategy="exhaustive",
+            preemption_bound=0,
+            require_complete=True,
+        )
+    with pytest.raises(ValueError, match="require_complete=True needs strategy='exhaustive'"):
+        tracedsync.explore(bounded_buffer_correct, strategy="pct", require_complete=True)
+    sampled = tracedsync.explore(bounded_buffer_correct, strategy="random", runs=50)
+    assert not sampled.complete and 1 < sampled.interleavings <= 50  # repeats counted once
+
+
+def _five_workers() -> None:
+    """A lost update needing one preemption (the careless worker between its
+    read and its write), behind four careful workers that start each other:
+    many places for a second preemption, few free choices."""
+    lock = tracedsync.Lock(name="count")
+    state = {"count": 0}
+
+    def careful(number: int) -> None:
+        for _ in range(2):
+            with lock:
+                state["count"] += 1
+        if number < 3:
+            following = tracedsync.Thread(target=careful, args=(number + 1,))
+            following.start()
+            following.join()
+
+    def careless() -> None:
+        value = state["count"]  # read outside the lock...
+        tracedsync.yield_point()
+        with lock:  # ...written back under it
+            state["count"] = value + 1
+
+    threads = [tracedsync.Thread(target=careless), tracedsync.Thread(target=careful, args=(0,))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["count"] == 9, f"lost update: {state['count']}"
+
+
+def test_iterative_preemption_bounding_finds_a_one_preemption_bug_first() -> None:
+    # The depth-first search with a fixed bound of 2 that tracedsync had did
+    # not find this in 2,000 runs: it went through the second preemptions
+    # deep in the careful workers first.  Bound 0, then 1, finds it at run 310.
+    for cap in (None, 2):
+        with pytest.raises(tracedsync.InterleavingError) as caught:
+            tracedsync.explore(
+                _five_workers, strategy="exhaustive", runs=2000, preemption_bound=cap
+            )
+        assert caught.value.preemptions == 1 and caught.value.run <= 500
+        assert "at bound 1" in caught.value.strategy
+        assert "lost update: " in caught.value.detail
+
+
+def test_iterative_bounding_runs_each_schedule_once() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    class Recording(ExhaustiveStrategy):
+        def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+            chosen = super().choose(candidates, current, step)
+            seen[-1] += (chosen,)
+            return chosen
+
+        def start_run(self, run: int) -> None:
+            super().start_run(run)
+            seen.append(())
+
+    result = tracedsync.explore(locked_increments, strategy=Recording(), runs=10_000)
+    assert result.complete and len(seen) == len(set(seen)) == result.runs
+    sizes = []
+    for bound in range(4):
+        seen.clear()
+        capped = tracedsync.explore(
+            locked_increments, strategy=Recording(bound), runs=10_000, require_complete=False
+        )
+        assert capped.exhausted and len(seen) == len(set(seen)) == capped.runs
+        sizes.append(capped.runs)
+    # Each bound adds the schedules with exactly that many preemptions, up
+    # to all of them.
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1] <= result.runs
+
+
+def locked_increments() -> None:
+    """Two threads incrementing under a lock: no failure, few schedules."""
+    lock = tracedsync.Lock()
+    state = {"count": 0}
+
+    def increment() -> None:
+        with lock:
+            state["count"] += 1
+
+    threads = [tracedsync.Thread(target=increment) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["count"] == 2

@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from time import monotonic, perf_counter_ns, sleep
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
@@ -837,3 +838,46 @@ def locked_increments() -> None:
     for thread in threads:
         thread.join()
     assert state["count"] == 2
+
+
+# -- virtual clocks ------------------------------------------------------------
+
+CLOCKS = ("monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "time", "time_ns")
+
+
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_clocks_read_virtual_time_while_exploring(clock: str) -> None:
+    scale = 1_000_000_000 if clock.endswith("_ns") else 1
+    readings: list[float] = []
+
+    def waits() -> None:
+        read = getattr(time, clock)
+        started = read()
+        time.sleep(600)  # ten virtual minutes
+        slept = read()
+        assert tracedsync.Event().wait(timeout=3600) is False  # an hour, timing out
+        readings.extend([slept - started, read() - slept])
+
+    before = getattr(time, clock)()
+    tracedsync.explore(waits, strategy="random", runs=3)
+    # Every run (floats: the real reading at the start plus virtual seconds).
+    assert readings == pytest.approx([600 * scale, 3600 * scale] * 3, abs=1e-6)
+    after = getattr(time, clock)()
+    assert after - before < 60 * scale  # and nothing waited for real
+
+
+def test_names_bound_by_from_time_import_read_virtual_time_too() -> None:
+    real = (monotonic, perf_counter_ns, sleep)
+    seen: list[object] = []
+
+    def waits() -> None:
+        started, started_ns = monotonic(), perf_counter_ns()
+        seen.append(globals()["monotonic"])
+        sleep(90)  # this module's own ``sleep``: virtual too
+        seen.extend([monotonic() - started, perf_counter_ns() - started_ns])
+
+    tracedsync.explore(waits, strategy="pct", runs=1)
+    assert seen[0] is not real[0]  # rebound during the exploration
+    assert seen[1:] == [pytest.approx(90.0, abs=1e-6), 90_000_000_000]
+    assert (monotonic, perf_counter_ns, sleep) == real  # and restored after
+    assert time.monotonic is real[0] and time.sleep is real[2]

@@ -217,7 +217,14 @@ def explore(
             code = getattr(test, "__code__", None)
             trace_files = () if code is None else (code.co_filename,)
         files = frozenset(trace_files)
-    settings = RunSettings(max_steps, stall_timeout, files, granularity == "opcodes")
+    module = getattr(test, "__module__", None)
+    settings = RunSettings(
+        max_steps,
+        stall_timeout,
+        files,
+        granularity == "opcodes",
+        frozenset({module}) if isinstance(module, str) else frozenset(),
+    )
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
     if require_complete and not isinstance(chosen, ExhaustiveStrategy):
         raise ValueError(

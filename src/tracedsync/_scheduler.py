@@ -84,6 +84,10 @@ class RunSettings:
     #: Files whose every line (or opcode) is a scheduling point too.
     traced_files: frozenset[str] = frozenset()
     trace_opcodes: bool = False
+    #: Modules (by name) whose globals bound to ``time.monotonic``,
+    #: ``time.sleep``... (``from time import monotonic``) are rebound to the
+    #: virtual ones for the exploration: the test's own.
+    rebound_modules: frozenset[str] = frozenset()
 
 
 class _Aborted(BaseException):
@@ -578,6 +582,44 @@ def _sleep(seconds: float) -> None:
         managed.wake = None
 
 
+#: The clocks that read virtual time in a controlled thread while exploring.
+_CLOCK_NAMES = (
+    "monotonic",
+    "monotonic_ns",
+    "perf_counter",
+    "perf_counter_ns",
+    "time",
+    "time_ns",
+)
+
+
+def _virtual_clock(name: str) -> Callable[[], float | int]:
+    """``time.<name>`` while exploring: in a controlled thread, the real
+    reading at the exploration's start plus the run's virtual time (which
+    only sleeps and timeouts advance); the real clock elsewhere."""
+    real: Callable[[], float | int] = getattr(time, name)
+    base = real()
+    if name.endswith("_ns"):
+
+        def clock() -> float | int:
+            run = _active
+            if run is not None and controlling() is not None:
+                return base + round(run.clock * 1_000_000_000)
+            return real()
+
+    else:
+
+        def clock() -> float | int:
+            run = _active
+            if run is not None and controlling() is not None:
+                return base + run.clock
+            return real()
+
+    clock.__name__ = clock.__qualname__ = name
+    clock.__doc__ = real.__doc__
+    return clock
+
+
 def _sched_yield() -> None:
     """``os.sched_yield`` while exploring: a yield in a controlled thread."""
     if _active is not None and controlling() is not None:
@@ -797,10 +839,27 @@ def _run_managed(run: Run, managed: _Managed, body: Callable[[], object]) -> Non
 def installed(settings: RunSettings) -> Iterator[None]:
     """The process-wide pieces of an exploration, for its duration."""
     original_allocate = threading._allocate_lock  # type: ignore[attr-defined]
-    threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
-    time.sleep = _sleep  # type: ignore[assignment]
+    # What replaces what, in the time and os modules and in the test's own
+    # modules (names bound by ``from time import monotonic``).
+    replaced: dict[int, tuple[Any, Any]] = {id(_real_sleep): (_real_sleep, _sleep)}
+    for name in _CLOCK_NAMES:
+        real = getattr(time, name)
+        replaced[id(real)] = (real, _virtual_clock(name))
     if _real_sched_yield is not None:
-        os.sched_yield = _sched_yield
+        replaced[id(_real_sched_yield)] = (_real_sched_yield, _sched_yield)
+    rebound: list[tuple[Any, str, Any]] = []
+    modules = [time, os] + [
+        module
+        for name in sorted(settings.rebound_modules)
+        if (module := sys.modules.get(name)) is not None and module not in (time, os)
+    ]
+    for module in modules:
+        for attribute, value in list(vars(module).items()):
+            found = replaced.get(id(value))
+            if found is not None and found[0] is value:
+                rebound.append((module, attribute, value))
+                setattr(module, attribute, found[1])
+    threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
     _hooks.add_sink(_sink)
     fine = _MonitoringPoints(settings) if settings.traced_files and _MONITORING else None
     try:
@@ -811,9 +870,8 @@ def installed(settings: RunSettings) -> Iterator[None]:
         if fine is not None:
             fine.stop()
         _hooks.remove_sink(_sink)
-        time.sleep = _real_sleep
-        if _real_sched_yield is not None:
-            os.sched_yield = _real_sched_yield
+        for module, attribute, value in reversed(rebound):
+            setattr(module, attribute, value)
         threading._allocate_lock = original_allocate  # type: ignore[attr-defined]
 
 

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import _thread
+import math
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from time import monotonic, perf_counter_ns, sleep
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 import tracedsync
-from tracedsync._schedules import ChoiceSchedule, decode_token, encode_token
+from tracedsync._schedules import (
+    ChoiceSchedule,
+    ExhaustiveStrategy,
+    PCTStrategy,
+    Strategy,
+    decode_token,
+    encode_token,
+)
 
 STRATEGIES = ("random", "pct", "exhaustive")
 
@@ -151,12 +161,16 @@ def test_exhaustive_search_ends_when_every_schedule_ran() -> None:
             pass
         thread.join()
 
-    result = tracedsync.explore(two_threads_one_lock, strategy="exhaustive", runs=10_000)
-    assert result.exhausted and 1 < result.runs < 10_000
-    more = tracedsync.explore(
+    result = tracedsync.explore(
+        two_threads_one_lock, strategy="exhaustive", runs=10_000, require_complete=True
+    )
+    assert result.exhausted and result.complete and 1 < result.runs < 10_000
+    assert result.interleavings == result.runs and result.completed_bound is not None
+    capped = tracedsync.explore(
         two_threads_one_lock, strategy="exhaustive", runs=10_000, preemption_bound=0
     )
-    assert more.exhausted and more.runs < result.runs  # fewer preemptions, fewer schedules
+    assert capped.exhausted and capped.runs < result.runs  # fewer preemptions, fewer schedules
+    assert not capped.complete and capped.completed_bound == 0
 
 
 def test_timed_waits_run_in_virtual_time() -> None:
@@ -490,3 +504,380 @@ def test_a_seed_makes_an_exploration_repeat_exactly(strategy: str) -> None:
             tracedsync.explore(ab_ba, strategy=strategy, runs=100, seed=11)
         found.append((caught.value.run, caught.value.token))
     assert found[0] == found[1]
+
+
+# -- PCT as published ------------------------------------------------------------
+
+
+def _a_b_a_b() -> None:
+    """Fails only in the order a1, b1, a2, b2: A is preempted, B runs and is
+    preempted, A resumes.  Three ordering constraints (a1 < b1 < a2 < b2):
+    a bug of depth 3, needing PCT's two change points."""
+    log: list[str] = []
+
+    def worker(name: str) -> None:
+        log.append(name + "1")
+        # Four steps between the appends, as four points (one point passed
+        # again in a loop would be a spin, which lets the other thread run).
+        tracedsync.yield_point()
+        tracedsync.yield_point()
+        tracedsync.yield_point()
+        tracedsync.yield_point()
+        log.append(name + "2")
+
+    threads = [tracedsync.Thread(target=worker, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert log != ["a1", "b1", "a2", "b2"], "A, then B, then A again"
+
+
+class _Length(Strategy):
+    """Runs the default schedule and remembers the run's length."""
+
+    steps = 0
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        return candidates[0]
+
+    def end_run(self, steps: int) -> bool:
+        self.steps = steps + 1  # the test thread's first step needs no choice
+        return True
+
+
+def _binomial_tail(trials: int, rate: float, at_least: int) -> float:
+    """P(X >= at_least) for X ~ Binomial(trials, rate)."""
+    below = sum(
+        math.comb(trials, hits) * rate**hits * (1 - rate) ** (trials - hits)
+        for hits in range(at_least)
+    )
+    return max(0.0, 1.0 - below)
+
+
+@pytest.mark.timeout(120)
+def test_pct_finds_a_depth_3_bug_at_least_as_often_as_its_guarantee() -> None:
+    length = _Length()
+    tracedsync.explore(_a_b_a_b, strategy=length)
+    threads, steps, depth = 3, length.steps, 3  # the test's thread, A and B
+    guarantee = 1 / (threads * steps ** (depth - 1))
+    seeds = 1000  # a fixed list: the outcome is deterministic, it cannot flake
+    found = 0
+    for seed in range(seeds):
+        try:  # one run per seed, each with k = the run's length
+            tracedsync.explore(_a_b_a_b, strategy=PCTStrategy(seed, depth, steps), runs=1)
+        except tracedsync.InterleavingError as failure:
+            assert "A, then B, then A again" in failure.detail
+            found += 1
+    # Measured: 27 of 1,000 (about 29 times the guarantee, 0.00092 for k=19).
+    # Ordering the change points by time, as tracedsync did, found none: the
+    # thread demoted later always ended above the one demoted earlier.
+    assert found / seeds >= guarantee, (found, guarantee)
+    # Were the rate only the guarantee, this many finds would be a fluke.
+    assert _binomial_tail(seeds, guarantee, found) < 1e-9, (found, guarantee)
+
+
+def test_pct_priorities_follow_the_paper() -> None:
+    depth = 4
+    time_ordered = 0
+    for seed in range(40):
+        pct = PCTStrategy(seed, depth=depth, steps=30)
+        pct.start_run(0)
+        points = list(pct._change_points.items())  # (step, i) in the order drawn
+        assert sorted(i for _, i in points) == list(range(1, depth))
+        time_ordered += [i for _, i in sorted(points)] == list(range(1, depth))
+        for ordinal in range(5):  # initial priorities: d .. d+n-1, each once
+            pct.priority(ordinal)
+        assert sorted(map(pct.priority, range(5))) == list(range(depth, depth + 5))
+        # At the i-th drawn point the thread that ran that step gets priority i,
+        # below every initial priority, and nothing else changes.
+        for step, index in points:
+            pct.choose([0, 1, 2, 3, 4], 2, step - 1)
+            assert pct.priority(2) == index < depth
+            assert max([0, 1, 3, 4], key=pct.priority) == pct.choose([0, 1, 3, 4], None, 999)
+    # The i-th point in *draw* order, not in time order: with 3 points, time
+    # order and draw order agree in about 1 seed in 6.
+    assert 0 < time_ordered < 20
+
+
+# -- fairness -------------------------------------------------------------------
+
+
+def _spin_wait(spin: str) -> Callable[[], None]:
+    """A correct spin-wait: the consumer spins (in the way ``spin`` names)
+    until the producer, which takes a few steps first, sets a flag."""
+
+    def test() -> None:
+        data: list[int] = []
+        flag: list[bool] = []
+        busy = tracedsync.Lock(name="busy")
+
+        def producer() -> None:
+            for item in range(3):
+                with busy:
+                    data.append(item)
+            flag.append(True)
+
+        def consumer() -> None:
+            if spin == "acquire(blocking=False)":
+                # Waits for the producer to let go of the lock it holds.
+                while not busy.acquire(blocking=False):
+                    pass
+                busy.release()
+                return
+            while not flag:
+                if spin == "time.sleep(0)":
+                    time.sleep(0)
+                elif spin == "os.sched_yield()":
+                    os.sched_yield()
+                else:
+                    tracedsync.yield_point()
+            assert data == [0, 1, 2]
+
+        threads = [tracedsync.Thread(target=consumer), tracedsync.Thread(target=producer)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return test
+
+
+SPINS = ("time.sleep(0)", "yield_point()", "os.sched_yield()", "acquire(blocking=False)")
+
+
+@pytest.mark.parametrize("spin", SPINS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_correct_spin_wait_is_never_reported_as_a_livelock(strategy: str, spin: str) -> None:
+    # Before fairness: exhaustive failed run 1 with 0 preemptions, PCT (depth
+    # 2) in 10 of 10 seeds, each running the spinner until max_steps.
+    for seed in range(3):
+        result = tracedsync.explore(
+            _spin_wait(spin), strategy=strategy, runs=150, seed=seed, max_steps=2000, depth=2
+        )
+        assert result.runs == 150 or result.exhausted
+
+
+def test_a_spinning_thread_lets_a_timed_wait_time_out() -> None:
+    def delayed_flag() -> None:
+        flag: list[bool] = []
+
+        def producer() -> None:
+            assert tracedsync.Event().wait(timeout=30) is False  # a delay
+            flag.append(True)
+
+        thread = tracedsync.Thread(target=producer)
+        thread.start()
+        while not flag:  # virtual time passes while every runnable thread spins
+            time.sleep(0)
+        thread.join()
+
+    for strategy in STRATEGIES:
+        tracedsync.explore(delayed_flag, strategy=strategy, runs=50)
+
+
+def test_a_real_livelock_is_still_reported_under_every_strategy() -> None:
+    def waits_for_each_other() -> None:
+        done = {"a": False, "b": False}
+
+        def worker(me: str, other: str) -> None:
+            while not done[other]:  # each waits for the other to finish first
+                time.sleep(0)
+            done[me] = True
+
+        threads = [
+            tracedsync.Thread(target=worker, args=("a", "b"), name="a"),
+            tracedsync.Thread(target=worker, args=("b", "a"), name="b"),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    for strategy in STRATEGIES:
+        with pytest.raises(tracedsync.InterleavingError) as caught:
+            tracedsync.explore(waits_for_each_other, strategy=strategy, runs=5, max_steps=500)
+        assert caught.value.kind == "livelock" and caught.value.run == 1
+        assert "only spins" in caught.value.detail
+        assert "no fair schedule lets them progress" in caught.value.detail
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_fairness_still_finds_a_bug_behind_a_spin_wait(strategy: str) -> None:
+    def flag_before_data() -> None:
+        data: list[int] = []
+        flag: list[bool] = []
+
+        def producer() -> None:
+            flag.append(True)  # the bug: published before the data
+            tracedsync.yield_point()
+            data.append(1)
+
+        thread = tracedsync.Thread(target=producer)
+        thread.start()
+        while not flag:
+            time.sleep(0)
+        assert data == [1], "saw the flag before the data"
+        thread.join()
+
+    with pytest.raises(tracedsync.InterleavingError) as caught:
+        tracedsync.explore(flag_before_data, strategy=strategy, runs=200)
+    assert "saw the flag before the data" in caught.value.detail
+
+
+# -- completeness and iterative preemption bounding -----------------------------
+
+
+def test_a_search_stopped_by_its_budget_says_so() -> None:
+    stopped = tracedsync.explore(bounded_buffer_correct, strategy="exhaustive", runs=20)
+    assert stopped.runs == stopped.interleavings == 20
+    assert not stopped.exhausted and not stopped.complete
+    with pytest.raises(tracedsync.IncompleteExplorationError) as caught:
+        tracedsync.explore(
+            bounded_buffer_correct, strategy="exhaustive", runs=20, require_complete=True
+        )
+    assert caught.value.result.interleavings == 20
+    assert "the budget of 20 runs ran out after 20 interleavings" in str(caught.value)
+    with pytest.raises(tracedsync.IncompleteExplorationError, match="preemption bound cut"):
+        tracedsync.explore(
+            bounded_buffer_correct,
+            strategy="exhaustive",
+            preemption_bound=0,
+            require_complete=True,
+        )
+    with pytest.raises(ValueError, match="require_complete=True needs strategy='exhaustive'"):
+        tracedsync.explore(bounded_buffer_correct, strategy="pct", require_complete=True)
+    sampled = tracedsync.explore(bounded_buffer_correct, strategy="random", runs=50)
+    assert not sampled.complete and 1 < sampled.interleavings <= 50  # repeats counted once
+
+
+def _five_workers() -> None:
+    """A lost update needing one preemption (the careless worker between its
+    read and its write), behind four careful workers that start each other:
+    many places for a second preemption, few free choices."""
+    lock = tracedsync.Lock(name="count")
+    state = {"count": 0}
+
+    def careful(number: int) -> None:
+        for _ in range(2):
+            with lock:
+                state["count"] += 1
+        if number < 3:
+            following = tracedsync.Thread(target=careful, args=(number + 1,))
+            following.start()
+            following.join()
+
+    def careless() -> None:
+        value = state["count"]  # read outside the lock...
+        tracedsync.yield_point()
+        with lock:  # ...written back under it
+            state["count"] = value + 1
+
+    threads = [tracedsync.Thread(target=careless), tracedsync.Thread(target=careful, args=(0,))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["count"] == 9, f"lost update: {state['count']}"
+
+
+def test_iterative_preemption_bounding_finds_a_one_preemption_bug_first() -> None:
+    # The depth-first search with a fixed bound of 2 that tracedsync had did
+    # not find this in 2,000 runs: it went through the second preemptions
+    # deep in the careful workers first.  Bound 0, then 1, finds it at run 310.
+    for cap in (None, 2):
+        with pytest.raises(tracedsync.InterleavingError) as caught:
+            tracedsync.explore(
+                _five_workers, strategy="exhaustive", runs=2000, preemption_bound=cap
+            )
+        assert caught.value.preemptions == 1 and caught.value.run <= 500
+        assert "at bound 1" in caught.value.strategy
+        assert "lost update: " in caught.value.detail
+
+
+def test_iterative_bounding_runs_each_schedule_once() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    class Recording(ExhaustiveStrategy):
+        def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+            chosen = super().choose(candidates, current, step)
+            seen[-1] += (chosen,)
+            return chosen
+
+        def start_run(self, run: int) -> None:
+            super().start_run(run)
+            seen.append(())
+
+    result = tracedsync.explore(locked_increments, strategy=Recording(), runs=10_000)
+    assert result.complete and len(seen) == len(set(seen)) == result.runs
+    sizes = []
+    for bound in range(4):
+        seen.clear()
+        capped = tracedsync.explore(
+            locked_increments, strategy=Recording(bound), runs=10_000, require_complete=False
+        )
+        assert capped.exhausted and len(seen) == len(set(seen)) == capped.runs
+        sizes.append(capped.runs)
+    # Each bound adds the schedules with exactly that many preemptions, up
+    # to all of them.
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1] <= result.runs
+
+
+def locked_increments() -> None:
+    """Two threads incrementing under a lock: no failure, few schedules."""
+    lock = tracedsync.Lock()
+    state = {"count": 0}
+
+    def increment() -> None:
+        with lock:
+            state["count"] += 1
+
+    threads = [tracedsync.Thread(target=increment) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["count"] == 2
+
+
+# -- virtual clocks ------------------------------------------------------------
+
+CLOCKS = ("monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "time", "time_ns")
+
+
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_clocks_read_virtual_time_while_exploring(clock: str) -> None:
+    scale = 1_000_000_000 if clock.endswith("_ns") else 1
+    readings: list[float] = []
+
+    def waits() -> None:
+        read = getattr(time, clock)
+        started = read()
+        time.sleep(600)  # ten virtual minutes
+        slept = read()
+        assert tracedsync.Event().wait(timeout=3600) is False  # an hour, timing out
+        readings.extend([slept - started, read() - slept])
+
+    before = getattr(time, clock)()
+    tracedsync.explore(waits, strategy="random", runs=3)
+    # Every run (floats: the real reading at the start plus virtual seconds).
+    assert readings == pytest.approx([600 * scale, 3600 * scale] * 3, abs=1e-6)
+    after = getattr(time, clock)()
+    assert after - before < 60 * scale  # and nothing waited for real
+
+
+def test_names_bound_by_from_time_import_read_virtual_time_too() -> None:
+    real = (monotonic, perf_counter_ns, sleep)
+    seen: list[object] = []
+
+    def waits() -> None:
+        started, started_ns = monotonic(), perf_counter_ns()
+        seen.append(globals()["monotonic"])
+        sleep(90)  # this module's own ``sleep``: virtual too
+        seen.extend([monotonic() - started, perf_counter_ns() - started_ns])
+
+    tracedsync.explore(waits, strategy="pct", runs=1)
+    assert seen[0] is not real[0]  # rebound during the exploration
+    assert seen[1:] == [pytest.approx(90.0, abs=1e-6), 90_000_000_000]
+    assert (monotonic, perf_counter_ns, sleep) == real  # and restored after
+    assert time.monotonic is real[0] and time.sleep is real[2]

@@ -517,7 +517,10 @@ def test_the_documented_explore_example_prints_what_the_page_shows(tmp_path: Pat
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("assertion in run 6 (pct (seed 0, depth 3)), 1 preemption:")
+    assert result.stdout.startswith(
+        "assertion in run 14 (exhaustive (iterative preemption bounding up to 1, at bound 1)), "
+        "1 preemption:"
+    )
     assert "AssertionError: lost an update: value is 1" in result.stdout
     assert "#1 'worker-1': yield_point at counter.py:12 (in increment)" in result.stdout
     assert result.stdout.rstrip().endswith("replayed: assertion True")

@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--output", help="write the results page here (Markdown)")
     arguments = parser.parse_args()
     if arguments.smoke:
-        arguments.seeds, arguments.runs = 2, 50
+        arguments.seeds, arguments.runs = 2, 100
         arguments.stress_runs, arguments.stress_repeats = 5, 1
     rows = measure(arguments.seeds, arguments.runs, arguments.stress_runs, arguments.stress_repeats)
     if arguments.output:

@@ -24,7 +24,14 @@ from tracedsync import (
 from tracedsync._assertions import assert_no_locks_held, held_locks
 from tracedsync._config import configure
 from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
-from tracedsync._explore import ExploreResult, InterleavingError, explore, replay, yield_point
+from tracedsync._explore import (
+    ExploreResult,
+    IncompleteExplorationError,
+    InterleavingError,
+    explore,
+    replay,
+    yield_point,
+)
 from tracedsync._guarded import guarded_by
 from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._hooks import SCHEMA_VERSION
@@ -62,6 +69,7 @@ __all__ = [
     "DeadlockError",
     "Event",
     "ExploreResult",
+    "IncompleteExplorationError",
     "InterleavingError",
     "Lock",
     "LockOrderError",

@@ -19,7 +19,9 @@ for :func:`replay`, and the interleaving as readable steps.
 
 from __future__ import annotations
 
+import hashlib
 from _thread import allocate_lock
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -33,7 +35,14 @@ from tracedsync._schedules import (
 )
 from tracedsync._sites import register_internal_module
 
-__all__ = ["ExploreResult", "InterleavingError", "explore", "replay", "yield_point"]
+__all__ = [
+    "ExploreResult",
+    "IncompleteExplorationError",
+    "InterleavingError",
+    "explore",
+    "replay",
+    "yield_point",
+]
 
 register_internal_module(__file__)
 
@@ -79,12 +88,36 @@ class InterleavingError(AssertionError):
 
 @dataclass(frozen=True)
 class ExploreResult:
-    """What an exploration that found nothing did."""
+    """What an exploration that found nothing did.
+
+    Check :attr:`complete` (or pass ``require_complete=True``) before reading
+    "nothing found" as "no interleaving fails": a search stopped by its
+    budget says nothing about the schedules it did not reach.
+    """
 
     runs: int
     strategy: str
-    #: For the exhaustive strategy: every schedule within the bound was run.
+    #: For the exhaustive strategy: every schedule within ``preemption_bound``
+    #: ran (with no bound: every schedule; then :attr:`complete` too).
     exhausted: bool = False
+    #: How many different interleavings (schedules) ran: every run, for the
+    #: exhaustive search; for the randomised strategies, repeats counted once.
+    interleavings: int = 0
+    #: Every interleaving of the test ran: an exhaustive search that was
+    #: neither stopped by its budget of runs nor cut by a preemption bound.
+    complete: bool = False
+    #: For the exhaustive search: the largest preemption bound all of whose
+    #: interleavings ran (``None`` if not even every one without preemptions).
+    completed_bound: int | None = None
+
+
+class IncompleteExplorationError(AssertionError):
+    """``explore(..., require_complete=True)`` found no failure, but did not
+    run every interleaving (``result`` says how far it got)."""
+
+    def __init__(self, message: str, result: ExploreResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def _failure(run: Run, strategy: Strategy) -> InterleavingError:
@@ -109,15 +142,19 @@ def _simplest(
     test: Callable[[], object], failure: InterleavingError, settings: RunSettings
 ) -> InterleavingError:
     """A failing interleaving with fewer preemptions than ``failure``, if one
-    is found within :data:`MINIMIZE_RUNS` runs per bound; else ``failure``."""
-    for bound in range(failure.preemptions):
-        search = ExhaustiveStrategy(bound)
-        for number in range(MINIMIZE_RUNS):
-            run = one_run(test, search, number, settings)
-            if run.failure is not None and run.failure[0] == failure.kind:
-                return _failure(run, search)
-            if search.exhausted:
-                break
+    is found within :data:`MINIMIZE_RUNS` runs per preemption; else ``failure``.
+
+    One iterative search (bound 0, then 1 ...) up to one less than the
+    failure's preemptions: the first failure it finds has the fewest."""
+    if failure.preemptions == 0:
+        return failure
+    search = ExhaustiveStrategy(failure.preemptions - 1)
+    for number in range(MINIMIZE_RUNS * failure.preemptions):
+        run = one_run(test, search, number, settings)
+        if run.failure is not None and run.failure[0] == failure.kind:
+            return _failure(run, search)
+        if search.exhausted:
+            break
     return failure
 
 
@@ -132,24 +169,32 @@ def explore(
     runs: int | None = None,
     seed: int = 0,
     depth: int = 3,
-    preemption_bound: int = 2,
+    preemption_bound: int | None = None,
     max_steps: int = 10_000,
     stall_timeout: float = 5.0,
     minimize: bool = False,
     granularity: str = "operations",
     trace_files: Iterable[str] | None = None,
+    require_complete: bool = False,
 ) -> ExploreResult:
     """Run ``test`` ``runs`` times under the controlled scheduler.
 
     ``test`` is a callable that starts threads (``tracedsync.Thread``, or
     ``threading.Thread`` under :func:`tracedsync.patch`) and synchronises them
     with tracedsync primitives; it runs in a thread of its own, controlled
-    like the others.  ``strategy`` is ``"random"``, ``"pct"`` (with bug
-    ``depth``), ``"exhaustive"`` (at most ``preemption_bound`` preemptions per
-    run; it stops early once every schedule ran) or a strategy object such as
-    one drawn from :func:`tracedsync.schedules`.  Raises
-    :class:`InterleavingError` for the first failing run; returns an
-    :class:`ExploreResult` when none failed.
+    like the others.  ``strategy`` is ``"pct"`` (the default, with bug
+    ``depth``), ``"random"``, ``"exhaustive"`` (iterative preemption
+    bounding: every schedule with 0 preemptions, then 1, 2 ..., up to
+    ``preemption_bound`` if one is given; it stops early once every schedule
+    ran) or a strategy object such as one drawn from
+    :func:`tracedsync.schedules`.  Raises :class:`InterleavingError` for the
+    first failing run; returns an :class:`ExploreResult` when none failed,
+    which says how many interleavings ran and whether that was all of them.
+
+    ``require_complete``: raise :class:`IncompleteExplorationError` unless
+    every interleaving ran (an exhaustive search, neither stopped by ``runs``
+    nor cut by ``preemption_bound``): a passing test then proves the
+    property for every schedule.  Only the exhaustive strategy can complete.
 
     ``minimize``: once a run fails, look for a failing interleaving with fewer
     preemptions (an exhaustive search with bound 0, 1, ... up to one less
@@ -172,16 +217,50 @@ def explore(
             code = getattr(test, "__code__", None)
             trace_files = () if code is None else (code.co_filename,)
         files = frozenset(trace_files)
-    settings = RunSettings(max_steps, stall_timeout, files, granularity == "opcodes")
+    module = getattr(test, "__module__", None)
+    settings = RunSettings(
+        max_steps,
+        stall_timeout,
+        files,
+        granularity == "opcodes",
+        frozenset({module}) if isinstance(module, str) else frozenset(),
+    )
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
+    if require_complete and not isinstance(chosen, ExhaustiveStrategy):
+        raise ValueError(
+            "require_complete=True needs strategy='exhaustive': "
+            f"{chosen.describe()} samples schedules and never completes a search"
+        )
     total = chosen.default_runs if runs is None else runs
     if not _exploring.acquire(False):
         raise RuntimeError("tracedsync.explore() is already running (it cannot nest)")
     try:
         with installed(settings):
-            return _explore_runs(test, chosen, total, settings, minimize)
+            result = _explore_runs(test, chosen, total, settings, minimize)
     finally:
         _exploring.release()
+    if require_complete and not result.complete:
+        raise IncompleteExplorationError(_incomplete(result, total), result)
+    return result
+
+
+def _incomplete(result: ExploreResult, total: int) -> str:
+    done = result.completed_bound
+    covered = (
+        "not even every interleaving without preemptions"
+        if done is None
+        else f"every interleaving with at most {done} preemption{'s' if done != 1 else ''}"
+    )
+    why = (
+        "the preemption bound cut the search"
+        if result.exhausted
+        else f"the budget of {total:,} runs ran out"
+    )
+    return (
+        f"the exploration found no failure but was not complete: {why} after "
+        f"{result.interleavings:,} interleavings ({result.strategy}); it covered "
+        f"{covered}.  Raise runs=, drop preemption_bound=, or make the test smaller."
+    )
 
 
 def _explore_runs(
@@ -192,6 +271,7 @@ def _explore_runs(
     minimize: bool,
 ) -> ExploreResult:
     done = 0
+    seen: set[bytes] = set()
     for number in range(total):
         run = one_run(test, chosen, number, settings)
         done += 1
@@ -200,10 +280,20 @@ def _explore_runs(
             if minimize and run.failure[0] not in {"stall", "replay"}:
                 failure = _simplest(test, failure, settings)
             raise failure
+        seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
         if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
             break
-    exhausted = isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted
-    return ExploreResult(done, chosen.describe(), exhausted)
+    if isinstance(chosen, ExhaustiveStrategy):
+        bound = chosen.completed_bound
+        return ExploreResult(
+            done,
+            chosen.describe(),
+            exhausted=chosen.exhausted,
+            interleavings=done,
+            complete=chosen.complete,
+            completed_bound=None if bound < 0 else bound,
+        )
+    return ExploreResult(done, chosen.describe(), interleavings=len(seen))
 
 
 def replay(

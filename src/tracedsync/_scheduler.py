@@ -62,6 +62,12 @@ __all__ = [
 register_internal_module(__file__)
 
 RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
+#: What a scheduling point is, for fairness (see :meth:`Run.point`): an
+#: ordinary step; a yield ("let others run": ``time.sleep``,
+#: ``os.sched_yield``); a possible spin (``yield_point``, a failed
+#: non-blocking acquire), a yield when the thread comes back to the same one
+#: without another thread having run in between.
+STEP, YIELD, SPIN = 0, 1, 2
 #: Steps of a failing run kept for its report (the last ones).
 STEPS_SHOWN = 400
 
@@ -78,6 +84,10 @@ class RunSettings:
     #: Files whose every line (or opcode) is a scheduling point too.
     traced_files: frozenset[str] = frozenset()
     trace_opcodes: bool = False
+    #: Modules (by name) whose globals bound to ``time.monotonic``,
+    #: ``time.sleep``... (``from time import monotonic``) are rebound to the
+    #: virtual ones for the exploration: the test's own.
+    rebound_modules: frozenset[str] = frozenset()
 
 
 class _Aborted(BaseException):
@@ -94,10 +104,16 @@ class _Managed:
         "ident",
         "name",
         "ordinal",
+        "owed",
         "ready",
+        "spin_mark",
+        "spin_site",
+        "spinning",
         "state",
         "timed_out",
         "waits_for",
+        "wake",
+        "yielded",
     )
 
     def __init__(self, ordinal: int, name: str) -> None:
@@ -114,6 +130,19 @@ class _Managed:
         #: Set while the thread runs code that must block for real (starting a
         #: thread waits for it to boot), outside the model.
         self.free = False
+        #: Fairness (see :meth:`Run.point`): when the thread last yielded (a
+        #: sequence number, ``None`` once it ran again), and the threads that
+        #: were eligible then and must each take a step before it runs again.
+        self.yielded: int | None = None
+        self.owed: set[int] = set()
+        #: Its last scheduling point was a yield: it is only spinning.
+        self.spinning = False
+        #: The site of its last yield-ish point and :attr:`Run.handoffs` then,
+        #: to tell a spin (back at the same site, nobody else ran) from a pass.
+        self.spin_site: tuple[CodeType | None, int] | None = None
+        self.spin_mark = -1
+        #: While in ``time.sleep``: the virtual time it wakes up at.
+        self.wake: float | None = None
 
     def label(self) -> str:
         return f"#{self.ordinal} {self.name!r}"
@@ -145,7 +174,11 @@ class Run:
         self.preemptions = 0
         self.steps: deque[tuple[int, str, str, CodeType | None, int]] = deque(maxlen=STEPS_SHOWN)
         self.moves = 0  # progress counter, for the stall check
+        #: Virtual time, in seconds since the run began.
         self.clock = 0.0
+        #: How many times the turn went to another thread.
+        self.handoffs = 0
+        self._yields = 0
         self.alive = 0
         self._signalled = False
         self.failure: tuple[str, str] | None = None
@@ -184,6 +217,7 @@ class Run:
                 following = self._pick(managed)
                 if following is not None:
                     self.current = following
+                    self.handoffs += 1
                     following.gate.release()
             if self.alive == 0:
                 self._signal_done()
@@ -215,16 +249,99 @@ class Run:
     # -- scheduling ------------------------------------------------------------
 
     def _candidates(self, me: _Managed | None) -> list[int]:
+        """The threads that can run now, ``me`` first: runnable ones, blocked
+        ones whose wait can end, and timed waits whose deadline the virtual
+        clock passed (a sleeping thread woke up later than it)."""
+        clock = self.clock
         ready = [
             managed.ordinal
             for managed in self.threads
             if managed.state == RUNNABLE
-            or (managed.state == BLOCKED and managed.ready is not None and managed.ready())
+            or (
+                managed.state == BLOCKED
+                and (
+                    (managed.ready is not None and managed.ready())
+                    or (managed.deadline is not None and managed.deadline < clock)
+                )
+            )
         ]
         if me is not None and me.ordinal in ready:
             ready.remove(me.ordinal)
             ready.insert(0, me.ordinal)
         return ready
+
+    def _eligible(self, candidates: list[int]) -> list[int]:
+        """The candidates fairness lets run: not those that yielded while
+        others, which can still run, have not taken a step since."""
+        present = set(candidates)
+        return [ordinal for ordinal in candidates if not self.threads[ordinal].owed & present]
+
+    def _yield(self, me: _Managed) -> None:
+        """``me`` lets the others run: each thread eligible now must take a
+        step (or stop being able to run) before ``me`` runs again."""
+        self._yields += 1
+        me.yielded = self._yields
+        others = [ordinal for ordinal in self._candidates(None) if ordinal != me.ordinal]
+        me.owed = set(self._eligible(others))
+
+    def _next_timed(self, candidates: list[int]) -> _Managed | None:
+        """When every thread that can run only spins, virtual time passes:
+        the thread with the earliest timed wait or sleep still pending, if any."""
+        clock = self.clock
+        timed = [m for m in self.threads if m.state == BLOCKED and m.deadline is not None]
+        sleeping = [self.threads[o] for o in candidates if (self.threads[o].wake or clock) > clock]
+        if not timed and not sleeping:
+            return None
+        return min(
+            timed + sleeping,
+            key=lambda m: (m.deadline if m.state == BLOCKED else m.wake) or 0.0,
+        )
+
+    def _offered(self, candidates: list[int]) -> list[int] | _Managed:
+        """The candidates the strategy may choose among, fairly; or the
+        thread whose timeout fires (or sleep ends) because every thread that
+        can run only spins."""
+        threads = self.threads
+        if all(threads[ordinal].spinning for ordinal in candidates):
+            timed = self._next_timed(candidates)
+            if timed is not None:
+                if timed.state == BLOCKED:
+                    return timed
+                return [timed.ordinal]
+        eligible = self._eligible(candidates)
+        if eligible:
+            return eligible
+        # Every one yielded to another that yielded: round robin, the one
+        # that yielded first goes.
+        return [min(candidates, key=lambda ordinal: threads[ordinal].yielded or 0)]
+
+    def _time_out(self, following: _Managed) -> _Managed:
+        """``following``'s timed wait ends by its timeout: the clock jumps to it."""
+        self.clock = max(self.clock, following.deadline or 0.0)
+        following.state, following.timed_out = RUNNABLE, True
+        self._ran(following)
+        return following
+
+    def _ran(self, following: _Managed) -> None:
+        """``following`` takes the next step: the yields waiting for it are served."""
+        ordinal = following.ordinal
+        for managed in self.threads:
+            managed.owed.discard(ordinal)
+        following.yielded = None
+
+    def _livelock(self, candidates: list[int]) -> str:
+        detail = (
+            f"the run took more than {self.max_steps} steps (max_steps): "
+            "threads keep running without finishing"
+        )
+        if all(self.threads[ordinal].spinning for ordinal in candidates):
+            names = ", ".join(self.threads[ordinal].label() for ordinal in candidates)
+            detail += (
+                f"; every thread that can run ({names}) only spins (sleeps, yields or "
+                "retries a non-blocking acquire) and each was given its turn fairly, "
+                "so no fair schedule lets them progress"
+            )
+        return detail
 
     def _pick(self, me: _Managed | None) -> _Managed | None:
         """The thread to run next (guard held); ``None`` after aborting the run
@@ -232,30 +349,31 @@ class Run:
         candidates = self._candidates(me)
         if candidates:
             if len(self.choices) >= self.max_steps:
-                self._abort(
-                    "livelock",
-                    f"the run took more than {self.max_steps} steps (max_steps): "
-                    "threads keep running without finishing",
-                )
+                self._abort("livelock", self._livelock(candidates))
                 return None
+            offered = self._offered(candidates)
+            if isinstance(offered, _Managed):
+                return self._time_out(offered)
             current = me.ordinal if me is not None and me.state != FINISHED else None
             try:
-                chosen = self.strategy.choose(candidates, current, len(self.choices))
+                chosen = self.strategy.choose(offered, current, len(self.choices))
             except ReplayDivergedError as error:
                 self._abort("replay", str(error))
                 return None
             self.choices.append(chosen)
-            if current is not None and chosen != current and current in candidates:
+            if current is not None and chosen != current and current in offered:
                 self.preemptions += 1
             following = self.threads[chosen]
-            following.state, following.timed_out = RUNNABLE, False
+            if following.state == BLOCKED:  # its wait ended, or its deadline passed
+                following.timed_out = following.ready is None or not following.ready()
+            else:
+                following.timed_out = False
+            following.state = RUNNABLE
+            self._ran(following)
             return following
         timed = [m for m in self.threads if m.state == BLOCKED and m.deadline is not None]
         if timed:
-            following = min(timed, key=lambda m: (m.deadline or 0.0, m.ordinal))
-            self.clock = max(self.clock, following.deadline or 0.0)
-            following.state, following.timed_out = RUNNABLE, True
-            return following
+            return self._time_out(min(timed, key=lambda m: (m.deadline or 0.0, m.ordinal)))
         if any(managed.state != FINISHED for managed in self.threads):
             self._abort("deadlock", self._describe_deadlock())
         return None
@@ -269,20 +387,50 @@ class Run:
             self.guard.release()
             return
         self.current = following
+        self.handoffs += 1
         following.gate.release()
         self.guard.release()
         self._wait_turn(me)
 
     def point(
-        self, me: _Managed, event: str, name: str, code: CodeType | None, offset: int
+        self,
+        me: _Managed,
+        event: str,
+        name: str,
+        code: CodeType | None,
+        offset: int,
+        kind: int = STEP,
     ) -> None:
-        """A scheduling point of the running thread ``me``."""
+        """A scheduling point of the running thread ``me``.
+
+        Fairness: a *yield* (``kind`` :data:`YIELD`, or :data:`SPIN` when the
+        thread is back at the same site with no other thread having run since)
+        lets the others run.  ``me`` runs again only after every thread that
+        could have run instead has taken a step or stopped being able to run,
+        as fair schedulers do (loom's ``yield_now``, Coyote's and Shuttle's
+        fair scheduling).  So a spin-wait whose condition another thread will
+        make true is never an endless loop, and a run hits ``max_steps`` only
+        when no fair schedule makes progress.  When every thread that can run
+        only spins, virtual time passes: the earliest timed wait times out,
+        or the earliest sleep ends.
+        """
         self.guard.acquire()
         if self.aborting:
             self.guard.release()
             raise _Aborted
         self.moves += 1
         self.steps.append((me.ordinal, event, name, code, offset))
+        if kind == STEP:
+            me.spinning = False
+        else:
+            spins = True
+            if kind == SPIN:
+                site = (code, offset)
+                spins = me.spin_site == site and me.spin_mark == self.handoffs
+                me.spin_site, me.spin_mark = site, self.handoffs
+            me.spinning = spins
+            if spins:
+                self._yield(me)
         self._switch(me, self._pick(me))
 
     def block(
@@ -295,10 +443,12 @@ class Run:
             raise _Aborted
         self.moves += 1
         me.state, me.ready, me.waits_for = BLOCKED, ready, primitive
+        me.spinning = False
         me.deadline = self.clock + timeout if timeout >= 0 else None
         self.steps.append((me.ordinal, "blocks on", _describe(primitive), None, 0))
         self._switch(me, self._pick(me))
         me.ready = me.waits_for = None
+        me.deadline = None
         return not me.timed_out
 
     def _describe_deadlock(self) -> str:
@@ -380,18 +530,25 @@ def _sink(record: Record) -> None:
     managed = run.by_ident.get(get_ident())
     if managed is None or managed.free:
         return
-    run.point(managed, record[3], record[5][2], record[6], record[7])
+    data = record[8]
+    # A failed non-blocking acquire, retried in a loop, is a spin.
+    kind = SPIN if type(data) is dict and data.get("outcome") == "would_block" else STEP
+    run.point(managed, record[3], record[5][2], record[6], record[7], kind)
 
 
 def yield_point() -> None:
     """A scheduling point when called by a thread :func:`explore` controls;
     nothing otherwise.  Put it where a preemption matters in code that has no
-    synchronisation operation there (between a read and a write)."""
+    synchronisation operation there (between a read and a write).
+
+    Reached again by the same thread with no other thread having run since
+    (``while not done: yield_point()``), it is a spin, and lets the others
+    run (see :meth:`Run.point`)."""
     if _active is not None:
-        point_at_caller("yield_point", "", 2)
+        point_at_caller("yield_point", "", 2, SPIN)
 
 
-def point_at_caller(event: str, name: str, depth: int) -> None:
+def point_at_caller(event: str, name: str, depth: int, kind: int = STEP) -> None:
     """A scheduling point labelled ``event name``, at the user's frame
     ``depth`` frames up, if a run controls the calling thread."""
     run = _active
@@ -399,19 +556,76 @@ def point_at_caller(event: str, name: str, depth: int) -> None:
     if run is not None and managed is not None:
         frame = user_frame(sys._getframe(depth))
         code, offset = (None, 0) if frame is None else (frame.f_code, frame.f_lasti)
-        run.point(managed, event, name, code, offset)
+        run.point(managed, event, name, code, offset, kind)
 
 
 _real_sleep = time.sleep
+_real_sched_yield: Callable[[], None] | None = getattr(os, "sched_yield", None)
 
 
 def _sleep(seconds: float) -> None:
+    """``time.sleep`` while exploring: in a controlled thread a yield (the
+    others run first) that ends ``seconds`` later in virtual time."""
     run = _active
     managed = controlling()
     if run is None or managed is None:
         _real_sleep(seconds)
         return
-    point_at_caller("time.sleep", f"({seconds})", 2)
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    managed.wake = run.clock + seconds
+    try:
+        point_at_caller("time.sleep", f"({seconds})", 2, YIELD)
+    finally:
+        if managed.wake is not None:  # the turn is ours: the clock reaches our wake-up
+            run.clock = max(run.clock, managed.wake)
+        managed.wake = None
+
+
+#: The clocks that read virtual time in a controlled thread while exploring.
+_CLOCK_NAMES = (
+    "monotonic",
+    "monotonic_ns",
+    "perf_counter",
+    "perf_counter_ns",
+    "time",
+    "time_ns",
+)
+
+
+def _virtual_clock(name: str) -> Callable[[], float | int]:
+    """``time.<name>`` while exploring: in a controlled thread, the real
+    reading at the exploration's start plus the run's virtual time (which
+    only sleeps and timeouts advance); the real clock elsewhere."""
+    real: Callable[[], float | int] = getattr(time, name)
+    base = real()
+    if name.endswith("_ns"):
+
+        def clock() -> float | int:
+            run = _active
+            if run is not None and controlling() is not None:
+                return base + round(run.clock * 1_000_000_000)
+            return real()
+
+    else:
+
+        def clock() -> float | int:
+            run = _active
+            if run is not None and controlling() is not None:
+                return base + run.clock
+            return real()
+
+    clock.__name__ = clock.__qualname__ = name
+    clock.__doc__ = real.__doc__
+    return clock
+
+
+def _sched_yield() -> None:
+    """``os.sched_yield`` while exploring: a yield in a controlled thread."""
+    if _active is not None and controlling() is not None:
+        point_at_caller("os.sched_yield", "", 2, YIELD)
+    elif _real_sched_yield is not None:
+        _real_sched_yield()
 
 
 class ModelLock:
@@ -625,8 +839,27 @@ def _run_managed(run: Run, managed: _Managed, body: Callable[[], object]) -> Non
 def installed(settings: RunSettings) -> Iterator[None]:
     """The process-wide pieces of an exploration, for its duration."""
     original_allocate = threading._allocate_lock  # type: ignore[attr-defined]
+    # What replaces what, in the time and os modules and in the test's own
+    # modules (names bound by ``from time import monotonic``).
+    replaced: dict[int, tuple[Any, Any]] = {id(_real_sleep): (_real_sleep, _sleep)}
+    for name in _CLOCK_NAMES:
+        real = getattr(time, name)
+        replaced[id(real)] = (real, _virtual_clock(name))
+    if _real_sched_yield is not None:
+        replaced[id(_real_sched_yield)] = (_real_sched_yield, _sched_yield)
+    rebound: list[tuple[Any, str, Any]] = []
+    modules = [time, os] + [
+        module
+        for name in sorted(settings.rebound_modules)
+        if (module := sys.modules.get(name)) is not None and module not in (time, os)
+    ]
+    for module in modules:
+        for attribute, value in list(vars(module).items()):
+            found = replaced.get(id(value))
+            if found is not None and found[0] is value:
+                rebound.append((module, attribute, value))
+                setattr(module, attribute, found[1])
     threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
-    time.sleep = _sleep  # type: ignore[assignment]
     _hooks.add_sink(_sink)
     fine = _MonitoringPoints(settings) if settings.traced_files and _MONITORING else None
     try:
@@ -637,7 +870,8 @@ def installed(settings: RunSettings) -> Iterator[None]:
         if fine is not None:
             fine.stop()
         _hooks.remove_sink(_sink)
-        time.sleep = _real_sleep
+        for module, attribute, value in reversed(rebound):
+            setattr(module, attribute, value)
         threading._allocate_lock = original_allocate  # type: ignore[attr-defined]
 
 

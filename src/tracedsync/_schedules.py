@@ -13,9 +13,9 @@ the same interleaving in every run of a deterministic test.
   ``depth - 1`` random steps lower the running thread's priority.  A bug of
   depth ``d`` is found with probability at least ``1 / (n * k ** (d - 1))``
   per run, for ``n`` threads and ``k`` steps.
-* :class:`ExhaustiveStrategy`: every interleaving with at most
-  ``preemption_bound`` preemptions, depth first (CHESS's preemption bounding,
-  loom's exhaustive search).
+* :class:`ExhaustiveStrategy`: every interleaving, by iterative preemption
+  bounding (every one with no preemption, then with 1, 2 ...; CHESS,
+  SCTBench), optionally up to a ``preemption_bound``.
 * :class:`ReplayStrategy`: the choices recorded in a token.
 * :class:`ChoiceSchedule`: the default schedule (no preemptions) with a list
   of deviations, which Hypothesis draws and shrinks to the fewest.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import random
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,7 +113,39 @@ class RandomStrategy(Strategy):
 
 
 class PCTStrategy(Strategy):
-    """Probabilistic concurrency testing with bug depth ``depth``."""
+    """Probabilistic concurrency testing with bug depth ``depth``, exactly as
+    published (Burckhardt, Kothari, Musuvathi and Nagarakatte, "A Randomized
+    Scheduler with Probabilistic Guarantees of Finding Bugs", ASPLOS 2010,
+    section 3):
+
+    1. The ``n`` threads get the priorities ``d, d + 1, ..., d + n - 1`` in a
+       uniformly random order (``d`` is ``depth``).  A larger number is a
+       higher priority; at every step the highest-priority thread that can
+       run, runs.
+    2. ``d - 1`` priority change points ``k_1, ..., k_{d-1}`` are drawn at
+       random among the steps ``1 .. k`` (distinct, in the order drawn, *not*
+       sorted by time).
+    3. When a thread executes step ``k_i``, its priority becomes ``i``: below
+       every initial priority, and below the threads demoted at ``k_j`` for
+       ``j > i`` whatever their order in time.
+
+    So a thread demoted later in time may end *below* one demoted earlier:
+    "A is preempted, B runs and is preempted, A resumes" is a schedule PCT
+    makes (sorting the points by time and numbering them in that order,
+    as tracedsync did before, never makes it).  For a bug of depth ``d``
+    (``d`` ordering constraints between steps), ``n`` threads and runs of at
+    most ``k`` steps, each run finds the bug with probability at least
+    ``1 / (n * k ** (d - 1))``.
+
+    Threads are created as a run goes, so ``n`` is not known up front: each
+    new thread takes a uniformly random rank among the initial priorities of
+    the threads so far, which makes the final order a uniformly random
+    permutation, as in step 1.  ``k`` starts at ``steps`` and grows to the
+    longest run seen (the guarantee holds for runs no longer than ``k``).
+    A step is what runs between two scheduling points: the change point
+    ``k_i`` demotes the thread that ran the ``k_i``-th step, before the
+    choice of who runs the next one.
+    """
 
     def __init__(self, seed: int = 0, depth: int = 3, steps: int = 50) -> None:
         if depth < 1:
@@ -122,25 +155,37 @@ class PCTStrategy(Strategy):
         #: The estimate ``k`` of a run's length; grows to the longest run seen.
         self.steps = max(steps, 1)
         self._random = random.Random(seed)
-        self._priorities: dict[int, float] = {}
-        self._change_points: list[int] = []
+        #: Threads with their initial priority, lowest first: the priority of
+        #: ``_ranked[r]`` is ``depth + r``.
+        self._ranked: list[int] = []
+        #: Threads demoted at a change point: ordinal -> ``i`` (1 .. d-1).
+        self._demoted: dict[int, int] = {}
+        #: Step number (1-based) -> the index ``i`` of the change point there.
+        self._change_points: dict[int, int] = {}
 
     def start_run(self, run: int) -> None:
-        self._priorities = {}
-        points = range(1, self.steps + 1)
-        count = min(self.depth - 1, len(points))
-        self._change_points = sorted(self._random.sample(points, count))
+        self._ranked = []
+        self._demoted = {}
+        count = min(self.depth - 1, self.steps)
+        drawn = self._random.sample(range(1, self.steps + 1), count)
+        self._change_points = {step: index for index, step in enumerate(drawn, 1)}
 
-    def _priority(self, ordinal: int) -> float:
-        found = self._priorities.get(ordinal)
-        if found is None:  # initial priorities all above the change points' 1..d-1
-            found = self._priorities[ordinal] = self.depth + self._random.random()
-        return found
+    def priority(self, ordinal: int) -> int:
+        """The thread's current priority (a new thread gets its random rank)."""
+        demoted = self._demoted.get(ordinal)
+        if demoted is not None:
+            return demoted
+        if ordinal not in self._ranked:
+            self._ranked.insert(self._random.randrange(len(self._ranked) + 1), ordinal)
+        return self.depth + self._ranked.index(ordinal)
 
     def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
-        if current is not None and step in self._change_points:
-            self._priorities[current] = self._change_points.index(step) / self.depth
-        return max(candidates, key=self._priority)
+        # ``step`` choices were made before this one, and the first step (the
+        # test's thread starting) needs none: ``step + 1`` steps have run.
+        index = self._change_points.get(step + 1)
+        if index is not None and current is not None:
+            self._demoted[current] = index
+        return max(candidates, key=self.priority)
 
     def end_run(self, steps: int) -> bool:
         self.steps = max(self.steps, steps)
@@ -150,10 +195,15 @@ class PCTStrategy(Strategy):
         return f"pct (seed {self.seed}, depth {self.depth})"
 
 
+#: A path prefix as a linked list sharing its beginning with others:
+#: ``(prefix before the last step, choice index at the last step)``.
+_Link = tuple[Any, int]
+
+
 class _Step:
     """One step of the exhaustive search's current path."""
 
-    __slots__ = ("before", "candidates", "current", "index")
+    __slots__ = ("before", "candidates", "current", "index", "link")
 
     def __init__(self, candidates: list[int], current: int | None, before: int) -> None:
         self.candidates = candidates
@@ -161,6 +211,8 @@ class _Step:
         self.index = 0
         #: Preemptions on the path before this step.
         self.before = before
+        #: The path up to and including this step's choice, once asked for.
+        self.link: _Link | None = None
 
     def preemptions_with(self, index: int) -> int:
         """Preemptions on the path up to and including this step, choosing ``index``."""
@@ -169,29 +221,58 @@ class _Step:
 
 
 class ExhaustiveStrategy(Strategy):
-    """Every schedule with at most ``preemption_bound`` preemptions, depth first.
+    """Every schedule, by iterative preemption bounding: first every schedule
+    with no preemption, then every one with exactly 1, then 2, and so on,
+    each schedule once, all sharing one budget of runs (as SCTBench's
+    iterative preemption bounding; CHESS's iterative context bounding).
 
     A preemption is a switch away from a thread that could have gone on.
-    Stateless: each run replays the path of the previous one and takes the
-    next untried choice at the deepest step that has one; :attr:`exhausted`
-    tells when no schedule is left.
+    Most bugs need very few, so the search finds a bug with the fewest
+    preemptions first, and a budget goes to cheap schedules before costly
+    ones.  ``preemption_bound`` caps the bound (``None``: no cap, until every
+    schedule ran).  Switches that are not preemptions (the running thread
+    blocked, yielded or ended) are free: every choice there is explored at
+    every bound.
+
+    Stateless: each run replays a path and takes the next untried choice at
+    the deepest step that has one within the current bound.  A choice one
+    preemption over the bound is *deferred*: the path up to it is kept (as a
+    linked prefix shared with the others), and the next bound's search
+    starts from each deferred path in turn.  :attr:`exhausted` tells when no
+    schedule within the cap is left; :attr:`completed_bound` is the largest
+    bound all of whose schedules ran.
     """
 
     default_runs = 10_000
 
-    def __init__(self, preemption_bound: int = 2) -> None:
+    def __init__(self, preemption_bound: int | None = None) -> None:
+        if preemption_bound is not None and preemption_bound < 0:
+            raise ValueError("preemption_bound must be at least 0 (or None: no cap)")
         self.preemption_bound = preemption_bound
-        self._path: list[_Step] = []
-        self._position = 0
+        #: The bound being searched now.
+        self.bound = 0
+        #: The largest bound every one of whose schedules ran (-1: none yet).
+        self.completed_bound = -1
         self.exhausted = False
+        #: A choice was left out because of ``preemption_bound`` (so an
+        #: exhausted search covered every schedule only if this is false).
+        self.capped = False
+        self._path: list[_Step] = []
+        #: The deferred prefix this subtree starts from, one link per step;
+        #: steps below ``len(_prefix)`` are not backtracked in this subtree.
+        self._prefix: list[_Link] = []
+        self._position = 0
+        self._pending: deque[_Link] = deque()  # this bound's subtrees to search
+        self._deferred: list[_Link] = []  # the next bound's
 
     def start_run(self, run: int) -> None:
         self._position = 0
 
     def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
         ordered = list(candidates)
-        if self._position < len(self._path):
-            entry = self._path[self._position]
+        position = self._position
+        if position < len(self._path):
+            entry = self._path[position]
             if entry.candidates != ordered or entry.current != current:
                 raise ReplayDivergedError(
                     "exhaustive exploration needs a test that is deterministic apart from "
@@ -201,24 +282,75 @@ class ExhaustiveStrategy(Strategy):
             previous = self._path[-1] if self._path else None
             before = previous.preemptions_with(previous.index) if previous else 0
             entry = _Step(ordered, current, before)
+            if position < len(self._prefix):  # a deferred prefix's step
+                entry.link = self._prefix[position]
+                entry.index = entry.link[1]
+                if entry.index >= len(ordered):
+                    raise ReplayDivergedError(
+                        "exhaustive exploration needs a test that is deterministic apart "
+                        "from its scheduling"
+                    )
             self._path.append(entry)
         self._position += 1
         return entry.candidates[entry.index]
 
+    def _link(self, position: int) -> _Link | None:
+        """The path up to and including step ``position``, as a shared link."""
+        if position < 0:
+            return None
+        path = self._path
+        start = position
+        while start >= 0 and path[start].link is None:
+            start -= 1
+        link = path[start].link if start >= 0 else None
+        for entry in path[start + 1 : position + 1]:
+            link = entry.link = (link, entry.index)
+        return link
+
     def end_run(self, steps: int) -> bool:
         del self._path[self._position :]
-        while self._path:
+        floor = len(self._prefix)
+        while len(self._path) > floor:
             entry = self._path[-1]
             for following in range(entry.index + 1, len(entry.candidates)):
-                if entry.preemptions_with(following) <= self.preemption_bound:
+                if entry.preemptions_with(following) <= self.bound:
                     entry.index = following
+                    entry.link = None
                     return True
+                if self.preemption_bound is None or self.bound < self.preemption_bound:
+                    self._deferred.append((self._link(len(self._path) - 2), following))
+                else:
+                    self.capped = True
             self._path.pop()
-        self.exhausted = True
-        return False
+        return self._next_subtree()
+
+    def _next_subtree(self) -> bool:
+        while not self._pending:
+            self.completed_bound = self.bound
+            if not self._deferred:
+                self.exhausted = True
+                return False
+            self.bound += 1
+            self._pending = deque(self._deferred)
+            self._deferred = []
+        link: _Link | None = self._pending.popleft()
+        prefix: list[_Link] = []
+        while link is not None:
+            prefix.append(link)
+            link = link[0]
+        prefix.reverse()
+        self._prefix = prefix
+        self._path = []
+        return True
+
+    @property
+    def complete(self) -> bool:
+        """Every schedule ran (not only every one within the cap)."""
+        return self.exhausted and not self.capped
 
     def describe(self) -> str:
-        return f"exhaustive (preemption bound {self.preemption_bound})"
+        cap = "" if self.preemption_bound is None else f" up to {self.preemption_bound}"
+        return f"exhaustive (iterative preemption bounding{cap}, at bound {self.bound})"
 
 
 class ReplayStrategy(Strategy):
@@ -288,7 +420,7 @@ class ChoiceSchedule(Strategy):
 
 
 def make_strategy(
-    strategy: str | Strategy, *, seed: int, depth: int, preemption_bound: int
+    strategy: str | Strategy, *, seed: int, depth: int, preemption_bound: int | None
 ) -> Strategy:
     """The strategy ``explore`` was asked for, by name or as an object."""
     if isinstance(strategy, Strategy):

@@ -795,6 +795,7 @@ def test_iterative_preemption_bounding_finds_a_one_preemption_bug_first() -> Non
         assert "lost update: " in caught.value.detail
 
 
+@pytest.mark.timeout(300)  # about 6,000 complete runs: over a minute on a loaded 3.10
 def test_iterative_bounding_runs_each_schedule_once() -> None:
     seen: list[tuple[int, ...]] = []
 

@@ -21,12 +21,15 @@ keep pytest's cache out of the tree; :func:`pytest_addoption` declares it then.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
+
+from tracedsync._waits import waits
 
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     set_hypothesis_home_dir(Path(__file__).resolve().parent.parent / ".hypothesis")
@@ -57,3 +60,16 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: Any) -> None:
     if pluginmanager.is_blocked("cacheprovider"):
         # Only this unknown key is accepted; every other one still fails.
         parser.addini("cache_dir", "pytest's cache directory (unused: the cache plugin is off)")
+
+
+@pytest.fixture(autouse=True)
+def _one_failure_stays_one_failure() -> Iterator[None]:
+    """Drop any wait the test's own thread left registered.
+
+    A test stopped by its timeout (pytest-timeout raises in the main thread)
+    while tracedsync was unregistering a wait leaves that thread registered
+    as blocked; every later liveness verdict of the session would then be
+    wrong, and one slow test on a loaded machine would fail a dozen others.
+    """
+    yield
+    waits.withdraw()

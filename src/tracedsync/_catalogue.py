@@ -20,7 +20,9 @@ __all__ = [
     "FINDINGS",
     "HEADINGS",
     "POLICY_KINDS",
+    "TEST_FAILING_KINDS",
     "TEST_KINDS",
+    "TEST_REPORTED_KINDS",
     "Finding",
 ]
 
@@ -81,6 +83,18 @@ TEST_KINDS: tuple[str, ...] = (
     "lock_held",
     "thread_alive",
     "thread_error",
+)
+
+#: The kinds a traced test is only *reported* for unless the run asks to fail
+#: on them (``tracedsync_fail_on``): a thread still running or a lock still
+#: held when a test returns is often a library's design (a pool's workers, a
+#: feeder thread, an executor shut down at exit, a lock handed to a callback),
+#: not a bug, so on a real suite they would fail correct tests.
+TEST_REPORTED_KINDS: tuple[str, ...] = ("lock_held", "thread_alive")
+
+#: The kinds that fail a traced test by default: bugs by any reading.
+TEST_FAILING_KINDS: tuple[str, ...] = tuple(
+    kind for kind in TEST_KINDS if kind not in TEST_REPORTED_KINDS
 )
 
 #: The summary's headings, in the order it prints them; the first two are

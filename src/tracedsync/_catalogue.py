@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 __all__ = [
     "FINDINGS",
+    "GATE_KINDS",
     "HEADINGS",
     "POLICY_KINDS",
     "TEST_FAILING_KINDS",
@@ -58,6 +59,12 @@ FINDINGS: dict[str, Finding] = {
         Finding("race.shadow_full", None, "limits reached"),
     )
 }
+
+#: The kinds ``tracedsync run`` and ``tracedsync report`` can fail on
+#: (``--fail-on``): every kind of finding, and a thread that raised.
+GATE_KINDS: tuple[str, ...] = tuple(
+    dict.fromkeys([*(f.kind for f in FINDINGS.values() if f.kind is not None), "thread_error"])
+)
 
 #: The kinds of finding a policy applies to, with their default policies
 #: (a data race is reported, and fails a traced test, but has no policy).

@@ -16,7 +16,7 @@ file (``tracedsync report``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracedsync._catalogue import FINDINGS, HEADINGS
@@ -94,6 +94,8 @@ class Summary:
         self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
         #: Heading -> how many findings it had in all.
         self.finding_counts: dict[str, int] = dict.fromkeys(_HEADINGS, 0)
+        #: Kind (``GATE_KINDS``) -> how many findings of it (``--fail-on``).
+        self.kind_counts: dict[str, int] = {}
         #: Events of locks past MAX_LOCKS, counted in the OTHER_LOCKS row.
         self.merged_lock_events = 0
         #: Whether threads past MAX_THREADS emitted events.
@@ -168,7 +170,11 @@ class Summary:
         elif event in FINDING_EVENTS:
             message = data.get("message") or _describe(event, thread_name, kind, name, data)
             self._finding(FINDING_EVENTS[event], str(message))
+            finding_kind = FINDINGS[event].kind
+            if finding_kind is not None:
+                self.kind_counts[finding_kind] = self.kind_counts.get(finding_kind, 0) + 1
         elif event == "thread.exit" and data.get("outcome") == "raised":
+            self.kind_counts["thread_error"] = self.kind_counts.get("thread_error", 0) + 1
             self._finding(
                 "threads that raised", f"thread {thread_name!r} raised {data.get('exception')}"
             )
@@ -207,6 +213,12 @@ class Summary:
         kept = self.findings[heading]
         if len(kept) < MAX_FINDINGS and message not in kept:
             kept.append(message)
+
+    def failing(self, kinds: Iterable[str]) -> str | None:
+        """``"2 inversion, 1 deadlock"``: the findings of ``kinds`` seen, if any
+        (what ``--fail-on`` fails on)."""
+        seen = [f"{self.kind_counts[kind]} {kind}" for kind in kinds if self.kind_counts.get(kind)]
+        return ", ".join(seen) or None
 
     # -- rendering -----------------------------------------------------------
 

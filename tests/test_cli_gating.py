@@ -129,7 +129,16 @@ threading.Event().wait()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_writes_the_trace_timeline_and_summary_then_dies_of_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 128 + signal.SIGINT)],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_signal_writes_the_trace_timeline_and_summary_then_exits_with_its_status(
+    tmp_path: Path, signum: int, status: int
+) -> None:
+    """SIGTERM kills the process as it would a plain Python program, after the
+    summary; SIGINT is the program's KeyboardInterrupt, status 130."""
     write(tmp_path, "forever.py", WAITS_FOR_EVER)
     process = subprocess.Popen(
         [
@@ -150,12 +159,12 @@ def test_sigterm_writes_the_trace_timeline_and_summary_then_dies_of_it(tmp_path:
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=PATIENCE * 3)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGTERM
+    assert process.returncode == status
     assert "deadlocks: none" in stderr
     assert "tracedsync: timeline written to t.json" in stderr
     assert (tmp_path / "t.json").stat().st_size > 0

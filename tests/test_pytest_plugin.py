@@ -661,3 +661,43 @@ def test_locktrace_fixture_in_an_untraced_suite(pytester: pytest.Pytester) -> No
             "holding 'b' (acquired at *"
         ]
     )
+
+
+def test_fixture_and_explore_marker_without_the_flag(pytester: pytest.Pytester) -> None:
+    """Without --tracedsync, threading is not patched: the fixture refuses a
+    plain lock in one line, and the explore marker works on its own."""
+    pytester.makepyfile(
+        """
+        import threading
+
+        import pytest
+
+        import tracedsync
+
+        def test_plain_lock(locktrace):
+            lock = threading.Lock()
+            with lock:
+                pass
+            locktrace.max_hold(lock)
+
+        @pytest.mark.tracedsync_explore(runs=5)
+        def test_explored():
+            lock = tracedsync.Lock(name="explored")
+            done = []
+            worker = tracedsync.Thread(target=lambda: done.append(lock.acquire() and lock.release()))
+            worker.start()
+            worker.join()
+            assert len(done) == 1
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E *TypeError: <unlocked _thread.lock object at *> is not a tracedsync primitive, so "
+            "nothing about it is recorded: create it with tracedsync (tracedsync.Lock()...), or "
+            "let threading make traced ones (pytest --tracedsync, @pytest.mark.tracedsync or "
+            "tracedsync.patch())"
+        ]
+    )
+    assert "AttributeError" not in result.stdout.str()

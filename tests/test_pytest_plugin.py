@@ -684,7 +684,11 @@ def test_fixture_and_explore_marker_without_the_flag(pytester: pytest.Pytester) 
         def test_explored():
             lock = tracedsync.Lock(name="explored")
             done = []
-            worker = tracedsync.Thread(target=lambda: done.append(lock.acquire() and lock.release()))
+            def take():
+                with lock:
+                    done.append(True)
+
+            worker = tracedsync.Thread(target=take)
             worker.start()
             worker.join()
             assert len(done) == 1

@@ -54,10 +54,10 @@ from tracedsync._sites import describe_offset, register_internal_module, user_fr
 __all__ = [
     "MAX_EDGES",
     "acquired",
+    "event_class",
     "graph",
     "is_handoff",
     "is_handoff_class",
-    "is_handoff_site",
     "released",
 ]
 
@@ -94,7 +94,7 @@ class EdgeInfo(NamedTuple):
     after_at: str | None
     stack: tuple[str, ...]
     gates: frozenset[int]
-    #: The class keys (creation sites) of the two locks.
+    #: The classes of the two locks as events name them (see :func:`event_class`).
     before_class: str = ""
     after_class: str = ""
 
@@ -270,8 +270,8 @@ class LockOrderGraph:
                     after_at,
                     tuple(current_stack(_hooks.thread_info()[0])),
                     gates,
-                    entry[1],
-                    key,
+                    event_class(before),
+                    event_class(lock),
                 )
                 self._successors.setdefault(edge[0], set()).add(edge[1])
                 if cycle is None:
@@ -314,9 +314,16 @@ graph = LockOrderGraph()
 #: The locks found to be handoff locks, by id (weakly: an id is only theirs
 #: while they live).
 _handoff_locks: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-#: The creation sites of handoff classes as events name them (the fourth
-#: field of a record's primitive identity), for readers of records.
-_handoff_sites: set[str] = set()
+#: The handoff classes as events name them (see :func:`event_class`).
+_handoff_event_classes: set[str] = set()
+
+
+def event_class(lock: Any) -> str:
+    """A lock's class as events name it: ``Kind@`` and its creation site as
+    ``primitive_created`` says it (``"Lock@bank.py:12"``), so that a reader
+    of events or of a saved trace can tell a handoff class (see
+    ``tracedsync._summary``) and match it with an inversion's ``chain``."""
+    return f"{lock._kind}@{_hooks.identity(lock)[3]}"
 
 
 def is_handoff(identity: int) -> bool:
@@ -325,24 +332,16 @@ def is_handoff(identity: int) -> bool:
     return _handoff_locks.get(identity) is not None
 
 
-def is_handoff_class(key: Any) -> bool:
-    """Whether locks created at ``key`` (``Kind@file:line``, as an
-    inversion's ``chain`` names them) have been found to be handoff locks."""
-    return key in graph.handoff_classes
-
-
-def is_handoff_site(site: Any) -> bool:
-    """Whether ``Lock``-s created at ``site`` (as a record's primitive
-    identity names it) have been found to be handoff locks."""
-    return site is not None and site in _handoff_sites
+def is_handoff_class(name: Any) -> bool:
+    """Whether locks of the class ``name`` (as :func:`event_class` and an
+    inversion's ``chain`` name it) have been found to be handoff locks."""
+    return name in _handoff_event_classes
 
 
 def _handed_off(lock: Any) -> None:
     """Another thread than its acquirer is releasing ``lock``."""
     _handoff_locks[id(lock)] = lock
-    site = _hooks.identity(lock)[3]
-    if site is not None:
-        _handoff_sites.add(site)
+    _handoff_event_classes.add(event_class(lock))
     graph.forget_class(lock._order_key or _key(lock))
     graph.handoff_generation += 1
 

@@ -315,7 +315,7 @@ class Monitor:
             if (
                 record[5][1] in self.handed_off
                 or _lockorder.is_handoff(record[5][1])
-                or (record[5][0] == "Lock" and _lockorder.is_handoff_site(record[5][3]))
+                or _lockorder.is_handoff_class(f"{record[5][0]}@{record[5][3]}")
             ):
                 continue  # a signal (a lock of a handoff class), not something owned
             kind, _, name, _ = record[5]

@@ -74,11 +74,15 @@ def test_a_missing_module_is_one_line_and_status_2(tmp_path: Path) -> None:
         assert "No module named" in lines[0]
 
 
-def test_an_import_error_of_the_program_itself_is_its_own(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["broken", "package.sub"])
+def test_an_import_error_of_the_program_itself_is_its_own(tmp_path: Path, module: str) -> None:
     write(tmp_path, "broken.py", "import no_such_dependency_anywhere\n")
-    result = tracedsync_command("run", "-m", "broken", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "ModuleNotFoundError: No module named 'no_such_dependency_anywhere'" in result.stderr
+    (tmp_path / "package").mkdir()
+    write(tmp_path / "package", "__init__.py", "import no_such_dependency_anywhere\n")
+    write(tmp_path / "package", "sub.py", "")
+    result = tracedsync_command("run", "-m", module, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "No module named 'no_such_dependency_anywhere'" in result.stderr
     assert "deadlocks: none" in result.stderr  # the program ran: summarised
 
 

@@ -434,16 +434,18 @@ def _not_started(error: ImportError) -> bool:
     """Whether ``runpy`` raised ``error`` looking for the module, before any
     of the program's code ran (no frame of the traceback is the program's,
     and nothing was being imported by it)."""
-    if error.__cause__ is not None and not isinstance(error.__cause__, ImportError):
+    cause = error.__cause__
+    if cause is not None and not isinstance(cause, ImportError):
         return False  # the module's package raised while being imported
-    traceback_ = error.__traceback__
-    while traceback_ is not None:
-        filename = traceback_.tb_frame.f_code.co_filename
-        if not (filename == runpy.__file__ or filename.startswith("<frozen")) and (
-            filename not in INTERNAL_FILES
-        ):
-            return False
-        traceback_ = traceback_.tb_next
+    for link in (error, cause):
+        traceback_ = link.__traceback__ if link is not None else None
+        while traceback_ is not None:
+            filename = traceback_.tb_frame.f_code.co_filename
+            if not (filename == runpy.__file__ or filename.startswith("<frozen")) and (
+                filename not in INTERNAL_FILES
+            ):
+                return False  # the program's own code raised it
+            traceback_ = traceback_.tb_next
     return True
 
 

@@ -156,6 +156,8 @@ class LockOrderGraph:
             self._reported.clear()
             self._watched.clear()
             self.handoff_classes.clear()
+            _handoff_event_classes.clear()
+            _handoff_locks.clear()
             self.full = False
 
     # -- graph ---------------------------------------------------------------
@@ -188,11 +190,17 @@ class LockOrderGraph:
             self._successors.pop(instance, None)
 
     def forget_class(self, key: str) -> None:
-        """Make ``key`` a handoff class: drop every edge to or from its locks."""
-        with self._guard:
-            if key in self.handoff_classes:
-                return
-            self.handoff_classes.add(key)
+        """Make ``key`` a handoff class: drop every edge to or from its locks.
+
+        The class is marked at once (a set's ``add`` is atomic); the edges
+        are dropped under the guard, unless it stays taken past
+        ``PATIENCE_SECONDS`` (then they stay, and are never extended)."""
+        if key in self.handoff_classes:
+            return
+        self.handoff_classes.add(key)
+        if not self._guard.acquire(True, PATIENCE_SECONDS):
+            return
+        try:
 
             def involves(node: Any) -> bool:
                 if node == key:
@@ -206,6 +214,8 @@ class LockOrderGraph:
             for edge in [edge for edge in self.edges if involves(edge[0]) or involves(edge[1])]:
                 del self.edges[edge]
                 self._successors.get(edge[0], set()).discard(edge[1])
+        finally:
+            self._guard.release()
 
     def _watch(self, lock: Any) -> None:
         instance = id(lock)

@@ -258,13 +258,18 @@ class Summary:
     ) -> None:
         """Note a ``Lock`` released by another thread than its acquirer.
 
-        Live records of one lock may arrive out of order (a release is
+        Best effort, in bounded memory (see below).  Live records of one lock
+        may arrive out of order (a release is
         numbered before it happens, so the next acquire can arrive first): a
         release only matches an acquire numbered before it.
         """
         outcome = data.get("outcome")
         if event == "lock.acquire":
-            if outcome == "acquired":
+            # Bounded as the table is: past MAX_LOCKS locks held at once (or
+            # acquired and dropped unreleased), new ones are not followed.
+            if outcome == "acquired" and (
+                primitive_id in self._acquirers or len(self._acquirers) < MAX_LOCKS
+            ):
                 self._acquirers[primitive_id] = (seq, thread)
             return
         if outcome != "released":

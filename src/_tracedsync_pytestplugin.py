@@ -32,6 +32,9 @@ PLUGIN_NAME = "tracedsync-checks"
 KINDS_HELP = (
     "deadlock, inversion, hierarchy, unguarded, race, lock_held, thread_alive, thread_error"
 )
+#: The kinds only reported unless asked for (``TEST_REPORTED_KINDS``), copied
+#: for the same reason.
+REPORTED_HELP = "lock_held, thread_alive"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +60,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="KIND",
         help=f"a kind of problem that does not fail traced tests, repeatable: {KINDS_HELP}",
+    )
+    group.addoption(
+        "--tracedsync-fail-on",
+        action="append",
+        default=None,
+        metavar="KIND[,KIND]",
+        help=f"also fail traced tests on these kinds of problem, which are otherwise only "
+        f"reported: {REPORTED_HELP} (repeatable)",
     )
     group.addoption(
         "--tracedsync-races",
@@ -86,6 +97,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"kinds of problem that do not fail traced tests: {KINDS_HELP}",
     )
     parser.addini(
+        "tracedsync_fail_on",
+        type="args",
+        default=[],
+        help=f"kinds of problem that also fail traced tests (otherwise only reported): "
+        f"{REPORTED_HELP}",
+    )
+    parser.addini(
         "tracedsync_patch",
         type="bool",
         default=True,
@@ -96,8 +114,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "tracedsync(thread_grace=None, allow=(), patch=None, races=None): trace this test with "
-        "tracedsync and fail it if it breaks lock discipline",
+        "tracedsync(thread_grace=None, allow=(), fail_on=(), patch=None, races=None): trace "
+        "this test with tracedsync and fail it if it breaks lock discipline",
     )
     config.addinivalue_line(
         "markers",

@@ -12,7 +12,14 @@ import pytest
 import _tracedsync_pytestplugin
 import tracedsync
 from tracedsync import _catalogue, _policy, _summary, _timeline, pytest_plugin
-from tracedsync._catalogue import FINDINGS, HEADINGS, POLICY_KINDS, TEST_KINDS
+from tracedsync._catalogue import (
+    FINDINGS,
+    HEADINGS,
+    POLICY_KINDS,
+    TEST_FAILING_KINDS,
+    TEST_KINDS,
+    TEST_REPORTED_KINDS,
+)
 
 SOURCE = Path(tracedsync.__file__).parent
 
@@ -80,6 +87,9 @@ def test_policies_and_pytest_kinds_come_from_the_catalogue() -> None:
         assert FINDINGS[event].kind == kind
     # The pytest entry point may not import tracedsync: it keeps a copy.
     assert ", ".join(TEST_KINDS) == _tracedsync_pytestplugin.KINDS_HELP
+    assert ", ".join(TEST_REPORTED_KINDS) == _tracedsync_pytestplugin.REPORTED_HELP
+    assert set(TEST_FAILING_KINDS) | set(TEST_REPORTED_KINDS) == set(TEST_KINDS)
+    assert pytest_plugin.Options(1.0, frozenset(), True).fail_on == set(TEST_FAILING_KINDS)
 
 
 def test_declared_order_and_guard_findings_reach_the_run_summary() -> None:

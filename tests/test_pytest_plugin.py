@@ -179,7 +179,7 @@ def test_each_failure_mode_fails_the_test_with_a_readable_report(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_failure_modes=FAILURE_MODES)
-    result = run(pytester)
+    result = run(pytester, "--tracedsync-fail-on=lock_held,thread_alive")
     result.assert_outcomes(failed=len(EXPECTED_REPORTS))
     for test, expected in EXPECTED_REPORTS.items():
         section = failure_of(result, test)
@@ -200,7 +200,9 @@ def test_allow_accepts_each_kind_by_marker_ini_and_command_line(
         '@pytest.mark.tracedsync(allow=["inversion"])\ndef test_inversion',
     )
     pytester.makepyfile(test_failure_modes=allowed)
-    pytester.makeini("[pytest]\ntracedsync_allow = lock_held\n")
+    pytester.makeini(
+        "[pytest]\ntracedsync_allow = lock_held\ntracedsync_fail_on = lock_held thread_alive\n"
+    )
     result = run(pytester, "--tracedsync-allow=thread_error", "--tracedsync-allow", "hierarchy")
     result.assert_outcomes(passed=4, failed=3)
     failed = {line.split("::")[1].split()[0] for line in result.outlines if "FAILED" in line}
@@ -212,7 +214,7 @@ def test_a_failing_test_gets_the_report_as_an_extra_section(pytester: pytest.Pyt
         """
         import pytest, tracedsync
 
-        @pytest.mark.tracedsync
+        @pytest.mark.tracedsync(fail_on=["lock_held"])
         def test_fails_and_leaks():
             tracedsync.Lock(name="kept").acquire()
             assert 1 == 2
@@ -306,6 +308,174 @@ def test_tracing_state(pytestconfig):
     traced = pytestconfig.getoption("tracedsync")
     assert bool(_hooks._sinks) == bool(traced)
 '''
+
+
+LIBRARY_THREADS = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import tracedsync
+
+#: A library's executor, started lazily by the first test that uses it and
+#: shut down at exit (as filelock's, watchdog's and prometheus-client's).
+_pool = None
+_stop = threading.Event()
+
+
+def pool():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="library-pool")
+    return _pool
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shut_down_at_the_end():
+    yield
+    _stop.set()
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+
+
+def test_starts_the_pool():
+    assert pool().submit(sum, [1, 2]).result(timeout=20) == 3
+
+
+def test_reuses_the_pool():
+    assert pool().submit(sum, [3, 4]).result(timeout=20) == 7
+
+
+def test_starts_an_observer():
+    tracedsync.Thread(target=_stop.wait, name="observer", daemon=True).start()
+
+
+def test_leaves_a_lock_held():
+    tracedsync.Lock(name="kept").acquire()
+
+
+def test_breaks_the_lock_order():
+    first, second = tracedsync.Lock(name="first"), tracedsync.Lock(name="second")
+    with first, second:
+        pass
+    with second, first:
+        pass
+"""
+
+
+def test_threads_and_locks_left_behind_are_reported_not_failed(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_library=LIBRARY_THREADS)
+    result = run(pytester, "--tracedsync", "--tracedsync-thread-grace=0.05", "-rP")
+    result.assert_outcomes(passed=4, failed=1)
+    assert failure_of(result, "test_breaks_the_lock_order").startswith(
+        "tracedsync: this test broke lock discipline (1 problem)"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*- tracedsync (reported) -*",
+            "tracedsync: reported, not failing this test (1 problem)",
+            "[[]thread_alive] Thread 'library-pool_0', started by the test, is still "
+            "alive 0.05 s after it ended.",
+            "*= tracedsync: reported, not failing =*",
+            "test_library.py::test_starts_the_pool: thread_alive",
+            "test_library.py::test_starts_an_observer: thread_alive",
+            "test_library.py::test_leaves_a_lock_held: lock_held",
+            "3 tests with problems reported only (lock_held in 1, thread_alive in 2)*",
+        ],
+        consecutive=False,
+    )
+    # The pool's thread was alive when the next test started: not its own.
+    assert "test_reuses_the_pool: " not in result.stdout.str()
+
+
+def test_fail_on_makes_reported_kinds_fail(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_library=LIBRARY_THREADS)
+    pytester.makeini("[pytest]\ntracedsync_fail_on = lock_held\n")
+    result = run(pytester, "--tracedsync", "--tracedsync-thread-grace=0.05")
+    result.assert_outcomes(passed=3, failed=2)
+    result = run(
+        pytester,
+        "--tracedsync",
+        "--tracedsync-thread-grace=0.05",
+        "--tracedsync-fail-on=thread_alive",
+    )
+    result.assert_outcomes(passed=1, failed=4)
+    result = run(pytester, "--tracedsync", "--tracedsync-fail-on=leaks")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*tracedsync_fail_on: unknown kind leaks; use deadlock, *"])
+
+
+HANDOFF_SUITE = """
+import threading
+
+import pytest
+
+import tracedsync
+
+
+class RWLockRead:
+    # readerwriterlock.RWLockRead: the last reader releases what the first took.
+    def __init__(self):
+        self.readers = 0
+        self.resource = threading.Lock()
+        self.count_lock = threading.Lock()
+
+    def acquire_read(self):
+        with self.count_lock:
+            self.readers += 1
+            if self.readers == 1:
+                self.resource.acquire()
+
+    def release_read(self):
+        with self.count_lock:
+            self.readers -= 1
+            if self.readers == 0:
+                self.resource.release()
+
+
+@pytest.mark.parametrize("round", range(3))
+def test_readers_overlap(round):
+    rw = RWLockRead()
+    first_in, last_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        rw.acquire_read()
+        first_in.set()
+        assert last_in.wait(20)
+        rw.release_read()
+        first_out.set()
+
+    def last():
+        assert first_in.wait(20)
+        rw.acquire_read()
+        last_in.set()
+        assert first_out.wait(20)
+        rw.release_read()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=last)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+
+def test_a_reader_is_still_in_at_the_end():
+    # A lock of the class found to be a handoff lock above: a signal, not held.
+    rw = RWLockRead()
+    reader = threading.Thread(target=rw.acquire_read)
+    reader.start()
+    reader.join(20)
+"""
+
+
+def test_handoff_locks_make_no_inversion_nor_held_lock(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_handoff=HANDOFF_SUITE)
+    result = run(pytester, "--tracedsync", "--tracedsync-fail-on=lock_held,thread_alive")
+    result.assert_outcomes(passed=4)
+    assert "tracedsync: reported" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("flag", [[], ["--tracedsync"]], ids=["without-flag", "with-flag"])
@@ -404,7 +574,7 @@ def test_bad_options_are_reported(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*TypeError: @pytest.mark.tracedsync: unknown option alow; use thread_grace, "
-            "allow, patch, races",
+            "allow, patch, races, fail_on",
             "*ValueError: @pytest.mark.tracedsync(allow=...): unknown kind deadlocks; use *",
         ]
     )
@@ -491,3 +661,47 @@ def test_locktrace_fixture_in_an_untraced_suite(pytester: pytest.Pytester) -> No
             "holding 'b' (acquired at *"
         ]
     )
+
+
+def test_fixture_and_explore_marker_without_the_flag(pytester: pytest.Pytester) -> None:
+    """Without --tracedsync, threading is not patched: the fixture refuses a
+    plain lock in one line, and the explore marker works on its own."""
+    pytester.makepyfile(
+        """
+        import threading
+
+        import pytest
+
+        import tracedsync
+
+        def test_plain_lock(locktrace):
+            lock = threading.Lock()
+            with lock:
+                pass
+            locktrace.max_hold(lock)
+
+        @pytest.mark.tracedsync_explore(runs=5)
+        def test_explored():
+            lock = tracedsync.Lock(name="explored")
+            done = []
+            def take():
+                with lock:
+                    done.append(True)
+
+            worker = tracedsync.Thread(target=take)
+            worker.start()
+            worker.join()
+            assert len(done) == 1
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E *TypeError: <unlocked _thread.lock object at *> is not a tracedsync primitive, so "
+            "nothing about it is recorded: create it with tracedsync (tracedsync.Lock()...), or "
+            "let threading make traced ones (pytest --tracedsync, @pytest.mark.tracedsync or "
+            "tracedsync.patch())"
+        ]
+    )
+    assert "AttributeError" not in result.stdout.str()

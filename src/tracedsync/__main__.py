@@ -7,6 +7,7 @@ the trace it saved, ``demo`` runs the teaching programs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -34,11 +35,57 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+#: What ``--version`` says is checking: the primitives are pure Python.
+IMPLEMENTATION = "pure Python implementation"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("tracedsync")
+    except PackageNotFoundError:  # run from a source tree
+        from tracedsync import __version__ as number
+    return f"tracedsync {number} ({IMPLEMENTATION}, Python {sys.version.split()[0]})"
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    """``--fail-on``'s value: kinds of finding from the catalogue."""
+    from tracedsync._catalogue import GATE_KINDS
+
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in GATE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown kind {', '.join(unknown) or repr(text)}; use {', '.join(GATE_KINDS)}"
+        )
+    return kinds
+
+
+def _add_fail_on(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--fail-on",
+        type=_kinds,
+        action="append",
+        default=[],
+        metavar="KIND[,KIND]",
+        help=f"exit with status {FAIL_ON_EXIT_STATUS} when {what} has a finding of these kinds "
+        "(deadlock, inversion, hierarchy, unguarded, race, long_wait, thread_error); "
+        "repeatable",
+    )
+
+
+#: The exit status of ``--fail-on`` when a finding of its kinds was seen (a
+#: program's own non-zero status passes through instead).
+FAIL_ON_EXIT_STATUS = 87
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracedsync",
         description="Make thread synchronisation visible and checkable.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
@@ -89,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also check accesses in files under DIR (repeatable)",
     )
     run.add_argument("--no-summary", action="store_true", help="do not print the summary")
+    _add_fail_on(run, "the run")
     run.add_argument(
         "script", nargs="?", metavar="script.py [args ...]", help="the program and its arguments"
     )
@@ -103,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--top", type=int, default=10, metavar="N", help="locks shown in the contention table"
     )
+    _add_fail_on(report, "the trace")
 
     timeline = commands.add_parser(
         "timeline",
@@ -131,6 +180,7 @@ _RUN_VALUED = {
     "--hang-timeout",
     "--log-level",
     "--races-path",
+    "--fail-on",
 }
 
 
@@ -185,6 +235,11 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
         target, module = program.pop(0), False
     else:
         parser.error("run: give a script to run, or -m MODULE")
+    for option, path in (("--trace", arguments.trace), ("--timeline", arguments.timeline)):
+        problem = _unwritable(path) if path is not None else None
+        if problem is not None:
+            print(f"tracedsync run: error: {option} {path}: {problem}", file=sys.stderr)
+            return 2
     options = RunOptions(
         target=target,
         arguments=program,
@@ -203,8 +258,23 @@ def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
         log_level=arguments.log_level,
         races=arguments.races,
         race_paths=arguments.races_path,
+        fail_on=tuple(kind for kinds in arguments.fail_on for kind in kinds),
+        fail_on_status=FAIL_ON_EXIT_STATUS,
     )
     return run(options)
+
+
+def _unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written, checked before the program starts (a
+    timeline is written at exit, when it is too late to say so), or ``None``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isdir(directory):
+        return f"no such directory: {directory}"
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None
 
 
 def _read_back(arguments: argparse.Namespace) -> int:
@@ -229,6 +299,10 @@ def _read_back(arguments: argparse.Namespace) -> int:
             for event in events:
                 summary.add_event(event)
             print(summary.render(full=True, top=arguments.top))
+            failing = summary.failing(kind for kinds in arguments.fail_on for kind in kinds)
+            if failing is not None and not bad_records:
+                print(f"tracedsync report: failing (--fail-on): {failing}", file=sys.stderr)
+                return FAIL_ON_EXIT_STATUS
         else:
             with open(arguments.output, "w", encoding="utf-8") as output:
                 written = write_timeline(events, output)

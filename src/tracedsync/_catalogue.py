@@ -18,9 +18,12 @@ from typing import NamedTuple
 
 __all__ = [
     "FINDINGS",
+    "GATE_KINDS",
     "HEADINGS",
     "POLICY_KINDS",
+    "TEST_FAILING_KINDS",
     "TEST_KINDS",
+    "TEST_REPORTED_KINDS",
     "Finding",
 ]
 
@@ -57,6 +60,12 @@ FINDINGS: dict[str, Finding] = {
     )
 }
 
+#: The kinds ``tracedsync run`` and ``tracedsync report`` can fail on
+#: (``--fail-on``): every kind of finding, and a thread that raised.
+GATE_KINDS: tuple[str, ...] = tuple(
+    dict.fromkeys([*(f.kind for f in FINDINGS.values() if f.kind is not None), "thread_error"])
+)
+
 #: The kinds of finding a policy applies to, with their default policies
 #: (a data race is reported, and fails a traced test, but has no policy).
 #: Declared contracts (``declare_order``/``declare_level``, ``guarded_by``):
@@ -81,6 +90,18 @@ TEST_KINDS: tuple[str, ...] = (
     "lock_held",
     "thread_alive",
     "thread_error",
+)
+
+#: The kinds a traced test is only *reported* for unless the run asks to fail
+#: on them (``tracedsync_fail_on``): a thread still running or a lock still
+#: held when a test returns is often a library's design (a pool's workers, a
+#: feeder thread, an executor shut down at exit, a lock handed to a callback),
+#: not a bug, so on a real suite they would fail correct tests.
+TEST_REPORTED_KINDS: tuple[str, ...] = ("lock_held", "thread_alive")
+
+#: The kinds that fail a traced test by default: bugs by any reading.
+TEST_FAILING_KINDS: tuple[str, ...] = tuple(
+    kind for kind in TEST_KINDS if kind not in TEST_REPORTED_KINDS
 )
 
 #: The summary's headings, in the order it prints them; the first two are

@@ -27,6 +27,7 @@ import atexit
 import functools
 import json
 import os
+import sys
 import threading
 from _thread import RLock
 from types import CodeType
@@ -275,4 +276,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 if os.environ.get("TRACEDSYNC_LOG_FILE"):
-    open_log_file(os.environ["TRACEDSYNC_LOG_FILE"])
+    # A bad path must not make ``import tracedsync`` (and so the program)
+    # fail: one line on stderr, and the program runs unrecorded.
+    try:
+        open_log_file(os.environ["TRACEDSYNC_LOG_FILE"])
+    except OSError as _error:
+        print(
+            f"tracedsync: TRACEDSYNC_LOG_FILE: cannot write {_error.filename or ''!s}: "
+            f"{_error.strerror or _error}; not recording",
+            file=sys.stderr,
+        )

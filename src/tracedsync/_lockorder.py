@@ -16,8 +16,15 @@ False positives the classic tools fell into, avoided here:
 
 * a cycle whose edges were all taken while one common "gate" lock was held
   cannot deadlock and is not reported;
-* a ``Lock`` released by another thread than its acquirer (a handoff) is
-  kept out of the graph;
+* a ``Lock`` released by another thread than its acquirer (a handoff: the
+  resource lock of a reader-writer lock, a semaphore built from locks) is a
+  signal, not something a thread owns.  The first handoff of a lock makes
+  its whole class (creation site) a handoff class: every edge to or from it
+  is dropped, and locks of that class are never ordered again, nor taken for
+  held by the thread that acquired them (its entry is dropped at its next
+  nested acquire).  An inversion reported before the handoff was seen is
+  recognised afterwards by the classes in its ``chain`` (see
+  :func:`is_handoff_class`, which the pytest plugin uses);
 * two locks of the same class nested (``locks[i]`` then ``locks[j]``) are not
   a cycle by themselves; instances of one class are ordered by an instance
   graph instead, which forgets a lock when it is garbage collected;
@@ -32,7 +39,7 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from _thread import _local
+from _thread import _local, get_ident
 from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
@@ -44,7 +51,15 @@ from tracedsync._policy import apply_order_policy
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
 
-__all__ = ["MAX_EDGES", "acquired", "graph", "released"]
+__all__ = [
+    "MAX_EDGES",
+    "acquired",
+    "event_class",
+    "graph",
+    "is_handoff",
+    "is_handoff_class",
+    "released",
+]
 
 register_internal_module(__file__)
 
@@ -79,6 +94,9 @@ class EdgeInfo(NamedTuple):
     after_at: str | None
     stack: tuple[str, ...]
     gates: frozenset[int]
+    #: The classes of the two locks as events name them (see :func:`event_class`).
+    before_class: str = ""
+    after_class: str = ""
 
 
 #: Per thread: ``held``, the list of :data:`Held`, innermost last.  Chain ids
@@ -104,6 +122,12 @@ class LockOrderGraph:
         #: while this thread holds the guard, so it must never take it.
         self._dead: list[int] = []
         self.full = False
+        #: Class keys of the locks found to be handoff locks (see the module
+        #: docstring); only ever grows, read without the guard.
+        self.handoff_classes: set[str] = set()
+        #: Bumped at every handoff seen, so that each thread drops the stale
+        #: entries of its held list at its next nested acquire.
+        self.handoff_generation = 0
 
     def chain(self, chain: int, key: str) -> int | None:
         """The known chain after ``chain`` + ``key``, or ``None`` if new."""
@@ -131,6 +155,9 @@ class LockOrderGraph:
             self._chains.clear()
             self._reported.clear()
             self._watched.clear()
+            self.handoff_classes.clear()
+            _handoff_event_classes.clear()
+            _handoff_locks.clear()
             self.full = False
 
     # -- graph ---------------------------------------------------------------
@@ -162,6 +189,34 @@ class LockOrderGraph:
                 self._successors.get(edge[0], set()).discard(edge[1])
             self._successors.pop(instance, None)
 
+    def forget_class(self, key: str) -> None:
+        """Make ``key`` a handoff class: drop every edge to or from its locks.
+
+        The class is marked at once (a set's ``add`` is atomic); the edges
+        are dropped under the guard, unless it stays taken past
+        ``PATIENCE_SECONDS`` (then they stay, and are never extended)."""
+        if key in self.handoff_classes:
+            return
+        self.handoff_classes.add(key)
+        if not self._guard.acquire(True, PATIENCE_SECONDS):
+            return
+        try:
+
+            def involves(node: Any) -> bool:
+                if node == key:
+                    return True
+                if isinstance(node, int):  # an instance edge: a lock of one class
+                    reference = self._watched.get(node)
+                    lock = reference() if reference is not None else None
+                    return lock is not None and lock._order_key == key
+                return False
+
+            for edge in [edge for edge in self.edges if involves(edge[0]) or involves(edge[1])]:
+                del self.edges[edge]
+                self._successors.get(edge[0], set()).discard(edge[1])
+        finally:
+            self._guard.release()
+
     def _watch(self, lock: Any) -> None:
         instance = id(lock)
         if instance not in self._watched:
@@ -183,7 +238,12 @@ class LockOrderGraph:
             self._purge_dead_locked()
             for position, entry in enumerate(held):
                 before = entry[0]()
-                if before is None or before is lock or getattr(before, "_handoff", False):
+                if (
+                    before is None
+                    or before is lock
+                    or getattr(before, "_handoff", False)
+                    or entry[1] in self.handoff_classes
+                ):
                     continue
                 same_class = entry[1] == key
                 edge = (id(before), id(lock)) if same_class else (entry[1], key)
@@ -220,6 +280,8 @@ class LockOrderGraph:
                     after_at,
                     tuple(current_stack(_hooks.thread_info()[0])),
                     gates,
+                    event_class(before),
+                    event_class(lock),
                 )
                 self._successors.setdefault(edge[0], set()).add(edge[1])
                 if cycle is None:
@@ -258,6 +320,53 @@ class LockOrderGraph:
 
 
 graph = LockOrderGraph()
+
+#: The locks found to be handoff locks, by id (weakly: an id is only theirs
+#: while they live).
+_handoff_locks: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+#: The handoff classes as events name them (see :func:`event_class`).
+_handoff_event_classes: set[str] = set()
+
+
+def event_class(lock: Any) -> str:
+    """A lock's class as events name it: ``Kind@`` and its creation site as
+    ``primitive_created`` says it (``"Lock@bank.py:12"``), so that a reader
+    of events or of a saved trace can tell a handoff class (see
+    ``tracedsync._summary``) and match it with an inversion's ``chain``."""
+    return f"{lock._kind}@{_hooks.identity(lock)[3]}"
+
+
+def is_handoff(identity: int) -> bool:
+    """Whether the live lock with this id was ever released by another
+    thread than its acquirer (while lock-order checking was on)."""
+    return _handoff_locks.get(identity) is not None
+
+
+def is_handoff_class(name: Any) -> bool:
+    """Whether locks of the class ``name`` (as :func:`event_class` and an
+    inversion's ``chain`` name it) have been found to be handoff locks."""
+    return name in _handoff_event_classes
+
+
+def _handed_off(lock: Any) -> None:
+    """Another thread than its acquirer is releasing ``lock``."""
+    _handoff_locks[id(lock)] = lock
+    _handoff_event_classes.add(event_class(lock))
+    graph.forget_class(lock._order_key or _key(lock))
+    graph.handoff_generation += 1
+
+
+def _drop_stale(held: list[Held]) -> None:
+    """Drop the entries of locks this thread does not hold any more (another
+    thread released them) or of handoff classes."""
+    me = get_ident()
+    position = 0
+    while position < len(held):
+        lock = held[position][0]()
+        if lock is None or lock._owner != me or held[position][1] in graph.handoff_classes:
+            _remove(held, position)
+        else:
+            position += 1
 
 
 def _key(lock: Any) -> str:
@@ -330,6 +439,11 @@ def acquired(
     if reference is None:
         reference = lock._weak_self = weakref.ref(lock)
     key = lock._order_key or _key(lock)
+    if key in graph.handoff_classes:
+        return
+    if held and getattr(_per_thread, "generation", 0) != graph.handoff_generation:
+        _per_thread.generation = graph.handoff_generation
+        _drop_stale(held)
     if not held:
         held.append((reference, key, lock._acquired_code, lock._acquired_offset, None))
         return
@@ -359,17 +473,25 @@ def released(lock: Any) -> None:
         return
     for position in range(len(held) - 1, -1, -1):
         if held[position][0] is reference:
-            del held[position]
-            # The locks taken after it now sit on a shorter chain.
-            for index in range(position, len(held)):
-                entry = held[index]
-                chain: int | None = None  # the outermost lock: resolved lazily
-                if index > 0:
-                    previous = _chain_at(held, index - 1)
-                    known = None if previous == UNKNOWN_CHAIN else graph.chain(previous, entry[1])
-                    chain = known if known is not None else UNKNOWN_CHAIN
-                held[index] = (entry[0], entry[1], entry[2], entry[3], chain)
+            _remove(held, position)
             return
+    owner = lock._owner
+    if owner is not None and owner != get_ident() and lock._kind == "Lock":
+        _handed_off(lock)
+
+
+def _remove(held: list[Held], position: int) -> None:
+    """Remove ``held[position]``: the locks taken after it now sit on a
+    shorter chain."""
+    del held[position]
+    for index in range(position, len(held)):
+        entry = held[index]
+        chain: int | None = None  # the outermost lock: resolved lazily
+        if index > 0:
+            previous = _chain_at(held, index - 1)
+            known = None if previous == UNKNOWN_CHAIN else graph.chain(previous, entry[1])
+            chain = known if known is not None else UNKNOWN_CHAIN
+        held[index] = (entry[0], entry[1], entry[2], entry[3], chain)
 
 
 def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_raise: bool) -> None:
@@ -398,6 +520,8 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
             "before_at": edge.before_at,
             "after_at": edge.after_at,
             "stack": list(edge.stack),
+            "before_class": edge.before_class,
+            "after_class": edge.after_class,
         }
         for edge in cycle
     ]

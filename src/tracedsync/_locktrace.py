@@ -19,6 +19,20 @@ register_internal_module(__file__)
 _LOCK_EVENTS = frozenset({"lock.acquire", "lock.release", "rlock.acquire", "rlock.release"})
 
 
+def _check_traced(primitive: object) -> None:
+    """Refuse, in one line, a primitive tracedsync never records (a plain
+    ``threading.Lock``, made while threading was not patched): a query about
+    it could only fail with a confusing message, or answer vacuously."""
+    __tracebackhide__ = True
+    if isinstance(primitive, str) or hasattr(primitive, "_identity"):
+        return
+    raise TypeError(
+        f"{primitive!r} is not a tracedsync primitive, so nothing about it is recorded: "
+        "create it with tracedsync (tracedsync.Lock()...), or let threading make traced ones "
+        "(pytest --tracedsync, @pytest.mark.tracedsync or tracedsync.patch())"
+    )
+
+
 def _describe(event: dict[str, Any]) -> str:
     return f"{short_path(event['file'])}:{event['line']} (in {event['function']})"
 
@@ -43,11 +57,13 @@ class LockTrace(Trace):
 
     @staticmethod
     def _label(primitive: object) -> str:
+        _check_traced(primitive)
         return repr(primitive) if isinstance(primitive, str) else repr(primitive.name)  # type: ignore[attr-defined]
 
     def acquisitions(self, lock: object, *, thread: object = None) -> list[dict[str, Any]]:
         """The successful acquire events of ``lock`` (recursive ones included),
         optionally only those of one thread."""
+        _check_traced(lock)
         return [
             event
             for event in self.events(primitive=lock, thread=thread)
@@ -60,6 +76,7 @@ class LockTrace(Trace):
         (an acquire, a condition or event wait, a join...), timed-out and
         failed waits included.  Fails if no wait on it was recorded."""
         __tracebackhide__ = True  # pytest: show the caller, not this method
+        _check_traced(primitive)
         waits = [
             event["waited_ns"]
             for event in self.events(primitive=primitive)
@@ -73,6 +90,7 @@ class LockTrace(Trace):
         """The longest time, in seconds, ``lock`` was held (acquire to the
         release that freed it).  Fails if no completed hold was recorded."""
         __tracebackhide__ = True  # pytest: show the caller, not this method
+        _check_traced(lock)
         holds = [
             event["held_ns"]
             for event in self.events(primitive=lock)
@@ -92,6 +110,8 @@ class LockTrace(Trace):
         order was then never exercised.
         """
         __tracebackhide__ = True  # pytest: show the caller, not this method
+        _check_traced(first)
+        _check_traced(second)
 
         def matches(event: dict[str, Any], primitive: object) -> bool:
             if isinstance(primitive, str):

@@ -28,6 +28,12 @@ finding ends the process: a second one, in another thread, waits for the
 first's report to be complete.  ``multiprocessing`` children are terminated
 before that exit (``os._exit`` skips the ``atexit`` handler that would).
 
+On ``SIGTERM`` (what a CI timeout sends) the trace is flushed, the
+timeline written and the summary printed before the process dies of the
+signal, as it would have without tracedsync; ``SIGINT`` raises
+``KeyboardInterrupt`` as usual and the program ends with status 130 after
+the same.  A program that installs its own handler keeps it.
+
 ``--on-deadlock continue`` reports and lets the program carry on as
 ``threading`` would; ``--on-deadlock raise`` raises
 :class:`~tracedsync.DeadlockError` in the thread closing a cycle, the
@@ -39,6 +45,7 @@ from __future__ import annotations
 import atexit
 import os
 import runpy
+import signal
 import sys
 import tempfile
 import threading
@@ -49,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracedsync import _hooks, _patch
-from tracedsync._config import configure
+from tracedsync._config import configure, settings
 from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
@@ -91,6 +98,10 @@ class RunOptions:
     #: Check for data races (``--races``); extra directories of user code.
     races: bool = False
     race_paths: list[str] = field(default_factory=list)
+    #: Kinds of finding (``GATE_KINDS``) that make a run that exited with
+    #: status 0 exit with ``fail_on_status`` instead (``--fail-on``).
+    fail_on: tuple[str, ...] = ()
+    fail_on_status: int = 87
 
 
 class _Session:
@@ -169,6 +180,39 @@ class _Session:
             self._races = RaceDetector([*roots, *options.race_paths])
             self._races.start()
         atexit.register(self.finish)
+        self._handle_sigterm()
+
+    def _handle_sigterm(self) -> None:
+        """Finish (trace, timeline, summary) on ``SIGTERM``, then die of it."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers
+        try:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return  # someone (an embedding program) handles it already
+        except (AttributeError, ValueError):  # no SIGTERM on this platform
+            return
+
+        def terminated(signum: int, frame: Any) -> None:
+            self.finish()
+            _terminate_children()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, terminated)
+
+    def abandon(self) -> None:
+        """The program never started (no such module): undo everything,
+        print nothing."""
+        with self._finishing:
+            self._finished = True
+        if self._races is not None:
+            self._races.stop()
+        _patch.unpatch()
+        _hooks.remove_sink(self.summary.add_record)
+        if self._trace_sink is not None:
+            self._trace_sink.finish()
+        if self._temporary_trace is not None:
+            os.unlink(self._temporary_trace)
 
     def _thread_excepthook(self, original: Any) -> Any:
         def excepthook(arguments: Any) -> None:
@@ -259,7 +303,13 @@ class _Session:
             if stream is not None:
                 stream.flush()
         if self.options.summary:
-            print(self.summary.render(full=False), file=self._stderr)
+            if settings.enabled:
+                print(self.summary.render(full=False), file=self._stderr)
+            else:
+                print(
+                    "tracedsync: TRACEDSYNC=off: nothing was traced or checked",
+                    file=self._stderr,
+                )
         if self.options.timeline is not None and self._trace_sink is not None:
             from tracedsync._timeline import write_timeline
             from tracedsync._tracefile import read_events
@@ -345,6 +395,18 @@ def run(options: RunOptions) -> int:
         sys.path[0] = os.path.dirname(os.path.abspath(options.target))
     session = _Session(options)
     session.start()
+    status = _run_program(options, session)
+    if options.fail_on and status == 0:
+        session.finish()  # the summary is complete only once threads are done
+        failing = session.summary.failing(options.fail_on)
+        if failing is not None:
+            print(f"tracedsync run: failing (--fail-on): {failing}", file=session._stderr)
+            return options.fail_on_status
+    return status
+
+
+def _run_program(options: RunOptions, session: _Session) -> int:
+    """Run the program; its exit status."""
     try:
         if options.module:
             runpy.run_module(options.target, run_name="__main__", alter_sys=True)
@@ -352,6 +414,13 @@ def run(options: RunOptions) -> int:
             runpy.run_path(options.target, run_name="__main__")
     except SystemExit as stop:
         return _exit_status(stop.code)
+    except ImportError as error:
+        if options.module and _not_started(error):
+            session.abandon()
+            print(f"tracedsync run: error: {error}", file=sys.stderr)
+            return 2
+        _print_program_error(error)
+        return 1
     except BaseException as error:  # the program's own uncaught exception
         _print_program_error(error)
         if isinstance(error, DeadlockError) and options.on_deadlock == "exit":
@@ -359,6 +428,25 @@ def run(options: RunOptions) -> int:
             return DEADLOCK_EXIT_STATUS
         return 130 if isinstance(error, KeyboardInterrupt) else 1
     return 0
+
+
+def _not_started(error: ImportError) -> bool:
+    """Whether ``runpy`` raised ``error`` looking for the module, before any
+    of the program's code ran (no frame of the traceback is the program's,
+    and nothing was being imported by it)."""
+    cause = error.__cause__
+    if cause is not None and not isinstance(cause, ImportError):
+        return False  # the module's package raised while being imported
+    for link in (error, cause):
+        traceback_ = link.__traceback__ if link is not None else None
+        while traceback_ is not None:
+            filename = traceback_.tb_frame.f_code.co_filename
+            if not (filename == runpy.__file__ or filename.startswith("<frozen")) and (
+                filename not in INTERNAL_FILES
+            ):
+                return False  # the program's own code raised it
+            traceback_ = traceback_.tb_next
+    return True
 
 
 def _exit_status(code: Any) -> int:

@@ -12,11 +12,16 @@ counted) and :data:`MAX_THREADS` threads, so its memory does not grow with
 the number of distinct locks or threads either.  It accepts both live
 records (``tracedsync run``) and event dictionaries read back from a trace
 file (``tracedsync report``).
+
+A ``Lock`` released by another thread than its acquirer is a handoff lock
+(see :mod:`tracedsync._lockorder`): an inversion through a lock of its class
+is not counted, even when it was reported before the handoff was seen; the
+summary says how many were left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracedsync._catalogue import FINDINGS, HEADINGS
@@ -41,6 +46,10 @@ OTHER_LOCKS = "(other locks)"
 MAX_THREADS = 100_000
 _ACQUIRES = {"lock.acquire", "rlock.acquire", "semaphore.acquire"}
 _RELEASES = {"lock.release", "rlock.release"}
+_INVERSION = "lock_order.inversion"
+#: Inversions whose lock classes are kept, to tell which ones a later
+#: handoff makes moot; beyond it they always count.
+MAX_INVERSIONS = 10_000
 
 
 class LockStats:
@@ -94,10 +103,18 @@ class Summary:
         self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
         #: Heading -> how many findings it had in all.
         self.finding_counts: dict[str, int] = dict.fromkeys(_HEADINGS, 0)
+        #: Kind (``GATE_KINDS``) -> how many findings of it (``--fail-on``).
+        self.kind_counts: dict[str, int] = {}
         #: Events of locks past MAX_LOCKS, counted in the OTHER_LOCKS row.
         self.merged_lock_events = 0
         #: Whether threads past MAX_THREADS emitted events.
         self.more_threads = False
+        #: Held ``Lock``-s: id -> (sequence number, thread) of the acquire.
+        self._acquirers: dict[int, tuple[int, tuple[int, int]]] = {}
+        #: ``Kind@created`` of the lock classes seen handed off.
+        self.handoff_classes: set[str] = set()
+        #: (message, lock classes) of each inversion (at most MAX_INVERSIONS).
+        self._inversions: list[tuple[str, frozenset[str]]] = []
 
     @property
     def threads(self) -> int:
@@ -112,9 +129,11 @@ class Summary:
 
     def add_record(self, record: Record) -> None:
         """Fold one live record (a sink of :mod:`tracedsync._hooks`)."""
-        _, time_ns, thread, event, _, primitive, _, _, _ = record
+        seq, time_ns, thread, event, _, primitive, _, _, _ = record
         _, thread_name, pid, token = thread
         self._add(
+            seq,
+            primitive[1],
             event,
             time_ns,
             (pid, token),
@@ -128,6 +147,8 @@ class Summary:
     def add_event(self, event: Mapping[str, Any]) -> None:
         """Fold one event dictionary (as read from a trace file)."""
         self._add(
+            event.get("seq", 0),
+            event.get("primitive_id", 0),
             event["event"],
             event["time_ns"],
             (event.get("pid", 0), event.get("thread_token", event["thread_id"])),
@@ -140,6 +161,8 @@ class Summary:
 
     def _add(
         self,
+        seq: int,
+        primitive_id: int,
         event: str,
         time_ns: int,
         thread: tuple[int, int],
@@ -158,6 +181,8 @@ class Summary:
             self._threads.add(thread)
         elif thread not in self._threads:
             self.more_threads = True
+        if kind == "Lock" and event in {"lock.acquire", "lock.release"}:
+            self._track_handoff(seq, primitive_id, event, thread, f"{kind}@{created}", data)
         if event in _ACQUIRES:
             self._acquire(self._stats(kind, name, created), data)
         elif event in _RELEASES:
@@ -168,7 +193,21 @@ class Summary:
         elif event in FINDING_EVENTS:
             message = data.get("message") or _describe(event, thread_name, kind, name, data)
             self._finding(FINDING_EVENTS[event], str(message))
+            if event == _INVERSION and len(self._inversions) < MAX_INVERSIONS:
+                chain = data.get("chain") or ()
+                classes = frozenset(
+                    str(edge.get(side))
+                    for edge in chain
+                    if isinstance(edge, Mapping)
+                    for side in ("before_class", "after_class")
+                    if edge.get(side)
+                )
+                self._inversions.append((str(message), classes))
+            finding_kind = FINDINGS[event].kind
+            if finding_kind is not None:
+                self.kind_counts[finding_kind] = self.kind_counts.get(finding_kind, 0) + 1
         elif event == "thread.exit" and data.get("outcome") == "raised":
+            self.kind_counts["thread_error"] = self.kind_counts.get("thread_error", 0) + 1
             self._finding(
                 "threads that raised", f"thread {thread_name!r} raised {data.get('exception')}"
             )
@@ -208,6 +247,52 @@ class Summary:
         if len(kept) < MAX_FINDINGS and message not in kept:
             kept.append(message)
 
+    def _track_handoff(
+        self,
+        seq: int,
+        primitive_id: int,
+        event: str,
+        thread: tuple[int, int],
+        lock_class: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        """Note a ``Lock`` released by another thread than its acquirer.
+
+        Best effort, in bounded memory (see below).  Live records of one lock
+        may arrive out of order (a release is
+        numbered before it happens, so the next acquire can arrive first): a
+        release only matches an acquire numbered before it.
+        """
+        outcome = data.get("outcome")
+        if event == "lock.acquire":
+            # Bounded as the table is: past MAX_LOCKS locks held at once (or
+            # acquired and dropped unreleased), new ones are not followed.
+            if outcome == "acquired" and (
+                primitive_id in self._acquirers or len(self._acquirers) < MAX_LOCKS
+            ):
+                self._acquirers[primitive_id] = (seq, thread)
+            return
+        if outcome != "released":
+            return
+        acquired = self._acquirers.get(primitive_id)
+        if acquired is None or acquired[0] > seq:
+            return
+        del self._acquirers[primitive_id]
+        if acquired[1] != thread:
+            self.handoff_classes.add(lock_class)
+
+    def _moot_inversions(self) -> list[str]:
+        """The inversions through a handoff class (see the module docstring)."""
+        return [message for message, classes in self._inversions if classes & self.handoff_classes]
+
+    def failing(self, kinds: Iterable[str]) -> str | None:
+        """``"2 inversion, 1 deadlock"``: the findings of ``kinds`` seen, if any
+        (what ``--fail-on`` fails on)."""
+        counts = dict(self.kind_counts)
+        counts["inversion"] = counts.get("inversion", 0) - len(self._moot_inversions())
+        seen = [f"{counts[kind]} {kind}" for kind in kinds if counts.get(kind, 0) > 0]
+        return ", ".join(seen) or None
+
     # -- rendering -----------------------------------------------------------
 
     def render(self, *, full: bool = True, top: int = 10) -> str:
@@ -223,16 +308,27 @@ class Summary:
             f"tracedsync: {self.events:,} events from {threads} "
             f"thread{'s' if self.threads != 1 else ''} over {seconds:.2f} s"
         ]
+        moot = self._moot_inversions()
+        inversions = FINDINGS[_INVERSION].heading
         for heading in _HEADINGS:
             count = self.finding_counts[heading]
+            kept = self.findings[heading]
+            if heading == inversions and moot:
+                count -= len(moot)
+                kept = [message for message in kept if message not in set(moot)]
             if not count and heading not in {"deadlocks", "lock-order inversions"}:
                 continue
             lines.append(f"  {heading}: {count or 'none'}")
-            for message in self.findings[heading]:
+            for message in kept:
                 text = message if full else message.splitlines()[0]
                 lines.extend("    " + line for line in text.splitlines())
-            if count > len(self.findings[heading]):
-                lines.append(f"    ... and {count - len(self.findings[heading])} more")
+            if count > len(kept):
+                lines.append(f"    ... and {count - len(kept)} more")
+            if heading == inversions and moot:
+                lines.append(
+                    f"    ({len(moot)} more through handoff locks, released by another thread "
+                    "than their acquirer, not counted: they order nothing)"
+                )
         lines.extend(self._contention_table(top))
         return "\n".join(lines)
 

@@ -2,7 +2,8 @@
 
 Registered by the ``pytest11`` entry point (``_tracedsync_pytestplugin``)
 only when a run asks for it; see ``docs/testing.md``.  A traced test fails,
-with a report in its failure output, when during it:
+with a report in its failure output, on the problems that are bugs by any
+reading (``TEST_FAILING_KINDS``), when during it:
 
 * a deadlock was detected (``deadlock``: a wait-for cycle, a stranded wait
   or a self-deadlock);
@@ -10,13 +11,27 @@ with a report in its failure output, when during it:
 * a lock was acquired against a declared hierarchy (``hierarchy``);
 * a :func:`~tracedsync.guarded_by` attribute was touched without its lock
   (``unguarded``);
-* a traced lock acquired during the test is still held when it ends
-  (``lock_held``);
-* a thread the test started is still alive at its end, after a grace
-  period (``thread_alive``);
 * a traced thread died with an unhandled exception (``thread_error``);
 * with ``--tracedsync-races`` (or ``races=True`` in the marker), a data race
   was found (``race``; see ``docs/races.md``).
+
+Two more are *reported* (a ``tracedsync`` section in the test's report and
+a list in the terminal summary) and fail the test only when named in
+``tracedsync_fail_on`` / ``--tracedsync-fail-on`` / ``fail_on=``
+(``TEST_REPORTED_KINDS``): a traced lock acquired during the test and still
+held when it ends (``lock_held``; never a *handoff* lock, one released by
+another thread than its acquirer, which is a signal rather than something a
+thread owns), and a thread the test function started still alive at its
+end, after a grace period (``thread_alive``).  On real suites both are
+mostly a library's design (pool workers, feeder threads, executors shut down
+later or never), so failing on them by default fails correct tests.
+
+The per-test baseline for ``thread_alive`` is the set of threads alive when
+the test function starts: threads of fixtures and of earlier tests, and so
+a library's threads that live as long as the process, are never a test's.
+Only the test that started a thread can be blamed for it, and at its own
+end: a verdict deferred to later tests would make a test's outcome depend
+on which tests run after it.
 
 Each traced test gets a :class:`Monitor`, an event sink that keeps only the
 findings, the thread exits that raised, and the last acquire or release of
@@ -33,8 +48,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tracedsync import _hooks, _patch
-from tracedsync._catalogue import FINDINGS, TEST_KINDS
+from tracedsync import _hooks, _lockorder, _patch
+from tracedsync._catalogue import FINDINGS, TEST_FAILING_KINDS, TEST_KINDS
 from tracedsync._hooks import Record
 from tracedsync._locktrace import LockTrace
 from tracedsync._report import current_stack
@@ -64,6 +79,12 @@ _MONITOR = pytest.StashKey["Monitor"]()
 _PATCHED_HERE = pytest.StashKey[bool]()
 _RACES = pytest.StashKey[Any]()
 
+#: Where a test's problems that did not fail it are listed in its report
+#: (``user_properties``: it reaches the controller under pytest-xdist).
+_REPORTED_PROPERTY = "tracedsync_reported"
+#: The most tests the terminal summary lists by name.
+MAX_SUMMARY_TESTS = 20
+
 
 class Options(NamedTuple):
     """How one traced test is checked (ini/command line, then its marker)."""
@@ -72,10 +93,15 @@ class Options(NamedTuple):
     allow: frozenset[str]
     patch: bool
     races: bool = False
+    #: The kinds that fail the test: :data:`TEST_FAILING_KINDS` plus what
+    #: ``tracedsync_fail_on`` or the marker's ``fail_on`` add.
+    fail_on: frozenset[str] = frozenset(TEST_FAILING_KINDS)
 
 
 def _check_allow(allow: Any, where: str) -> frozenset[str]:
-    kinds = frozenset([allow] if isinstance(allow, str) else allow)
+    """The kinds named by ``allow`` (a kind, or kinds; ``"a,b"`` is two)."""
+    given = [allow] if isinstance(allow, str) else list(allow)
+    kinds = frozenset(kind.strip() for text in given for kind in text.split(",") if kind.strip())
     unknown = kinds - set(KINDS)
     if unknown:
         raise ValueError(
@@ -97,8 +123,22 @@ def _run_options(config: pytest.Config) -> Options:
         allowed = _check_allow(allow, "tracedsync_allow")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    fail_on = [
+        *config.getini("tracedsync_fail_on"),
+        *(config.getoption("tracedsync_fail_on") or ()),
+    ]
+    try:
+        failing = _check_allow(fail_on, "tracedsync_fail_on")
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     races = bool(config.getoption("tracedsync_races") or config.getini("tracedsync_races"))
-    return Options(float(grace), allowed, bool(config.getini("tracedsync_patch")), races)
+    return Options(
+        float(grace),
+        allowed,
+        bool(config.getini("tracedsync_patch")),
+        races,
+        frozenset(TEST_FAILING_KINDS) | failing,
+    )
 
 
 def _item_options(defaults: Options, item: pytest.Item) -> Options:
@@ -119,6 +159,9 @@ def _item_options(defaults: Options, item: pytest.Item) -> Options:
     if "allow" in marker.kwargs:
         extra = _check_allow(marker.kwargs["allow"], "@pytest.mark.tracedsync(allow=...)")
         options = options._replace(allow=defaults.allow | extra)
+    if "fail_on" in marker.kwargs:
+        extra = _check_allow(marker.kwargs["fail_on"], "@pytest.mark.tracedsync(fail_on=...)")
+        options = options._replace(fail_on=defaults.fail_on | extra)
     if marker.kwargs.get("patch") is not None:
         options = options._replace(patch=bool(marker.kwargs["patch"]))
     if marker.kwargs.get("races") is not None:
@@ -150,6 +193,9 @@ class Monitor:
         #: by primitive id: records of one lock may reach the sink out of
         #: order, since a release is numbered before it happens.
         self.last_lock_record: dict[int, Record] = {}
+        #: Ids of the ``Lock``-s released by another thread than the one
+        #: that acquired them during the test: handoff locks, never "held".
+        self.handed_off: set[int] = set()
         self._guard = allocate_lock()
         self.call_started_ns = 0
         self.threads_before: set[threading.Thread] = set()
@@ -165,6 +211,13 @@ class Monitor:
             with self._guard:
                 known = self.last_lock_record.get(key)
                 if known is None or known[0] < record[0]:
+                    if (
+                        known is not None
+                        and event == "lock.release"
+                        and known[3] == "lock.acquire"
+                        and known[2][3] != record[2][3]  # thread tokens
+                    ):
+                        self.handed_off.add(key)
                     self.last_lock_record[key] = record
                     if len(self.last_lock_record) > MAX_TRACKED_LOCKS:
                         self._forget_released()
@@ -196,9 +249,12 @@ class Monitor:
 
     # -- checking ------------------------------------------------------------
     def problems(self) -> list[Problem]:
-        """Every problem of the test, allowed kinds left out."""
+        """Every problem of the test, allowed kinds left out (those that fail
+        it and those only reported: see :meth:`Options.fail_on`)."""
         found: list[Problem] = []
         for record in sorted(self.findings, key=lambda record: record[0]):
+            if record[3] == "lock_order.inversion" and _through_handoff(record):
+                continue
             found.append(Problem(FINDING_EVENTS[record[3]], _finding_text(record)))
         for record in sorted(self.thread_errors, key=lambda record: record[0]):
             data = _hooks.record_data(record)
@@ -256,6 +312,12 @@ class Monitor:
         for record in records:
             if not _holds(record) or record[1] < self.call_started_ns:
                 continue
+            if (
+                record[5][1] in self.handed_off
+                or _lockorder.is_handoff(record[5][1])
+                or _lockorder.is_handoff_class(f"{record[5][0]}@{record[5][3]}")
+            ):
+                continue  # a signal (a lock of a handoff class), not something owned
             kind, _, name, _ = record[5]
             where = describe_offset(record[6], record[7]) or "an unknown site"
             problems.append(
@@ -276,6 +338,19 @@ def _holds(record: Record) -> bool:
     return record[3].endswith(".acquire")
 
 
+def _through_handoff(record: Record) -> bool:
+    """Whether an inversion involves a class of locks found to be handoff
+    locks (perhaps after it was reported): they are signals, not locks a
+    thread owns, so their order proves nothing (see :mod:`tracedsync._lockorder`)."""
+    chain = _hooks.record_data(record).get("chain") or ()
+    return any(
+        _lockorder.is_handoff_class(edge.get(side))
+        for edge in chain
+        if isinstance(edge, dict)
+        for side in ("before_class", "after_class")
+    )
+
+
 def _finding_text(record: Record) -> str:
     data = _hooks.record_data(record)
     message = data.get("message")
@@ -290,18 +365,38 @@ def _finding_text(record: Record) -> str:
     )
 
 
-def format_problems(problems: list[Problem]) -> str:
-    """The failure report of a traced test."""
-    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-    lines = [f"tracedsync: this test broke lock discipline ({count})", ""]
+def _problem_lines(problems: list[Problem]) -> list[str]:
+    lines = []
     for problem in problems:
         body = problem.text.splitlines()
         lines.append(f"[{problem.kind}] {body[0]}")
         lines.extend(f"    {line}" for line in body[1:])
         lines.append("")
+    return lines
+
+
+def _count(problems: list[Problem]) -> str:
+    return f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+
+
+def format_problems(problems: list[Problem]) -> str:
+    """The failure report of a traced test."""
+    lines = [f"tracedsync: this test broke lock discipline ({_count(problems)})", ""]
+    lines.extend(_problem_lines(problems))
     lines.append(
         "To accept a kind of problem in a test: @pytest.mark.tracedsync(allow=[...]); "
         "in every test: the tracedsync_allow ini option."
+    )
+    return "\n".join(lines)
+
+
+def format_reported(problems: list[Problem]) -> str:
+    """The report of the problems that did not fail a traced test."""
+    lines = [f"tracedsync: reported, not failing this test ({_count(problems)})", ""]
+    lines.extend(_problem_lines(problems))
+    lines.append(
+        "To fail tests on a kind: @pytest.mark.tracedsync(fail_on=[...]), "
+        "--tracedsync-fail-on=KIND or the tracedsync_fail_on ini option."
     )
     return "\n".join(lines)
 
@@ -314,6 +409,8 @@ class TracedsyncPlugin:
         self.whole_run = whole_run
         self.defaults = _run_options(config)
         self.patched_for_run = False
+        #: (test id, kinds) of the tests with problems that did not fail them.
+        self.reported: list[tuple[str, list[str]]] = []
         if whole_run and self.defaults.patch and not _patch.is_patched():
             _patch.patch()
             self.patched_for_run = True
@@ -371,14 +468,44 @@ class TracedsyncPlugin:
         if hasattr(report, "wasxfail") or report.skipped:
             return
         problems = monitor.problems()
-        if not problems:
+        failing = [problem for problem in problems if problem.kind in monitor.options.fail_on]
+        reported = [problem for problem in problems if problem.kind not in monitor.options.fail_on]
+        if failing:
+            text = format_problems(failing)
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = text
+            else:
+                report.sections.append(("tracedsync", text))
+        if reported:
+            report.sections.append(("tracedsync (reported)", format_reported(reported)))
+            kinds = sorted({problem.kind for problem in reported})
+            report.user_properties.append((_REPORTED_PROPERTY, kinds))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == _REPORTED_PROPERTY:
+                self.reported.append((report.nodeid, [str(kind) for kind in value]))  # type: ignore[attr-defined]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """List the tests with problems that did not fail them, by kind."""
+        if not self.reported:
             return
-        text = format_problems(problems)
-        if report.passed:
-            report.outcome = "failed"
-            report.longrepr = text
-        else:
-            report.sections.append(("tracedsync", text))
+        terminalreporter.section("tracedsync: reported, not failing")
+        for nodeid, kinds in self.reported[:MAX_SUMMARY_TESTS]:
+            terminalreporter.write_line(f"{nodeid}: {', '.join(kinds)}")
+        if len(self.reported) > MAX_SUMMARY_TESTS:
+            terminalreporter.write_line(f"... and {len(self.reported) - MAX_SUMMARY_TESTS} more")
+        by_kind: dict[str, int] = {}
+        for _, kinds in self.reported:
+            for kind in kinds:
+                by_kind[kind] = by_kind.get(kind, 0) + 1
+        counts = ", ".join(f"{kind} in {count}" for kind, count in sorted(by_kind.items()))
+        terminalreporter.write_line(
+            f"{len(self.reported)} tests with problems reported only ({counts}); each test's "
+            "report has the details (-rP shows them for passing tests). "
+            "To fail on them: --tracedsync-fail-on=KIND or the tracedsync_fail_on ini option."
+        )
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:

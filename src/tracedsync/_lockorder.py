@@ -441,8 +441,11 @@ def acquired(
     key = lock._order_key or _key(lock)
     if key in graph.handoff_classes:
         return
-    if held and getattr(_per_thread, "generation", 0) != graph.handoff_generation:
-        _per_thread.generation = graph.handoff_generation
+    # Cheap until a handoff is seen: a missing thread-local attribute costs
+    # an exception inside getattr, so it is only read once there was one.
+    generation = graph.handoff_generation
+    if generation and held and getattr(_per_thread, "generation", 0) != generation:
+        _per_thread.generation = generation
         _drop_stale(held)
     if not held:
         held.append((reference, key, lock._acquired_code, lock._acquired_offset, None))

@@ -43,6 +43,7 @@ library's own default.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import runpy
 import signal
@@ -430,6 +431,10 @@ def _run_program(options: RunOptions, session: _Session) -> int:
     return 0
 
 
+#: The import machinery's own files (``importlib`` and its submodules).
+_IMPORTLIB = os.path.dirname(importlib.util.__file__) + os.sep
+
+
 def _not_started(error: ImportError) -> bool:
     """Whether ``runpy`` raised ``error`` looking for the module, before any
     of the program's code ran (no frame of the traceback is the program's,
@@ -441,9 +446,10 @@ def _not_started(error: ImportError) -> bool:
         traceback_ = link.__traceback__ if link is not None else None
         while traceback_ is not None:
             filename = traceback_.tb_frame.f_code.co_filename
-            if not (filename == runpy.__file__ or filename.startswith("<frozen")) and (
-                filename not in INTERNAL_FILES
-            ):
+            machinery = filename == runpy.__file__ or filename.startswith(
+                ("<frozen", _IMPORTLIB)  # 3.10's runpy looks parents up in importlib.util
+            )
+            if not machinery and filename not in INTERNAL_FILES:
                 return False  # the program's own code raised it
             traceback_ = traceback_.tb_next
     return True

@@ -223,3 +223,27 @@ def test_a_forked_child_has_no_foreign_waits_or_starts() -> None:
 
 if sys.platform == "win32":  # pragma: no cover - signals and fork are POSIX here
     pytestmark = pytest.mark.skip("POSIX only")
+
+
+def test_a_finalizer_run_inside_current_frames_never_calls_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CPython can collect garbage while sys._current_frames() holds its
+    # thread-list lock; a __del__ waiting on a traced lock then asked for the
+    # frames again and deadlocked inside CPython (seen with 32 threads).
+    from tracedsync import _sites
+
+    calls: list[int] = []
+    real = sys._current_frames
+
+    def frames_once() -> dict[int, Any]:
+        calls.append(threading.get_ident())
+        assert _sites.current_frames() is None  # what a nested caller gets
+        me = threading.get_ident()
+        assert waits.others_can_progress(me)[0]  # "cannot tell": the cautious answer
+        assert waits.others_exist(me)
+        return real()
+
+    monkeypatch.setattr(sys, "_current_frames", frames_once)
+    assert threading.get_ident() in (_sites.current_frames() or {})
+    assert calls == [threading.get_ident()]

@@ -9,12 +9,16 @@ code, never tracedsync's.
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracedsync._sites import INTERNAL_FILES, describe_site, register_internal_module
+from tracedsync._sites import (
+    INTERNAL_FILES,
+    current_frames,
+    describe_site,
+    register_internal_module,
+)
 
 __all__ = ["Report", "current_stack", "describe_primitive"]
 
@@ -50,7 +54,7 @@ def describe_primitive(primitive: Any) -> str:
 
 def current_stack(ident: int, limit: int = 6) -> list[str]:
     """The user frames thread ``ident`` is executing now, innermost first."""
-    frame = sys._current_frames().get(ident)
+    frame = (current_frames() or {}).get(ident)
     lines: list[str] = []
     while frame is not None and len(lines) < limit:
         if frame.f_code.co_filename not in INTERNAL_FILES:

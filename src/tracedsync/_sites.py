@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from _thread import get_ident
 from types import CodeType, FrameType
 
 __all__ = [
     "INTERNAL_FILES",
     "check_name",
+    "current_frames",
     "describe_line",
     "describe_offset",
     "describe_site",
@@ -112,6 +114,30 @@ def describe_line(code: CodeType | None, line: int) -> str | None:
     if code is None:
         return None
     return f"{short_path(code.co_filename)}:{line}"
+
+
+#: Threads inside :func:`current_frames` right now.
+_reading_frames: set[int] = set()
+
+
+def current_frames() -> dict[int, FrameType] | None:
+    """:func:`sys._current_frames`, or ``None`` when the calling thread is
+    already inside it.
+
+    CPython can run the garbage collector while ``sys._current_frames()``
+    holds the interpreter's thread-list lock (it makes frame objects); a
+    ``__del__`` run there that waits on a traced primitive would call it
+    again and deadlock inside CPython.  The nested call gets ``None``:
+    "cannot tell", which every caller treats as the cautious answer.
+    """
+    me = get_ident()
+    if me in _reading_frames:
+        return None
+    _reading_frames.add(me)
+    try:
+        return sys._current_frames()
+    finally:
+        _reading_frames.discard(me)
 
 
 def module_in(module_name: str, prefixes: tuple[str, ...]) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import threading
 from _thread import get_ident
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
 from tracedsync._guards import internal_lock
-from tracedsync._sites import register_internal_module, user_frame
+from tracedsync._sites import current_frames, register_internal_module, user_frame
 
 __all__ = ["Wait", "WaitRegistry", "waits"]
 
@@ -139,7 +138,10 @@ class WaitRegistry:
         alive or starting: one that could still release what ``me`` holds."""
         if _limbo or self.starting:
             return True
-        return any(ident != me and ident not in self.internal for ident in sys._current_frames())
+        frames = current_frames()
+        if frames is None:  # inside sys._current_frames() already: cannot tell
+            return True
+        return any(ident != me and ident not in self.internal for ident in frames)
 
     def others_can_progress(self, me: int | None) -> tuple[bool, int]:
         """Whether a thread other than ``me`` is running or may wake by itself
@@ -163,7 +165,9 @@ class WaitRegistry:
             return True, generation
         main = threading.main_thread()
         main_ident, main_finished = main.ident, not main.is_alive()
-        frames = sys._current_frames()
+        frames = current_frames()
+        if frames is None:  # inside sys._current_frames() already: cannot tell
+            return True, generation
         for ident in frames:
             if ident == me or ident in self.internal or (ident == main_ident and main_finished):
                 continue

@@ -107,7 +107,7 @@ def configure(
     ``log_level``: the lowest level of events rendered through structlog, one
     of ``"debug"`` (every operation), ``"info"``, ``"warning"`` (suspicious
     things such as a self re-acquire), ``"error"`` (deadlocks; the default),
-    ``"critical"`` or ``"off"``, or a :mod:`logging` level number such as
+    ``"critical"`` or ``"off"``, or a ``logging`` level number such as
     ``logging.WARNING``.  The same as ``TRACEDSYNC_LOG``.
 
     ``log_format``: ``"console"`` (the default) or ``"json"`` lines on stderr,
@@ -192,7 +192,7 @@ def _check_type(name: str, value: object, expected: type) -> None:
 
 
 def _log_level(value: object) -> int:
-    """A level name (``"warning"``) or a standard :mod:`logging` level number
+    """A level name (``"warning"``) or a standard ``logging`` level number
     (``logging.WARNING``) as tracedsync's level number."""
     if isinstance(value, str):
         found = LOG_LEVELS.get(value.lower())

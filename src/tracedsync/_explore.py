@@ -90,7 +90,7 @@ class InterleavingError(AssertionError):
 class ExploreResult:
     """What an exploration that found nothing did.
 
-    Check :attr:`complete` (or pass ``require_complete=True``) before reading
+    Check ``complete`` (or pass ``require_complete=True``) before reading
     "nothing found" as "no interleaving fails": a search stopped by its
     budget says nothing about the schedules it did not reach.
     """
@@ -98,7 +98,7 @@ class ExploreResult:
     runs: int
     strategy: str
     #: For the exhaustive strategy: every schedule within ``preemption_bound``
-    #: ran (with no bound: every schedule; then :attr:`complete` too).
+    #: ran (with no bound: every schedule; then ``complete`` too).
     exhausted: bool = False
     #: How many different interleavings (schedules) ran: every run, for the
     #: exhaustive search; for the randomised strategies, repeats counted once.
@@ -191,7 +191,7 @@ def explore(
     first failing run; returns an :class:`ExploreResult` when none failed,
     which says how many interleavings ran and whether that was all of them.
 
-    ``require_complete``: raise :class:`IncompleteExplorationError` unless
+    ``require_complete``: raise ``IncompleteExplorationError`` unless
     every interleaving ran (an exhaustive search, neither stopped by ``runs``
     nor cut by ``preemption_bound``): a passing test then proves the
     property for every schedule.  Only the exhaustive strategy can complete.

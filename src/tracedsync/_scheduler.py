@@ -62,7 +62,7 @@ __all__ = [
 register_internal_module(__file__)
 
 RUNNABLE, BLOCKED, FINISHED = "runnable", "blocked", "finished"
-#: What a scheduling point is, for fairness (see :meth:`Run.point`): an
+#: What a scheduling point is, for fairness (see ``Run.point``): an
 #: ordinary step; a yield ("let others run": ``time.sleep``,
 #: ``os.sched_yield``); a possible spin (``yield_point``, a failed
 #: non-blocking acquire), a yield when the thread comes back to the same one
@@ -130,7 +130,7 @@ class _Managed:
         #: Set while the thread runs code that must block for real (starting a
         #: thread waits for it to boot), outside the model.
         self.free = False
-        #: Fairness (see :meth:`Run.point`): when the thread last yielded (a
+        #: Fairness (see ``Run.point``): when the thread last yielded (a
         #: sequence number, ``None`` once it ran again), and the threads that
         #: were eligible then and must each take a step before it runs again.
         self.yielded: int | None = None
@@ -543,7 +543,7 @@ def yield_point() -> None:
 
     Reached again by the same thread with no other thread having run since
     (``while not done: yield_point()``), it is a spin, and lets the others
-    run (see :meth:`Run.point`)."""
+    run (see ``Run.point``)."""
     if _active is not None:
         point_at_caller("yield_point", "", 2, SPIN)
 

@@ -26,7 +26,7 @@ SOURCE = Path(tracedsync.__file__).parent
 #: Functions whose first argument is an event name.
 EMITTERS = {"emit", "publish", "deliver"}
 #: Functions whose first argument is always a finding's event name.
-FINDING_EMITTERS = {"_apply"}
+FINDING_EMITTERS = {"_apply", "report_finding"}
 #: The level arguments that make an emitted event a finding.
 FINDING_LEVELS = {"WARNING", "ERROR"}
 

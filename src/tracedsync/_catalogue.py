@@ -39,16 +39,18 @@ class Finding(NamedTuple):
     kind: str | None
     #: The heading ``tracedsync run``'s summary lists it under.
     heading: str
+    #: The level it is emitted at (a ``TRACEDSYNC_LOG`` name).
+    level: str = "warning"
 
 
 #: Every finding event, by name.
 FINDINGS: dict[str, Finding] = {
     finding.event: finding
     for finding in (
-        Finding("deadlock.cycle", "deadlock", "deadlocks"),
-        Finding("deadlock.stranded", "deadlock", "deadlocks"),
-        Finding("deadlock.self_reacquire", "deadlock", "deadlocks"),
-        Finding("run.hang", "deadlock", "deadlocks"),
+        Finding("deadlock.cycle", "deadlock", "deadlocks", "error"),
+        Finding("deadlock.stranded", "deadlock", "deadlocks", "error"),
+        Finding("deadlock.self_reacquire", "deadlock", "deadlocks", "error"),
+        Finding("run.hang", "deadlock", "deadlocks", "error"),
         Finding("lock_order.inversion", "inversion", "lock-order inversions"),
         Finding("lock_order.hierarchy", "hierarchy", "declared lock orders broken"),
         Finding("guard.violation", "unguarded", "unguarded accesses"),

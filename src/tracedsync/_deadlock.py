@@ -25,10 +25,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NamedTuple
 
-from tracedsync import _hooks
 from tracedsync._errors import DeadlockError
+from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
-from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module
 from tracedsync._waits import Wait, waits
@@ -178,23 +177,20 @@ def _apply(
     requested_at: str | None,
     held_at: str | None = None,
 ) -> None:
-    """Emit the finding and apply the ``deadlock`` policy of ``primitive``."""
-    data = {"message": report.message, **report.details}
-    _hooks.emit(event, primitive, frame, data, _hooks.ERROR)
-    policy = policy_for("deadlock", primitive)
-    if callable(policy):
-        policy(report)
-        return
-    if policy == "raise":
-        error = DeadlockError(
+    """Report the finding through the pipeline (``deadlock`` policy)."""
+    report_finding(
+        event,
+        report,
+        primitive,
+        frame,
+        error=lambda: DeadlockError(
             report.message,
             primitive=primitive.name,
             thread_name=thread_name,
             held_at=held_at,
             requested_at=requested_at,
-        )
-        error.report = report
-        raise error
+        ),
+    )
 
 
 def wait_unless_stranded(

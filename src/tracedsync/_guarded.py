@@ -28,11 +28,11 @@ from _thread import get_ident
 from types import FrameType
 from typing import Any
 
-from tracedsync import _hooks, _scheduler
+from tracedsync import _scheduler
 from tracedsync._config import settings
 from tracedsync._errors import UnguardedAccessError
+from tracedsync._findings import report_finding
 from tracedsync._lock import _LockBase
-from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
 
@@ -199,22 +199,21 @@ class GuardedBy:
         report = Report(
             "unguarded", "\n".join(lines), ("unguarded", attribute, access, at), details
         )
-        if isinstance(lock, _LockBase):  # plain locks have no identity to put in an event
-            data = {"message": report.message, **details}
-            _hooks.emit("guard.violation", lock, frame, data, _hooks.WARNING)
-        policy = policy_for("unguarded", lock)
-        if callable(policy):
-            policy(report)
-        elif policy == "raise":
-            error = UnguardedAccessError(
+        report_finding(
+            "guard.violation",
+            report,
+            lock,
+            frame,
+            error=lambda: UnguardedAccessError(
                 report.message,
                 attribute=attribute,
                 access=access,
                 lock=lock_name,
                 thread_name=thread,
-            )
-            error.report = report
-            raise error
+            ),
+            # plain locks have no identity to put in an event
+            emit=isinstance(lock, _LockBase),
+        )
 
 
 def guarded_by(lock_attribute: str) -> Any:

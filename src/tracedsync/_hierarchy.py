@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
-from tracedsync import _hooks
 from tracedsync._config import settings
+from tracedsync._findings import report_finding
 from tracedsync._guards import internal_lock
-from tracedsync._policy import apply_order_policy
+from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import (
     caller_site,
@@ -269,15 +269,12 @@ def _violation(
         "stack": stack,
     }
     report = Report("hierarchy", "\n".join(lines), ("hierarchy", lock.name, before.name), details)
-    _hooks.emit(
-        "lock_order.hierarchy", lock, frame, {"message": report.message, **details}, _hooks.WARNING
-    )
-    apply_order_policy(
-        "hierarchy",
-        lock,
+    report_finding(
+        "lock_order.hierarchy",
         report,
-        may_raise,
-        thread_name=thread,
-        held_at=before_at,
-        requested_at=acquired_at,
+        lock,
+        frame,
+        error=order_error(lock, report, thread, before_at, acquired_at),
+        may_raise=may_raise,
+        undo=lock._undo_acquire,
     )

@@ -44,10 +44,11 @@ from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
 from tracedsync import _hooks
+from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._hierarchy import check as _check_hierarchy
 from tracedsync._hierarchy import ranks as _declared_ranks
-from tracedsync._policy import apply_order_policy
+from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
 
@@ -530,19 +531,12 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
     ]
     signature = ("inversion", *sorted((e["before"], e["after"]) for e in chain))
     report = Report("inversion", "\n".join(lines), signature, {"chain": chain})
-    _hooks.emit(
+    report_finding(
         "lock_order.inversion",
+        report,
         lock,
         frame,
-        {"message": report.message, "chain": chain},
-        _hooks.WARNING,
-    )
-    apply_order_policy(
-        "inversion",
-        lock,
-        report,
-        may_raise,
-        thread_name=new.thread,
-        held_at=new.before_at,
-        requested_at=new.after_at,
+        error=order_error(lock, report, new.thread, new.before_at, new.after_at),
+        may_raise=may_raise,
+        undo=lock._undo_acquire,
     )

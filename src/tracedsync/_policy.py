@@ -13,12 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union
 
 from tracedsync._catalogue import POLICY_KINDS
+from tracedsync._errors import LockOrderError
 from tracedsync._sites import register_internal_module
 
 if TYPE_CHECKING:
     from tracedsync._report import Report
 
-__all__ = ["KINDS", "Policy", "apply_order_policy", "check_policy", "policy_for", "set_policy"]
+__all__ = ["KINDS", "Policy", "check_policy", "order_error", "policy_for", "set_policy"]
 
 register_internal_module(__file__)
 
@@ -74,38 +75,23 @@ def policy_for(kind: str, primitive: Any = None) -> Policy:
     return _global[kind]
 
 
-def apply_order_policy(
-    kind: str,
+def order_error(
     lock: Any,
     report: Report,
-    may_raise: bool,
-    *,
     thread_name: str,
     held_at: str | None,
     requested_at: str | None,
-) -> None:
-    """Apply the ``inversion`` or ``hierarchy`` policy of ``lock`` to a finding
-    whose event was already emitted: call the callback, or raise
-    :class:`~tracedsync.LockOrderError` under ``"raise"`` when the acquire may
-    be refused.  Either way an acquire that fails is undone first, so the
-    lock never stays held by an acquire that raised."""
-    from tracedsync._errors import LockOrderError
+) -> Callable[[], LockOrderError]:
+    """The error an ``inversion`` or ``hierarchy`` finding about ``lock``
+    raises under ``"raise"`` (built only then)."""
 
-    policy = policy_for(kind, lock)
-    if callable(policy):
-        try:
-            policy(report)
-        except BaseException:
-            lock._undo_acquire()
-            raise
-    elif policy == "raise" and may_raise:
-        lock._undo_acquire()
-        error = LockOrderError(
+    def build() -> LockOrderError:
+        return LockOrderError(
             report.message,
             primitive=lock.name,
             thread_name=thread_name,
             held_at=held_at,
             requested_at=requested_at,
         )
-        error.report = report
-        raise error
+
+    return build

@@ -30,8 +30,9 @@ class Report:
     """One finding of a detector.
 
     ``kind`` is ``"deadlock"``, ``"inversion"``, ``"long_wait"``,
-    ``"hierarchy"`` (a declared lock order broken) or ``"unguarded"`` (a
-    :func:`~tracedsync.guarded_by` attribute touched without its lock);
+    ``"hierarchy"`` (a declared lock order broken), ``"unguarded"`` (a
+    :func:`~tracedsync.guarded_by` attribute touched without its lock),
+    ``"race"`` or ``"note"`` (a limit reached);
     ``message`` the text shown to people; ``signature`` identifies the
     finding for deduplication; ``details`` holds the same facts as data (the
     fields of the corresponding event).

@@ -22,8 +22,8 @@ from time import monotonic_ns
 from typing import Any
 
 from tracedsync import _hooks
+from tracedsync._findings import report_finding
 from tracedsync._guards import internal_lock
-from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import current_frames, describe_offset, register_internal_module
 from tracedsync._waits import Wait, waits
@@ -131,12 +131,7 @@ def _report(ident: int, wait: Wait, now: int) -> None:
         lines.append(f"    {thread_label(other)}: {shown}")
     details["stacks"] = stacks
     report = Report("long_wait", "\n".join(lines), ("long_wait", ident, wait.since_ns), details)
-    _hooks.emit(
-        "wait.long", primitive, None, {"message": report.message, **details}, _hooks.WARNING
-    )
-    policy = policy_for("long_wait", primitive)
-    if callable(policy):
-        policy(report)
+    report_finding("wait.long", report, primitive)
 
 
 watchdog = Watchdog()

@@ -43,6 +43,7 @@ from types import FrameType
 from typing import Any
 
 from tracedsync import _hooks
+from tracedsync._findings import report_finding
 from tracedsync._hooks import Record
 from tracedsync._races.accesses import (
     FAST,
@@ -68,6 +69,7 @@ from tracedsync._races.clocks import (
 )
 from tracedsync._races.monitor import Capture, UserFiles, make_capture
 from tracedsync._races.shadow import DEFAULT_LIMIT, Location, Shadow, Site, _KeyedRef
+from tracedsync._report import Report
 from tracedsync._sites import register_internal_module, short_path
 
 __all__ = ["MAX_REPORTS", "RaceDetector"]
@@ -446,16 +448,17 @@ class RaceDetector:
             if key in self._seen or len(self._seen) >= MAX_REPORTS:
                 return
             self._seen.add(key)
-        data = {
-            "message": _message(label, what, earlier, later),
+        details = {
             "location": label,
             "object_type": what,
             "attribute": access.name,
             "accesses": [_site_data(earlier), _site_data(later)],
         }
+        report = Report("race", _message(label, what, earlier, later), ("race", *key), details)
+        data = {"message": report.message, **details}
         with self._lock:
             self.races.append(data)
-        _hooks.emit("race.data", _Subject(label), frame, data, _hooks.WARNING)
+        report_finding("race.data", report, _Subject(label), frame)
         if self.on_race is not None:
             self.on_race(data)
 
@@ -465,8 +468,8 @@ class RaceDetector:
             f"Race detector: {limit:,} locations tracked, the limit; accesses to new "
             "locations are no longer checked."
         )
-        data = {"message": message, "max_locations": limit}
-        _hooks.emit("race.shadow_full", _Subject("race detector"), frame, data, _hooks.WARNING)
+        report = Report("note", message, ("race.shadow_full",), {"max_locations": limit})
+        report_finding("race.shadow_full", report, _Subject("race detector"), frame)
 
 
 def _resolve(frame: FrameType, receiver: Receiver) -> Any:

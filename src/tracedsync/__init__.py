@@ -22,7 +22,7 @@ from tracedsync import (
     _watchdog,  # noqa: F401 - honours TRACEDSYNC_WAIT_WARNING at import
 )
 from tracedsync._assertions import assert_no_locks_held, held_locks
-from tracedsync._config import configure
+from tracedsync._configure import configure
 from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
 from tracedsync._explore import (
     ExploreResult,
@@ -34,7 +34,6 @@ from tracedsync._explore import (
 )
 from tracedsync._guarded import guarded_by
 from tracedsync._hierarchy import declare_level, declare_order
-from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._lock import Lock, RLock
 from tracedsync._locktrace import LockTrace
 from tracedsync._patch import is_patched, patch, patched, unpatch
@@ -42,6 +41,7 @@ from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
 from tracedsync._report import Report
 from tracedsync._schedules import schedules
+from tracedsync._schema import SCHEMA_VERSION
 from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer

@@ -11,6 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tracedsync import __version__
+from tracedsync._catalogue import GATE_KINDS
+
 __all__ = ["main"]
 
 _RUN_EPILOG = """\
@@ -40,19 +43,17 @@ IMPLEMENTATION = "pure Python implementation"
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError, version  # start-up cost: --version only
 
     try:
         number = version("tracedsync")
     except PackageNotFoundError:  # run from a source tree
-        from tracedsync import __version__ as number
+        number = __version__
     return f"tracedsync {number} ({IMPLEMENTATION}, Python {sys.version.split()[0]})"
 
 
 def _kinds(text: str) -> tuple[str, ...]:
     """``--fail-on``'s value: kinds of finding from the catalogue."""
-    from tracedsync._catalogue import GATE_KINDS
-
     kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
     unknown = [kind for kind in kinds if kind not in GATE_KINDS]
     if unknown or not kinds:
@@ -220,13 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(parser, arguments)
     if arguments.command in {"report", "timeline"}:
         return _read_back(arguments)
-    from tracedsync._demo import run_demo
+    from tracedsync._demo import run_demo  # start-up cost: each command loads its own modules
 
     return run_demo(sys.stdout)
 
 
 def _run(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
-    from tracedsync._run import RunOptions, run
+    from tracedsync._run import RunOptions, run  # start-up cost: each command loads its own
 
     program = list(arguments.program)
     if arguments.module is not None:
@@ -281,6 +282,7 @@ def _read_back(arguments: argparse.Namespace) -> int:
     """``report`` and ``timeline``: every bad line of the trace is one line on
     stderr and makes the exit status 2; the good ones are still summarised
     or converted."""
+    # Start-up cost: each command loads only its own modules.
     from tracedsync._summary import Summary
     from tracedsync._timeline import write_timeline
     from tracedsync._tracefile import TraceFileError, read_events

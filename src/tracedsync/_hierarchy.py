@@ -94,14 +94,19 @@ def _rank_of(lock: Any) -> Rank:
     return rank
 
 
+def is_traced_lock(lock: object) -> bool:
+    """Whether ``lock`` is a ``tracedsync.Lock`` or ``RLock`` (read from a
+    class marker: this module is imported by the lock module, not the
+    other way round)."""
+    return getattr(type(lock), "_tracedsync_lock", False) is True
+
+
 def _traced(locks: Iterable[Any], what: str) -> list[Any] | None:
     """The locks if all are tracedsync locks; ``None`` if the off switch made
     some of them plain ``threading`` locks (nothing can be checked then)."""
-    from tracedsync._lock import _LockBase
-
     checked = list(locks)
     for lock in checked:
-        if not isinstance(lock, _LockBase):
+        if not is_traced_lock(lock):
             if not settings.enabled:
                 return None
             raise TypeError(

@@ -40,7 +40,6 @@ __all__ = [
     "DEBUG",
     "ERROR",
     "RECORD_FIELDS",
-    "SCHEMA_VERSION",
     "WARNING",
     "BoundedSink",
     "Identity",
@@ -62,10 +61,6 @@ __all__ = [
 ]
 
 register_internal_module(__file__)
-
-#: Version of the event schema documented in ``docs/events.md``; carried in
-#: every event as ``schema``.
-SCHEMA_VERSION = 1
 
 DEBUG = LOG_LEVELS["debug"]
 WARNING = LOG_LEVELS["warning"]

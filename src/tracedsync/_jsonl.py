@@ -34,8 +34,8 @@ from types import CodeType
 from typing import Any
 
 from tracedsync import _hooks
-from tracedsync._hooks import SCHEMA_VERSION, Identity, Record, ThreadInfo
-from tracedsync._schema import LEVEL_NAMES, line_of, record_to_dict
+from tracedsync._hooks import Identity, Record, ThreadInfo
+from tracedsync._schema import LEVEL_NAMES, SCHEMA_VERSION, line_of, record_to_dict
 from tracedsync._sites import register_internal_module
 
 __all__ = ["OWNER_VARIABLE", "JsonLinesSink", "open_log_file", "record_to_json"]

@@ -26,6 +26,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 from tracedsync import _blocking, _hooks, _lockorder
+from tracedsync._assertions import held_error, not_held_error
 from tracedsync._config import settings
 from tracedsync._hooks import Identity
 from tracedsync._sites import (
@@ -103,6 +104,9 @@ class _LockBase:
         "_weak_self",
     )
     _kind = "Lock"
+    #: Marks a traced lock for the modules this one imports (they cannot
+    #: import this module back): see ``_hierarchy.is_traced_lock``.
+    _tracedsync_lock = True
     #: Prefix of this class's event names (``lock.acquire``...).
     _events = "lock"
     _name: str | None
@@ -200,8 +204,6 @@ class _LockBase:
         ``REQUIRES(lock)``.  Always checked, also under ``python -O``.
         """
         if self._owner != get_ident():
-            from tracedsync._assertions import not_held_error
-
             raise not_held_error(self)
 
     def assert_not_held(self) -> None:
@@ -209,8 +211,6 @@ class _LockBase:
         (see :meth:`assert_held`): e.g. before calling out to code that may
         take it, or before a blocking wait."""
         if self._owner == get_ident():
-            from tracedsync._assertions import held_error
-
             raise held_error(self)
 
 

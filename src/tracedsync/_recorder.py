@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
 
-from tracedsync import _hooks
+from tracedsync import _hooks, _pairing
 from tracedsync._guards import internal_lock
 from tracedsync._hooks import Record
 from tracedsync._jsonl import record_to_json
@@ -151,9 +151,7 @@ class Trace:
         Failed operations (``outcome`` other than ``acquired`` or
         ``released``) change nothing.
         """
-        from tracedsync._pairing import pairing_violations
-
-        return pairing_violations(self._events())
+        return _pairing.pairing_violations(self._events())
 
     def assert_pairing(self) -> None:
         """Raise ``AssertionError`` listing every pairing violation, if any."""

@@ -57,7 +57,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracedsync import _hooks, _patch
-from tracedsync._config import configure, settings
+from tracedsync._config import settings
+from tracedsync._configure import configure
 from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
@@ -172,7 +173,7 @@ class _Session:
             threading.excepthook = self._thread_excepthook(threading.excepthook)
         _patch.patch()
         if options.races:
-            from tracedsync._races import RaceDetector
+            from tracedsync._races import RaceDetector  # start-up cost: only with --races
 
             if options.module:
                 roots = [os.getcwd()]
@@ -312,6 +313,7 @@ class _Session:
                     file=self._stderr,
                 )
         if self.options.timeline is not None and self._trace_sink is not None:
+            # Start-up cost: only with --timeline.
             from tracedsync._timeline import write_timeline
             from tracedsync._tracefile import read_events
 

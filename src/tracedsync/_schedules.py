@@ -445,7 +445,7 @@ def schedules(max_deviations: int = 20, max_gap: int = 200, max_threads: int = 8
     steps: the simplest failing interleaving.  Its example database replays
     the failure on the next run.
     """
-    from hypothesis import strategies
+    from hypothesis import strategies  # an optional dependency
 
     deviation = strategies.tuples(
         strategies.integers(min_value=0, max_value=max_gap),

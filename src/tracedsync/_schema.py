@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import functools
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracedsync._config import LOG_LEVELS
-from tracedsync._hooks import SCHEMA_VERSION, Record
 from tracedsync._sites import line_at, register_internal_module
+
+if TYPE_CHECKING:
+    from tracedsync._hooks import Record
 
 __all__ = [
     "COMMON_FIELD_TYPES",
     "EVENT_FIELD_TYPES",
     "LEVEL_NAMES",
     "NON_NEGATIVE_FIELDS",
+    "SCHEMA_VERSION",
     "line_of",
     "record_to_dict",
 ]
 
 register_internal_module(__file__)
+
+#: Version of the event schema documented in ``docs/events.md``; carried in
+#: every event as ``schema``.
+SCHEMA_VERSION = 1
 
 LEVEL_NAMES = {number: name for name, number in LOG_LEVELS.items()}
 

@@ -18,12 +18,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tracedsync._hooks import SCHEMA_VERSION
 from tracedsync._schema import (
     COMMON_FIELD_TYPES,
     EVENT_FIELD_TYPES,
     LEVEL_NAMES,
     NON_NEGATIVE_FIELDS,
+    SCHEMA_VERSION,
 )
 from tracedsync._sites import register_internal_module
 

@@ -446,7 +446,7 @@ class TracedsyncPlugin:
         item.stash[_MONITOR] = monitor
         monitor.start()
         if options.races:
-            from tracedsync._races import RaceDetector
+            from tracedsync._races import RaceDetector  # start-up cost: only with races on
 
             detector = RaceDetector([str(item.config.rootpath)])
             item.stash[_RACES] = detector
@@ -525,7 +525,7 @@ class TracedsyncPlugin:
 
 def activate(config: pytest.Config, *, whole_run: bool) -> None:
     """Register the plugin for this run (once)."""
-    from _tracedsync_pytestplugin import PLUGIN_NAME
+    from _tracedsync_pytestplugin import PLUGIN_NAME  # the entry point imports this module
 
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(TracedsyncPlugin(config, whole_run=whole_run), PLUGIN_NAME)

@@ -1,11 +1,19 @@
-"""The blocking path: every operation that has to wait passes through here.
+"""The blocking path: the one wait protocol of every operation that waits.
 
-This is tracedsync's choke point for waits.  A primitive calls
-:func:`acquire_contended` when a lock is busy, and wraps every other wait
-(condition, event, semaphore, barrier, join) in :func:`begin_wait` /
-:func:`end_wait`.  The wait is registered in :data:`tracedsync._waits.waits`
-for as long as it lasts, so the deadlock checks can see who is blocked, and a
-self re-acquire of a ``Lock`` is checked here before the thread blocks.
+Six operations block: a contended ``Lock``/``RLock`` acquire, and the waits
+of ``Condition``, ``Semaphore``, ``Event``, ``Barrier`` and ``Thread.join``.
+Each follows one protocol, :class:`Blocked`: :func:`begin_blocked` emits the
+``<event>.blocked`` event (while something observes), registers the wait in
+:data:`tracedsync._waits.waits` for as long as it lasts (so the deadlock
+checks see who is blocked), first checking an untimed wait for a wait-for
+cycle when the primitive has a known releaser (a refused wait gets its
+``error`` outcome event and raises); then the primitive waits, and
+:meth:`Blocked.failed`, :meth:`Blocked.end` and :meth:`Blocked.outcome` close
+it.  Where the explorer controls the thread, the waits that it cannot model
+through ``threading._allocate_lock`` (a contended traced lock, a join) ask it
+through the explorer interface (:mod:`tracedsync._control`).  A contended
+lock acquire is :func:`acquire_contended`, which also checks a self
+re-acquire of a ``Lock`` before the thread blocks.
 """
 
 from __future__ import annotations
@@ -14,9 +22,9 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tracedsync import _hooks, _lockorder, _scheduler
+from tracedsync import _control, _hooks, _lockorder
 from tracedsync._config import settings
 from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
 from tracedsync._errors import DeadlockError
@@ -32,7 +40,7 @@ from tracedsync._waits import Wait, waits
 if TYPE_CHECKING:
     from tracedsync._lock import Lock, RLock
 
-__all__ = ["acquire_contended", "begin_wait", "end_wait", "thread_name"]
+__all__ = ["Blocked", "acquire_contended", "begin_blocked", "begin_wait", "end_wait", "thread_name"]
 
 register_internal_module(__file__)
 
@@ -65,6 +73,79 @@ def begin_wait(
 def end_wait(outer: Wait | None) -> None:
     """Unregister the calling thread's wait (see :func:`begin_wait`)."""
     waits.end(outer)
+
+
+class Blocked:
+    """One blocking wait, from its ``<event>.blocked`` event to its outcome
+    event (see the module docstring); made by :func:`begin_blocked`."""
+
+    __slots__ = ("event", "frame", "observing", "outer", "primitive", "started_ns")
+
+    def __init__(
+        self,
+        event: str,
+        primitive: Any,
+        frame: FrameType | None,
+        observing: bool,
+        started_ns: int,
+        outer: Wait | None,
+    ) -> None:
+        self.event = event
+        self.primitive = primitive
+        self.frame = frame
+        self.observing = observing
+        self.started_ns = started_ns
+        self.outer = outer
+
+    def failed(self, error: BaseException, **fields: Any) -> None:
+        """The wait ended with ``error``: its ``error`` outcome event."""
+        if self.observing:
+            data = {"outcome": "error", "error": _hooks.describe_error(error), **fields}
+            _hooks.emit(self.event, self.primitive, self.frame, data)
+
+    def end(self) -> None:
+        """Unregister the wait, however it ended."""
+        waits.end(self.outer)
+
+    def outcome(self, outcome: str, **fields: Any) -> int:
+        """The wait returned: its outcome event, with the time it waited;
+        the event's timestamp (``0`` when nothing observes)."""
+        if not self.observing:
+            return 0
+        stamped = _hooks.stamp()
+        data = {"outcome": outcome, "waited_ns": stamped[1] - self.started_ns, **fields}
+        _hooks.deliver(stamped, self.event, self.primitive, self.frame, data)
+        return stamped[1]
+
+
+def begin_blocked(
+    primitive: Any,
+    event: str,
+    frame: FrameType | None,
+    timed: bool,
+    blocked: dict[str, Any],
+    *,
+    check_cycle: bool = False,
+    self_wait: bool = False,
+    refused: dict[str, Any] | None = None,
+) -> Blocked:
+    """Begin a blocking wait on ``primitive`` made in ``frame``: emit
+    ``<event>.blocked`` with the fields ``blocked`` (while observing) and
+    register the wait (see :func:`begin_wait`).  If the cycle check refuses
+    it, the ``error`` outcome event (with the fields ``refused``) is emitted
+    and :class:`DeadlockError` propagates."""
+    observing = _hooks.observing
+    started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) if observing else 0
+    try:
+        outer = begin_wait(primitive, timed, frame, check_cycle=check_cycle, self_wait=self_wait)
+    except DeadlockError as error:
+        if observing:
+            data = {"outcome": "error", "error": _hooks.describe_error(error)}
+            if refused:
+                data.update(refused)
+            _hooks.emit(event, primitive, frame, data)
+        raise
+    return Blocked(event, primitive, frame, observing, started_ns, outer)
 
 
 def thread_name(ident: int) -> str:
@@ -104,52 +185,46 @@ def acquire_contended(
     without its lock.
     """
     me = get_ident()
-    observing = _hooks.observing
     event = lock._events + ".acquire"
     self_reacquire = lock._owner == me  # an RLock's owner never gets here
     if not blocking or timeout == 0:
         if self_reacquire:
             _warn_self_reacquire(lock, frame, "a non-blocking acquire returns False")
-        if observing:
+        if _hooks.observing:
             data = {"outcome": "would_block", "waited_ns": 0, "blocking": bool(blocking)}
             data["timeout"] = timeout
             _hooks.emit(event, lock, frame, data)
         return False
     if self_reacquire:
         _check_self_reacquire(lock, timeout, frame)
-    if observing:
-        holder = {"timeout": timeout, "holder_thread_id": lock._owner}
-        started_ns = _hooks.emit(event + ".blocked", lock, frame, holder)
-    try:
-        outer = begin_wait(
-            lock, timeout >= 0, frame, check_cycle=not self_reacquire, self_wait=self_reacquire
-        )
-    except DeadlockError as error:
-        if observing:
-            data = {"outcome": "error", "error": _hooks.describe_error(error), "timeout": timeout}
-            _hooks.emit(event, lock, frame, data)
-        raise
+    wait = begin_blocked(
+        lock,
+        event,
+        frame,
+        timeout >= 0,
+        {"timeout": timeout, "holder_thread_id": lock._owner},
+        check_cycle=not self_reacquire,
+        self_wait=self_reacquire,
+        refused={"timeout": timeout},
+    )
     code, offset = user_site(frame)  # before the wait: see Lock._take
     prepared = _lockorder.prepared_entry(lock, code, offset) if _hooks.ordering else None
     try:
         try:
             acquired = _wait_and_take(lock, timeout, frame, me, self_reacquire, code, offset)
         finally:
-            waits.end(outer)
+            wait.end()
         if acquired and _hooks.ordering and not quiet:
             _lockorder.acquired(lock, frame, timeout < 0 and not restoring, prepared)
     except BaseException as error:
-        if observing:
-            data = {
-                "outcome": "error",
-                "error": _hooks.describe_error(error),
-                "blocking": True,
-                "timeout": timeout,
-            }
-            _hooks.emit(event, lock, frame, data)
+        wait.failed(error, blocking=True, timeout=timeout)
         raise
-    if observing and not quiet:
-        _report_wait_end(lock, frame, acquired, started_ns, timeout)
+    if wait.observing and not quiet:
+        depth = lock._depth_data() if acquired else {}
+        outcome = "acquired" if acquired else "timed_out"
+        stamped_ns = wait.outcome(outcome, blocking=True, timeout=timeout, **depth)
+        if acquired:
+            lock._acquired_ns = stamped_ns
     return acquired
 
 
@@ -177,8 +252,9 @@ def _wait_and_take(
             return True
         return False
 
-    if _scheduler.controlling() is not None:
-        if _scheduler.acquire_lock(raw, lock, timeout):
+    explorer = _control.controlled()
+    if explorer is not None:
+        if explorer.acquire_lock(raw, lock, timeout):
             lock._take(code, offset)
             return True
         return False
@@ -189,23 +265,6 @@ def _wait_and_take(
         wait_unless_stranded(attempt, lock, frame)
         return True
     return attempt(timeout)
-
-
-def _report_wait_end(
-    lock: Lock | RLock, frame: FrameType, acquired: bool, started_ns: int, timeout: float
-) -> None:
-    """The final ``acquire`` event of a contended acquire that blocked."""
-    stamped = _hooks.stamp()
-    data = {
-        "outcome": "acquired" if acquired else "timed_out",
-        "waited_ns": stamped[1] - started_ns,
-        "blocking": True,
-        "timeout": timeout,
-    }
-    if acquired:
-        data.update(lock._depth_data())
-        lock._acquired_ns = stamped[1]
-    _hooks.deliver(stamped, lock._events + ".acquire", lock, frame, data)
 
 
 def _strict(lock: Lock | RLock) -> bool:

@@ -28,7 +28,7 @@ from _thread import get_ident
 from types import FrameType
 from typing import Any
 
-from tracedsync import _scheduler
+from tracedsync import _control
 from tracedsync._config import settings
 from tracedsync._errors import UnguardedAccessError
 from tracedsync._findings import report_finding
@@ -116,8 +116,9 @@ class GuardedBy:
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        if _scheduler._active is not None:  # exploring: an access is a scheduling point
-            _scheduler.point_at_caller("guarded read", self.name, 2)
+        explorer = _control.explorer
+        if explorer is not None:  # exploring: an access is a scheduling point
+            explorer.point_at_caller("guarded read", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
             self._unguarded(instance, lock, "read")
@@ -129,16 +130,18 @@ class GuardedBy:
             ) from None
 
     def __set__(self, instance: object, value: Any) -> None:
-        if _scheduler._active is not None:
-            _scheduler.point_at_caller("guarded write", self.name, 2)
+        explorer = _control.explorer
+        if explorer is not None:
+            explorer.point_at_caller("guarded write", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
             self._unguarded(instance, lock, "write")
         self._storage(instance)[self.name] = value
 
     def __delete__(self, instance: object) -> None:
-        if _scheduler._active is not None:
-            _scheduler.point_at_caller("guarded delete", self.name, 2)
+        explorer = _control.explorer
+        if explorer is not None:
+            explorer.point_at_caller("guarded delete", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
             self._unguarded(instance, lock, "delete")

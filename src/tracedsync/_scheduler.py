@@ -10,10 +10,11 @@ for is free.  ``threading``'s own conditions (inside ``Event``,
 from ``threading._allocate_lock``, which is a :class:`ModelLock` while
 exploring, so they are modelled without being re-implemented.
 
-This is the choke point the primitives call into while a run is explored:
-:func:`controlling` says whether the calling thread is one of the run's, and
-:func:`acquire_lock`, :func:`block`, :func:`starting`, :func:`join` model what
-would otherwise block in the operating system.  The scheduling points are
+The primitives reach it only through the explorer interface
+(:mod:`tracedsync._control`), where :func:`installed` puts it for an
+exploration: :func:`controlling` says whether the calling thread is one of
+the run's, and :func:`acquire_lock`, :func:`starting`, :func:`join` model
+what would otherwise block in the operating system.  The scheduling points are
 every event of :mod:`tracedsync._hooks` (this module's :func:`_sink`), every
 modelled wait, ``time.sleep`` and :func:`yield_point`.  :func:`installed`
 puts the process-wide pieces in place for an exploration: the sink, the model
@@ -37,7 +38,7 @@ from time import monotonic
 from types import CodeType
 from typing import Any
 
-from tracedsync import _hooks
+from tracedsync import _control, _hooks
 from tracedsync._errors import DeadlockError
 from tracedsync._hooks import Record
 from tracedsync._schedules import ReplayDivergedError, Strategy
@@ -705,6 +706,17 @@ def join(thread: threading.Thread, timeout: float | None) -> bool:
     return block(thread, lambda: target.state == FINISHED, -1 if timeout is None else timeout)
 
 
+class _Interface:
+    """This module as the primitives see it (:class:`_control.Explorer`)."""
+
+    controlling = staticmethod(controlling)
+    acquire_lock = staticmethod(acquire_lock)
+    join = staticmethod(join)
+    starting = staticmethod(starting)
+    start_unmodelled = staticmethod(start_unmodelled)
+    point_at_caller = staticmethod(point_at_caller)
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -861,6 +873,7 @@ def installed(settings: RunSettings) -> Iterator[None]:
                 setattr(module, attribute, found[1])
     threading._allocate_lock = ModelLock  # type: ignore[attr-defined]
     _hooks.add_sink(_sink)
+    _control.install(_Interface)
     fine = _MonitoringPoints(settings) if settings.traced_files and _MONITORING else None
     try:
         if fine is not None:
@@ -869,6 +882,7 @@ def installed(settings: RunSettings) -> Iterator[None]:
     finally:
         if fine is not None:
             fine.stop()
+        _control.uninstall()
         _hooks.remove_sink(_sink)
         for module, attribute, value in reversed(rebound):
             setattr(module, attribute, value)

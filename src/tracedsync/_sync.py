@@ -17,11 +17,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import CodeType
 from typing import Any
 
 from tracedsync import _hooks
-from tracedsync._blocking import begin_wait, end_wait
+from tracedsync._blocking import begin_blocked
 from tracedsync._config import settings
 from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
@@ -69,23 +69,6 @@ class _Named:
         return self._tracedsync_name
 
 
-def _outcome_data(
-    outcome: str, started_ns: int, **fields: Any
-) -> tuple[tuple[int, int], dict[str, Any]]:
-    """Stamp the end of a wait and build its event fields."""
-    stamped = _hooks.stamp()
-    return stamped, {"outcome": outcome, "waited_ns": stamped[1] - started_ns, **fields}
-
-
-def _report_failed_wait(
-    event: str, primitive: Any, frame: FrameType | None, error: BaseException
-) -> None:
-    """Close a ``*.blocked`` event whose wait ended with an exception."""
-    _hooks.emit(
-        event, primitive, frame, {"outcome": "error", "error": _hooks.describe_error(error)}
-    )
-
-
 class Condition(_Named, threading.Condition):
     """A traced drop-in for :class:`threading.Condition`.
 
@@ -102,23 +85,17 @@ class Condition(_Named, threading.Condition):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until notified or until ``timeout`` seconds pass."""
-        observing = _hooks.observing
-        if observing:
-            frame = _getframe(1)
-            started_ns = _hooks.emit("condition.wait.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None, _getframe(1))
+        wait = begin_blocked(
+            self, "condition.wait", _getframe(1), timeout is not None, {"timeout": timeout}
+        )
         try:
             notified = super().wait(timeout)
         except BaseException as error:
-            if observing:
-                _report_failed_wait("condition.wait", self, frame, error)
+            wait.failed(error)
             raise
         finally:
-            end_wait(outer)
-        if observing:
-            outcome = "notified" if notified else "timed_out"
-            stamped, data = _outcome_data(outcome, started_ns, timeout=timeout)
-            _hooks.deliver(stamped, "condition.wait", self, frame, data)
+            wait.end()
+        wait.outcome("notified" if notified else "timed_out", timeout=timeout)
         return notified
 
     def notify(self, n: int = 1) -> None:
@@ -173,22 +150,17 @@ class Semaphore(_Named, threading.Semaphore):
                 }
                 _hooks.emit("semaphore.acquire", self, _getframe(1), data)
             return acquired
-        if observing:
-            frame = _getframe(1)
-            started_ns = _hooks.emit("semaphore.acquire.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None, _getframe(1))
+        wait = begin_blocked(
+            self, "semaphore.acquire", _getframe(1), timeout is not None, {"timeout": timeout}
+        )
         try:
             acquired = super().acquire(True, timeout)
         except BaseException as error:
-            if observing:
-                _report_failed_wait("semaphore.acquire", self, frame, error)
+            wait.failed(error)
             raise
         finally:
-            end_wait(outer)
-        if observing:
-            outcome = "acquired" if acquired else "timed_out"
-            stamped, data = _outcome_data(outcome, started_ns, blocking=True, timeout=timeout)
-            _hooks.deliver(stamped, "semaphore.acquire", self, frame, data)
+            wait.end()
+        wait.outcome("acquired" if acquired else "timed_out", blocking=True, timeout=timeout)
         return acquired
 
     __enter__ = acquire
@@ -256,22 +228,17 @@ class Event(_Named, threading.Event):
                 data = {"outcome": "set", "flag": True, "waited_ns": 0, "timeout": timeout}
                 _hooks.emit("event.wait", self, _getframe(1), data)
             return True
-        if observing:
-            frame = _getframe(1)
-            started_ns = _hooks.emit("event.wait.blocked", self, frame, {"timeout": timeout})
-        outer = begin_wait(self, timeout is not None, _getframe(1))
+        wait = begin_blocked(
+            self, "event.wait", _getframe(1), timeout is not None, {"timeout": timeout}
+        )
         try:
             flag = super().wait(timeout)
         except BaseException as error:
-            if observing:
-                _report_failed_wait("event.wait", self, frame, error)
+            wait.failed(error)
             raise
         finally:
-            end_wait(outer)
-        if observing:
-            outcome = "set" if flag else "timed_out"
-            stamped, data = _outcome_data(outcome, started_ns, flag=flag, timeout=timeout)
-            _hooks.deliver(stamped, "event.wait", self, frame, data)
+            wait.end()
+        wait.outcome("set" if flag else "timed_out", flag=flag, timeout=timeout)
         return flag
 
 
@@ -294,30 +261,25 @@ class Barrier(_Named, threading.Barrier):
     def wait(self, timeout: float | None = None) -> int:
         """Wait for all parties, as :meth:`threading.Barrier.wait`."""
         timed = timeout is not None or self._timeout is not None  # type: ignore[attr-defined]
-        observing = _hooks.observing
-        if observing:
-            frame: FrameType | None = _getframe(1)
-            data = {"timeout": timeout, "parties": self.parties, "waiting": self.n_waiting}
-            started_ns = _hooks.emit("barrier.wait.blocked", self, frame, data)
-            if _hooks.release_edge is not None:  # arriving is release-like
-                _hooks.release_edge(self)
-        outer = begin_wait(self, timed, _getframe(1))
+        blocked = (
+            {"timeout": timeout, "parties": self.parties, "waiting": self.n_waiting}
+            if _hooks.observing
+            else {}
+        )
+        wait = begin_blocked(self, "barrier.wait", _getframe(1), timed, blocked)
+        if wait.observing and _hooks.release_edge is not None:  # arriving is release-like
+            _hooks.release_edge(self)
         try:
             index = super().wait(timeout)
         except threading.BrokenBarrierError:
-            if observing:
-                stamped, data = _outcome_data("broken", started_ns, timeout=timeout)
-                _hooks.deliver(stamped, "barrier.wait", self, frame, data)
+            wait.outcome("broken", timeout=timeout)
             raise
         except BaseException as error:
-            if observing:
-                _report_failed_wait("barrier.wait", self, frame, error)
+            wait.failed(error)
             raise
         finally:
-            end_wait(outer)
-        if observing:
-            stamped, data = _outcome_data("passed", started_ns, index=index, timeout=timeout)
-            _hooks.deliver(stamped, "barrier.wait", self, frame, data)
+            wait.end()
+        wait.outcome("passed", index=index, timeout=timeout)
         return index
 
     def abort(self) -> None:

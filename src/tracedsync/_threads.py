@@ -20,11 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from tracedsync import _hooks, _scheduler
-from tracedsync._blocking import begin_wait, end_wait
+from tracedsync import _control, _hooks
+from tracedsync._blocking import begin_blocked
 from tracedsync._config import settings
 from tracedsync._deadlock import wait_unless_stranded
-from tracedsync._errors import DeadlockError
 from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
@@ -112,9 +111,10 @@ class Thread(threading.Thread):
 
     def start(self) -> None:
         """Start the thread's activity, as :meth:`threading.Thread.start`."""
-        if _scheduler.controlling() is not None:  # the new thread joins the run
-            _scheduler.starting(self)
-            begin: Callable[[], None] = partial(_scheduler.start_unmodelled, super().start)
+        explorer = _control.controlled()
+        if explorer is not None:  # the new thread joins the run
+            explorer.starting(self)
+            begin: Callable[[], None] = partial(explorer.start_unmodelled, super().start)
         else:
             begin = super().start
         if not _hooks.observing:
@@ -149,45 +149,29 @@ class Thread(threading.Thread):
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ends, or until ``timeout`` seconds pass."""
-        observing = _hooks.observing
-        if observing:
-            frame = _getframe(1)
-            blocked = {"timeout": timeout, "joined_thread_id": self.ident}
-            started_ns = _hooks.emit("thread.join.blocked", self, frame, blocked)
         me = threading.get_ident()
         joining_self = self.ident == me
+        frame = _getframe(1)
+        blocked = {"timeout": timeout, "joined_thread_id": self.ident}
+        wait = begin_blocked(
+            self, "thread.join", frame, timeout is not None, blocked, check_cycle=not joining_self
+        )
         try:
-            outer = begin_wait(
-                self, timeout is not None, _getframe(1), check_cycle=not joining_self
-            )
-        except DeadlockError as error:
-            if observing:
-                refused = {"outcome": "error", "error": _hooks.describe_error(error)}
-                _hooks.emit("thread.join", self, frame, refused)
-            raise
-        try:
-            if not joining_self and _scheduler.controlling() is not None:
-                if _scheduler.join(self, timeout):  # modelled; then the thread's very end
+            explorer = None if joining_self else _control.controlled()
+            if explorer is not None:
+                if explorer.join(self, timeout):  # modelled; then the thread's very end
                     super().join(timeout)
             elif timeout is None and not joining_self and not waits.others_can_progress(me)[0]:
-                wait_unless_stranded(self._join_for, self, _getframe(1))
+                wait_unless_stranded(self._join_for, self, frame)
             else:
                 super().join(timeout)
         except BaseException as error:
-            if observing:
-                failed = {"outcome": "error", "error": _hooks.describe_error(error)}
-                _hooks.emit("thread.join", self, frame, failed)
+            wait.failed(error)
             raise
         finally:
-            end_wait(outer)
-        if observing:
-            stamped = _hooks.stamp()
-            data: dict[str, Any] = {
-                "outcome": "timed_out" if self.is_alive() else "joined",
-                "waited_ns": stamped[1] - started_ns,
-                "timeout": timeout,
-            }
-            _hooks.deliver(stamped, "thread.join", self, frame, data)
+            wait.end()
+        if wait.observing:
+            wait.outcome("timed_out" if self.is_alive() else "joined", timeout=timeout)
 
     def _join_for(self, seconds: float) -> bool:
         super().join(seconds)

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tracedsync._waits import waits
+import tracedsync.testing
 
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     set_hypothesis_home_dir(Path(__file__).resolve().parent.parent / ".hypothesis")
@@ -63,13 +63,18 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _one_failure_stays_one_failure() -> Iterator[None]:
-    """Drop any wait the test's own thread left registered.
+def _fresh_tracedsync() -> Iterator[None]:
+    """Every test starts from tracedsync as imported (:func:`tracedsync.testing.reset`):
+    default settings and policies, no lock order learnt, no lock recorded as
+    held by this thread (CPython's own suite, run by the conformance tests,
+    leaves some acquired on purpose).
 
-    A test stopped by its timeout (pytest-timeout raises in the main thread)
-    while tracedsync was unregistering a wait leaves that thread registered
-    as blocked; every later liveness verdict of the session would then be
+    It also drops any wait the test's own thread left registered: a test
+    stopped by its timeout (pytest-timeout raises in the main thread) while
+    tracedsync was unregistering a wait leaves that thread registered as
+    blocked; every later liveness verdict of the session would then be
     wrong, and one slow test on a loaded machine would fail a dozen others.
     """
+    tracedsync.testing.reset()
     yield
-    waits.withdraw()
+    tracedsync.testing.reset()

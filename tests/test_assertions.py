@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 import tracedsync
-from tracedsync import _hierarchy, _lockorder
-from tracedsync._lockorder import graph
+from tracedsync import _hierarchy
 from tracedsync._report import Report
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    graph.clear()
-    _lockorder._thread_state().clear()
-    yield
-    graph.clear()
-    tracedsync.configure(
-        lock_order=True, on_inversion="warn", on_hierarchy="raise", on_unguarded="raise"
-    )
 
 
 def in_thread(body: Callable[[], Any], name: str = "other") -> Any:

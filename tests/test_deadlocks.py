@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,12 +11,6 @@ import pytest
 import tracedsync
 from helpers import wait_until, wait_until_blocked
 from tracedsync._waits import waits
-
-
-@pytest.fixture(autouse=True)
-def _default_policies() -> Iterator[None]:
-    yield
-    tracedsync.configure(on_deadlock="raise", on_inversion="warn", log_level="error")
 
 
 def _run_all(*bodies: Callable[[], None], names: tuple[str, ...] = ()) -> list[BaseException]:

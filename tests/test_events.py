@@ -8,7 +8,6 @@ import sys
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,6 @@ COMMON_FIELDS = (
     "line",
     "function",
 )
-
-
-@pytest.fixture(autouse=True)
-def _default_settings() -> Iterator[None]:
-    yield
-    tracedsync.configure(log_level="error", log_format="console")
-    tracedsync.enable()
 
 
 def _line() -> int:

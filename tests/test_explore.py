@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from time import monotonic, perf_counter_ns, sleep
 
 import pytest
@@ -26,14 +26,6 @@ from tracedsync._schedules import (
 )
 
 STRATEGIES = ("random", "pct", "exhaustive")
-
-
-@pytest.fixture(autouse=True)
-def _deadlocks_left_to_the_explorer() -> Iterator[None]:
-    # The explorer reports deadlocks itself; the cycle detector's exception
-    # would report them too (as kind "deadlock"), so both paths are tested.
-    yield
-    tracedsync.configure(on_deadlock="raise")
 
 
 def ab_ba() -> None:

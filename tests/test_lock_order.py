@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -14,17 +13,6 @@ from hypothesis import strategies as st
 import tracedsync
 from tracedsync import _lockorder
 from tracedsync._lockorder import graph
-
-
-@pytest.fixture(autouse=True)
-def _fresh_graph() -> Iterator[None]:
-    graph.clear()
-    # Earlier tests may leave locks acquired and never released by this
-    # thread (CPython's own suite does, on purpose): start from no held lock.
-    _lockorder._thread_state().clear()
-    yield
-    graph.clear()
-    tracedsync.configure(on_inversion="warn", lock_order=True)
 
 
 def _in_thread(body: object, name: str) -> None:

@@ -8,14 +8,6 @@ import pytest
 
 import tracedsync
 from helpers import wait_until_blocked
-from tracedsync import _lockorder
-from tracedsync._lockorder import graph
-
-
-@pytest.fixture(autouse=True)
-def _fresh_graph() -> None:
-    graph.clear()
-    _lockorder._thread_state().clear()
 
 
 def test_the_fixture_is_a_lock_trace_recording_this_test(

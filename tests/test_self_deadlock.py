@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import tracedsync
 from helpers import run_python, wait_until_blocked
 from tracedsync._waits import waits
-
-
-@pytest.fixture(autouse=True)
-def _default_settings() -> Iterator[None]:
-    yield
-    tracedsync.configure(strict=False, log_level="error")
-
 
 TEACHING_PROGRAM = """
 import time, tracedsync

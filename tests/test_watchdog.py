@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import tracedsync
+import tracedsync.testing
 from helpers import wait_until, wait_until_blocked
 from tracedsync._watchdog import watchdog
 
@@ -15,7 +16,7 @@ from tracedsync._watchdog import watchdog
 @pytest.fixture(autouse=True)
 def _watchdog_off() -> Iterator[None]:
     yield
-    tracedsync.configure(wait_warning=0, on_long_wait="warn")
+    tracedsync.testing.reset()  # before conftest's: the check below needs it
     assert not watchdog.running
 
 

@@ -83,3 +83,13 @@ class Settings:
 
 
 settings = Settings()
+
+#: The settings as the environment gave them at import.
+_AT_IMPORT = {name: getattr(settings, name) for name in Settings.__slots__}
+
+
+def restore() -> None:
+    """Put back the settings read from the environment at import
+    (:func:`tracedsync.testing.reset`)."""
+    for name, value in _AT_IMPORT.items():
+        setattr(settings, name, value)

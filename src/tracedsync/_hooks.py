@@ -344,6 +344,12 @@ def sink_failed(sink: Sink, error: Exception) -> None:
 _rendering_failed = False
 
 
+def reset_rendering() -> None:
+    """Try structlog again after rendering failed once."""
+    global _rendering_failed
+    _rendering_failed = False
+
+
 def render(record: Record) -> None:
     """Log one event through structlog, behind the same fault barrier as the
     sinks: a failing processor or renderer (the application's own, or a

@@ -384,6 +384,11 @@ def _key(lock: Any) -> str:
     return key
 
 
+def forget_held() -> None:
+    """Forget the locks the calling thread holds (for a fresh start)."""
+    _thread_state().clear()
+
+
 def _thread_state() -> list[Held]:
     """The calling thread's held locks (created empty at first use)."""
     try:

@@ -44,6 +44,12 @@ def check_policy(kind: str, policy: Policy) -> Policy:
     return policy
 
 
+def reset_global() -> None:
+    """Every kind's global policy back to its default."""
+    _global.clear()
+    _global.update(KINDS)
+
+
 def set_global(kind: str, policy: Policy) -> None:
     _global[kind] = check_policy(kind, policy)
 

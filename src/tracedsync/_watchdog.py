@@ -140,11 +140,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=watchdog.reset_after_fork)
 
 
+#: ``TRACEDSYNC_WAIT_WARNING`` as read at import (``0``: off).
+seconds_from_environment = 0.0
+
+
 def _from_environment() -> None:
+    global seconds_from_environment
     value = os.environ.get("TRACEDSYNC_WAIT_WARNING", "").strip()
     if value:
         try:
             watchdog.configure(float(value))
+            seconds_from_environment = float(value)
         except ValueError:
             print(
                 f"tracedsync: ignoring TRACEDSYNC_WAIT_WARNING={value!r} (not a number of seconds)",

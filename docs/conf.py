@@ -43,7 +43,7 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Callable"),
     ("py:class", "collections.abc.Iterable"),
     ("py:class", "collections.abc.Iterator"),
-    ("py:class", "tracedsync._schedules.Strategy"),
+    ("py:class", "tracedsync._explore.schedules.Strategy"),
     ("py:class", "collections.abc.Mapping"),
     ("py:func", "threading.Lock"),
     ("py:func", "threading.RLock"),

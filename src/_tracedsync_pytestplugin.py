@@ -4,7 +4,7 @@ pytest imports this module in every run of every suite in an environment
 where tracedsync is installed, so it imports nothing but pytest: importing
 :mod:`tracedsync` costs tens of milliseconds (structlog) and reads the
 ``TRACEDSYNC_*`` environment variables, which a suite's ``conftest.py`` may
-still be about to set.  The plugin proper, :mod:`tracedsync.pytest_plugin`,
+still be about to set.  The plugin proper, :mod:`tracedsync._pytest.plugin`,
 is imported and registered only when something asks for it: ``--tracedsync``
 or the ``tracedsync`` ini option (trace every test), a test marked
 ``@pytest.mark.tracedsync`` (trace that test), or a test using the
@@ -163,9 +163,9 @@ def _explore_item(item: pytest.Item) -> None:
 
 
 def _activate(config: pytest.Config, *, whole_run: bool) -> None:
-    from tracedsync import pytest_plugin
+    from tracedsync._pytest import plugin
 
-    pytest_plugin.activate(config, whole_run=whole_run)
+    plugin.activate(config, whole_run=whole_run)
 
 
 @pytest.fixture
@@ -173,6 +173,6 @@ def locktrace(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The tracedsync events of this test, with queries and assertions
     (a :class:`tracedsync.LockTrace`): recorded from this fixture's setup to
     its teardown, in every thread."""
-    from tracedsync.pytest_plugin import locktrace_for
+    from tracedsync._pytest.plugin import locktrace_for
 
     yield from locktrace_for(request)

@@ -11,7 +11,7 @@ import pytest
 
 import _tracedsync_pytestplugin
 import tracedsync
-from tracedsync import _catalogue, _policy, _summary, _timeline, pytest_plugin
+from tracedsync import _catalogue, _policy
 from tracedsync._catalogue import (
     FINDINGS,
     HEADINGS,
@@ -20,6 +20,9 @@ from tracedsync._catalogue import (
     TEST_KINDS,
     TEST_REPORTED_KINDS,
 )
+from tracedsync._cli import summary as _summary
+from tracedsync._cli import timeline as _timeline
+from tracedsync._pytest import plugin as pytest_plugin
 
 SOURCE = Path(tracedsync.__file__).parent
 

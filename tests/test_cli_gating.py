@@ -14,7 +14,7 @@ import pytest
 
 from helpers import PATIENCE
 from test_run_cli import tracedsync_command, write
-from tracedsync.__main__ import FAIL_ON_EXIT_STATUS
+from tracedsync._cli.main import FAIL_ON_EXIT_STATUS
 
 pytestmark = pytest.mark.timeout(PATIENCE * 6)
 

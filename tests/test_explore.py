@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 import tracedsync
-from tracedsync._schedules import (
+from tracedsync._explore.schedules import (
     ChoiceSchedule,
     ExhaustiveStrategy,
     PCTStrategy,

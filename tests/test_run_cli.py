@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from helpers import PATIENCE, wait_until
-from tracedsync._run import DEADLOCK_EXIT_STATUS
-from tracedsync._timeline import LOCKS_PROCESS_OFFSET
+from tracedsync._cli.run import DEADLOCK_EXIT_STATUS
+from tracedsync._cli.timeline import LOCKS_PROCESS_OFFSET
 
 #: The example programs of the documentation.
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
@@ -628,7 +628,7 @@ def test_a_deadlock_under_run_pytest_is_reported_despite_capture(tmp_path: Path)
 @pytest.mark.timeout(30)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # fake_exit
 def test_a_second_finding_waits_for_the_first_ones_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracedsync import _run
+    from tracedsync._cli import run as _run
 
     session = _run._Session(_run.RunOptions(target="program.py"))
     in_finish, finish_may_end = threading.Event(), threading.Event()

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracedsync import _summary, _tracefile
-from tracedsync.__main__ import main
-from tracedsync._summary import Summary
+from tracedsync._cli import summary as _summary
+from tracedsync._cli import tracefile as _tracefile
+from tracedsync._cli.main import main
+from tracedsync._cli.summary import Summary
 
 COMMANDS = [("report",), ("timeline", "-o", "out.json")]
 

@@ -6,8 +6,8 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tracedsync._summary import Summary
-from tracedsync._timeline import write_timeline
+from tracedsync._cli.summary import Summary
+from tracedsync._cli.timeline import write_timeline
 
 
 def synthetic_events(count: int) -> Iterator[dict[str, Any]]:

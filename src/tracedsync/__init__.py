@@ -24,7 +24,7 @@ from tracedsync import (
 from tracedsync._assertions import assert_no_locks_held, held_locks
 from tracedsync._configure import configure
 from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
-from tracedsync._explore import (
+from tracedsync._explore.runs import (
     ExploreResult,
     IncompleteExplorationError,
     InterleavingError,
@@ -32,6 +32,7 @@ from tracedsync._explore import (
     replay,
     yield_point,
 )
+from tracedsync._explore.schedules import schedules
 from tracedsync._guarded import guarded_by
 from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._lock import Lock, RLock
@@ -40,7 +41,6 @@ from tracedsync._patch import is_patched, patch, patched, unpatch
 from tracedsync._policy import set_policy
 from tracedsync._recorder import Trace, record
 from tracedsync._report import Report
-from tracedsync._schedules import schedules
 from tracedsync._schema import SCHEMA_VERSION
 from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore

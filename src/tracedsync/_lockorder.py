@@ -333,7 +333,7 @@ def event_class(lock: Any) -> str:
     """A lock's class as events name it: ``Kind@`` and its creation site as
     ``primitive_created`` says it (``"Lock@bank.py:12"``), so that a reader
     of events or of a saved trace can tell a handoff class (see
-    ``tracedsync._summary``) and match it with an inversion's ``chain``."""
+    ``tracedsync._cli.summary``) and match it with an inversion's ``chain``."""
     return f"{lock._kind}@{_hooks.identity(lock)[3]}"
 
 

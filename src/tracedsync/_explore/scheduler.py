@@ -1,5 +1,5 @@
 """The controlled scheduler's runtime: one thread at a time, switching only at
-scheduling points, blocking modelled (:mod:`tracedsync._explore` runs
+scheduling points, blocking modelled (:mod:`tracedsync._explore.runs` runs
 explorations on it).
 
 A thread whose ``Lock`` is taken, or whose condition, event, semaphore,
@@ -40,8 +40,8 @@ from typing import Any
 
 from tracedsync import _control, _hooks
 from tracedsync._errors import DeadlockError
+from tracedsync._explore.schedules import ReplayDivergedError, Strategy
 from tracedsync._hooks import Record
-from tracedsync._schedules import ReplayDivergedError, Strategy
 from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 
 __all__ = [
@@ -717,7 +717,7 @@ class _Interface:
     point_at_caller = staticmethod(point_at_caller)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _format_error(error: BaseException) -> str:

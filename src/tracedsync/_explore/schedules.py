@@ -1,6 +1,6 @@
 """Strategies for the controlled scheduler: which thread runs next.
 
-At every scheduling point :mod:`tracedsync._explore` asks its strategy to
+At every scheduling point :mod:`tracedsync._explore.runs` asks its strategy to
 pick one of the *candidates*: the threads that can run now, the thread that
 just ran first (when it can go on), then the others in creation order.  A
 strategy sees thread *ordinals* (0 for the test's own thread, then 1, 2 ... in

@@ -3,7 +3,7 @@
 The shape of ``coverage run`` and ``python -m cProfile``: ``threading`` is
 patched (:mod:`tracedsync._patch`), the program runs as ``__main__`` with its
 own ``sys.argv`` and ``sys.path[0]``, its exit status passes through, and at
-exit a summary goes to stderr (:mod:`tracedsync._summary`), after
+exit a summary goes to stderr (:mod:`tracedsync._cli.summary`), after
 ``threading`` has joined the program's non-daemon threads.
 
 A program that deadlocks must not hang the person debugging it.  With
@@ -57,13 +57,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracedsync import _hooks, _patch
+from tracedsync._cli.summary import Summary
 from tracedsync._config import settings
 from tracedsync._configure import configure
 from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
-from tracedsync._summary import Summary
 from tracedsync._waits import waits
 
 __all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run"]
@@ -74,7 +74,8 @@ register_internal_module(__file__)
 for _runner in (
     runpy.__file__,
     "<frozen runpy>",
-    os.path.join(os.path.dirname(__file__), "__main__.py"),
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), "__main__.py"),
+    os.path.join(os.path.dirname(__file__), "main.py"),
 ):
     register_internal_module(_runner)
 
@@ -314,8 +315,8 @@ class _Session:
                 )
         if self.options.timeline is not None and self._trace_sink is not None:
             # Start-up cost: only with --timeline.
-            from tracedsync._timeline import write_timeline
-            from tracedsync._tracefile import read_events
+            from tracedsync._cli.timeline import write_timeline
+            from tracedsync._cli.tracefile import read_events
 
             with open(self.options.timeline, "w", encoding="utf-8") as output:
                 write_timeline(read_events(self._trace_sink.path, allow_empty=True), output)
@@ -353,7 +354,7 @@ def _terminate_children() -> None:
 def _print_program_error(error: BaseException) -> None:
     """Print the program's uncaught exception as Python would, without the
     frames of runpy and tracedsync (the program did not write them)."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
     def ours(filename: str) -> bool:
         return (

@@ -1,13 +1,13 @@
 """Exploring interleavings: run a test many times under the controlled
-scheduler (:mod:`tracedsync._scheduler`), one thread at a time, in orders a
-strategy chooses (:mod:`tracedsync._schedules`), and replay the one that failed.
+scheduler (:mod:`tracedsync._explore.scheduler`), one thread at a time, in orders a
+strategy chooses (:mod:`tracedsync._explore.schedules`), and replay the one that failed.
 
 Exactly one of the test's threads runs between two *scheduling points*: every
 operation of every tracedsync primitive (the scheduler is a sink of
 :mod:`tracedsync._hooks`, the choke point every operation already reports
 to), every wait that would block, ``time.sleep`` and :func:`yield_point`.
 Blocking is modelled, never real, and timed waits run in virtual time (a
-timeout fires when nothing else can run); see :mod:`tracedsync._scheduler`.
+timeout fires when nothing else can run); see :mod:`tracedsync._explore.scheduler`.
 
 A run fails on a deadlock (no thread can run, some wait without timeout), an
 exception in any thread (an ``AssertionError`` in the test included), more
@@ -25,8 +25,8 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tracedsync._scheduler import Run, RunSettings, installed, one_run, yield_point
-from tracedsync._schedules import (
+from tracedsync._explore.scheduler import Run, RunSettings, installed, one_run, yield_point
+from tracedsync._explore.schedules import (
     ExhaustiveStrategy,
     ReplayStrategy,
     Strategy,

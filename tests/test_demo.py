@@ -22,7 +22,7 @@ def test_demo_runs_every_teaching_program_and_catches_the_deadlocks() -> None:
     assert "counter = 10000 (expected 10000)" in out
     assert "10 of 10 waiters woke up" in out
     assert "caught DeadlockError instead of a hang:" in out
-    assert "first acquired at: src/tracedsync/_demo.py:" in out
+    assert "first acquired at: src/tracedsync/_cli/demo.py:" in out
     assert "acquired twice: <locked tracedsync.RLock object 'teaching-rlock'" in out
     assert "the worker got: Lock 'worker-lock' re-acquired by thread 'worker'" in out
     assert out.rstrip().endswith(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tracedsync._scheduler import Run, RunSettings, installed, one_run, yield_point
 from tracedsync._schedules import (
+    DPORStrategy,
     ExhaustiveStrategy,
     ReplayStrategy,
     Strategy,
@@ -226,9 +227,9 @@ def explore(
         frozenset({module}) if isinstance(module, str) else frozenset(),
     )
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
-    if require_complete and not isinstance(chosen, ExhaustiveStrategy):
+    if require_complete and not isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)):
         raise ValueError(
-            "require_complete=True needs strategy='exhaustive': "
+            "require_complete=True needs strategy='exhaustive' or 'dpor': "
             f"{chosen.describe()} samples schedules and never completes a search"
         )
     total = chosen.default_runs if runs is None else runs
@@ -256,6 +257,8 @@ def _incomplete(result: ExploreResult, total: int) -> str:
         if result.exhausted
         else f"the budget of {total:,} runs ran out"
     )
+    if result.strategy.startswith("dpor"):
+        covered = "part of the interleavings (a depth-first search covers no whole class early)"
     return (
         f"the exploration found no failure but was not complete: {why} after "
         f"{result.interleavings:,} interleavings ({result.strategy}); it covered "
@@ -275,13 +278,15 @@ def _explore_runs(
     for number in range(total):
         run = one_run(test, chosen, number, settings)
         done += 1
-        if run.failure is not None:
+        if run.failure is not None and run.failure[0] == "redundant":
+            pass  # partial-order reduction: equivalent to a run made before
+        elif run.failure is not None:
             failure = _failure(run, chosen)
             if minimize and run.failure[0] not in {"stall", "replay"}:
                 failure = _simplest(test, failure, settings)
             raise failure
         seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
-        if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
+        if isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)) and chosen.exhausted:
             break
     if isinstance(chosen, ExhaustiveStrategy):
         bound = chosen.completed_bound
@@ -292,6 +297,14 @@ def _explore_runs(
             interleavings=done,
             complete=chosen.complete,
             completed_bound=None if bound < 0 else bound,
+        )
+    if isinstance(chosen, DPORStrategy):
+        return ExploreResult(
+            done,
+            chosen.describe(),
+            exhausted=chosen.exhausted,
+            interleavings=chosen.interleavings,
+            complete=chosen.complete,
         )
     return ExploreResult(done, chosen.describe(), interleavings=len(seen))
 

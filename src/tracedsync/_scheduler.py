@@ -179,6 +179,11 @@ class Run:
         self.trace_opcodes = trace_opcodes
         self.guard = allocate_lock()
         self.threads: list[_Managed] = []
+        #: The threads that have not finished, in creation order.
+        self._live: list[_Managed] = []
+        #: How many threads owe a step to others (yielded, see ``_yield``):
+        #: while none do, fairness has nothing to check.
+        self._owing = 0
         self.by_ident: dict[int, _Managed] = {}
         self.current: _Managed | None = None
         self.choices: list[int] = []
@@ -216,6 +221,7 @@ class Run:
         with self.guard:
             managed = _Managed(len(self.threads), name)
             self.threads.append(managed)
+            self._live.append(managed)
             self.alive += 1
             return managed
 
@@ -259,6 +265,10 @@ class Run:
         """The thread's code ended (or unwound): hand the turn on, never wait."""
         with self.guard:
             managed.state = FINISHED
+            self._live.remove(managed)
+            if managed.owed:
+                managed.owed = set()
+                self._owing -= 1
             self.by_ident.pop(managed.ident or 0, None)
             self.alive -= 1
             if self.tracking and managed.key is not None:
@@ -305,7 +315,7 @@ class Run:
         clock = self.clock
         ready = [
             managed.ordinal
-            for managed in self.threads
+            for managed in self._live
             if managed.state == RUNNABLE
             or (
                 managed.state == BLOCKED
@@ -323,8 +333,11 @@ class Run:
     def _eligible(self, candidates: list[int]) -> list[int]:
         """The candidates fairness lets run: not those that yielded while
         others, which can still run, have not taken a step since."""
+        if not self._owing:
+            return candidates
         present = set(candidates)
-        return [ordinal for ordinal in candidates if not self.threads[ordinal].owed & present]
+        threads = self.threads
+        return [ordinal for ordinal in candidates if not threads[ordinal].owed & present]
 
     def _yield(self, me: _Managed) -> None:
         """``me`` lets the others run: each thread eligible now must take a
@@ -332,7 +345,9 @@ class Run:
         self._yields += 1
         me.yielded = self._yields
         others = [ordinal for ordinal in self._candidates(None) if ordinal != me.ordinal]
+        had = bool(me.owed)
         me.owed = set(self._eligible(others))
+        self._owing += bool(me.owed) - had
 
     def _next_timed(self, candidates: list[int]) -> _Managed | None:
         """When every thread that can run only spins, virtual time passes:
@@ -375,10 +390,16 @@ class Run:
 
     def _ran(self, following: _Managed) -> None:
         """``following`` takes the next step: the yields waiting for it are served."""
-        ordinal = following.ordinal
-        for managed in self.threads:
-            managed.owed.discard(ordinal)
         following.yielded = None
+        if not self._owing:
+            return
+        ordinal = following.ordinal
+        for managed in self._live:
+            owed = managed.owed
+            if ordinal in owed:
+                owed.discard(ordinal)
+                if not owed:
+                    self._owing -= 1
 
     def _livelock(self, candidates: list[int]) -> str:
         detail = (

@@ -192,8 +192,9 @@ class PCTStrategy(Strategy):
         self.steps = max(steps, 1)
         self._random = random.Random(seed)
         #: Threads with their initial priority, lowest first: the priority of
-        #: ``_ranked[r]`` is ``depth + r``.
+        #: ``_ranked[r]`` is ``depth + r`` (``_rank`` maps a thread to ``r``).
         self._ranked: list[int] = []
+        self._rank: dict[int, int] = {}
         #: Threads demoted at a change point: ordinal -> ``i`` (1 .. d-1).
         self._demoted: dict[int, int] = {}
         #: Step number (1-based) -> the index ``i`` of the change point there.
@@ -201,6 +202,7 @@ class PCTStrategy(Strategy):
 
     def start_run(self, run: int) -> None:
         self._ranked = []
+        self._rank = {}
         self._demoted = {}
         count = min(self.depth - 1, self.steps)
         drawn = self._random.sample(range(1, self.steps + 1), count)
@@ -211,9 +213,15 @@ class PCTStrategy(Strategy):
         demoted = self._demoted.get(ordinal)
         if demoted is not None:
             return demoted
-        if ordinal not in self._ranked:
-            self._ranked.insert(self._random.randrange(len(self._ranked) + 1), ordinal)
-        return self.depth + self._ranked.index(ordinal)
+        rank = self._rank.get(ordinal)
+        if rank is None:
+            ranked = self._ranked
+            position = self._random.randrange(len(ranked) + 1)
+            ranked.insert(position, ordinal)
+            for index in range(position, len(ranked)):
+                self._rank[ranked[index]] = index
+            rank = position
+        return self.depth + rank
 
     def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
         # ``step`` choices were made before this one, and the first step (the

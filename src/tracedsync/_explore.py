@@ -187,7 +187,9 @@ def explore(
     ``depth``), ``"random"``, ``"exhaustive"`` (iterative preemption
     bounding: every schedule with 0 preemptions, then 1, 2 ..., up to
     ``preemption_bound`` if one is given; it stops early once every schedule
-    ran) or a strategy object such as one drawn from
+    ran), ``"dpor"`` (every schedule up to the order of independent steps:
+    dynamic partial-order reduction, one run per class of equivalent
+    schedules) or a strategy object such as one drawn from
     :func:`tracedsync.schedules`.  Raises :class:`InterleavingError` for the
     first failing run; returns an :class:`ExploreResult` when none failed,
     which says how many interleavings ran and whether that was all of them.
@@ -195,7 +197,8 @@ def explore(
     ``require_complete``: raise ``IncompleteExplorationError`` unless
     every interleaving ran (an exhaustive search, neither stopped by ``runs``
     nor cut by ``preemption_bound``): a passing test then proves the
-    property for every schedule.  Only the exhaustive strategy can complete.
+    property for every schedule.  Only the exhaustive and DPOR searches can
+    complete.
 
     ``minimize``: once a run fails, look for a failing interleaving with fewer
     preemptions (an exhaustive search with bound 0, 1, ... up to one less

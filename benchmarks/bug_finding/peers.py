@@ -4,11 +4,16 @@ tracedsync: ``interleave-test`` (random, PCT and bounded DFS) and ``ploom``
 
     python benchmarks/bug_finding/peers.py --seeds 10 --runs 1000
 
-Run it with the interpreter of ``benchmarks/bug_finding/.venv-peers`` (made
-by ``run.py --peers``: CPython 3.13, which ploom needs; the peers are never
-tracedsync's dependencies).  It prints one JSON object: per peer and
-strategy, per bug, the runs until the first failing one (one per seed), or
-why the bug could not be run there.
+Run it with the interpreter of an environment of its own, never
+tracedsync's (ploom needs CPython 3.13 or later)::
+
+    python3.13 -m venv benchmarks/bug_finding/.venv-peers
+    benchmarks/bug_finding/.venv-peers/bin/pip install interleave-test ploom
+    benchmarks/bug_finding/.venv-peers/bin/python benchmarks/bug_finding/peers.py > peers.json
+    python benchmarks/bug_finding/run.py --peers-json peers.json --output docs/bug-finding.md
+
+It prints one JSON object: per peer and strategy, per bug, the runs until
+the first failing one (one per seed), or why the bug could not be run there.
 
 The bugs are the same source: a stand-in ``tracedsync`` module maps
 ``Lock``, ``RLock``, ``Event``, ``Condition``, ``Thread`` and
@@ -234,7 +239,23 @@ def markdown(measured: dict[str, Any], bugs: list[str]) -> str:
         ("interleave-test DFS", it.get("dfs", {})),
         ("ploom", pl.get("exhaustive", {})),
     ]
+    budgets = sorted(
+        {
+            (len(entry["found"]), entry["limit"])
+            for entry in it.get("pct", {}).values()
+            if "found" in entry
+        },
+        reverse=True,
+    )
+    ploom_runs = max(
+        (entry.get("runs", 0) for entry in pl.get("exhaustive", {}).values()), default=0
+    )
+    said = "; ".join(f"{seeds} seeds and at most {limit:,} runs" for seeds, limit in budgets)
     lines = [
+        f"Budget: interleave-test {said or 'not run'} (the second for the 100-thread "
+        f"bug, whose runs take seconds there); ploom at most {ploom_runs:,} schedules "
+        "per bug (each in a process of its own).",
+        "",
         "| bug | " + " | ".join(title for title, _ in columns) + " |",
         "| --- |" + " ---: |" * len(columns),
     ]

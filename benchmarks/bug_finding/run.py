@@ -4,6 +4,7 @@ of :mod:`bugs`, beside plain stress-running under real threads.
     python benchmarks/bug_finding/run.py                  # the full table
     python benchmarks/bug_finding/run.py --smoke          # a few seconds, for CI
     python benchmarks/bug_finding/run.py --output docs/bug-finding.md
+    python benchmarks/bug_finding/run.py --peers-json peers.json ...   # see peers.py
 
 For each bug and strategy: the runs until the first failing one, for seeds
 0..N-1 (the exhaustive strategy is deterministic: one search), reported as

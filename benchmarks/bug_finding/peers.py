@@ -162,7 +162,7 @@ yield_point = ploom.yield_now
 """
 
 
-def ploom(limit: int) -> dict[str, Any]:
+def ploom(limit: int, only_bug: str | None = None) -> dict[str, Any]:
     try:
         import ploom
     except ImportError as error:
@@ -174,14 +174,20 @@ def ploom(limit: int) -> dict[str, Any]:
     sys.modules.pop("bugs", None)
     bugs = importlib.import_module("bugs")
     per_bug: dict[str, Any] = {}
-    config = ploom.Config(max_executions=limit, timeout=300.0, minimize_executions=0)
+    config = ploom.Config(max_executions=limit, max_tasks=128, timeout=600.0, minimize_executions=0)
     for name, bug in bugs.BUGS.items():
+        if only_bug is not None and name != only_bug:
+            continue
         began = time.monotonic()
         try:
             done = ploom.check(bug, config=config, on_failure=lambda *_: None)
             per_bug[name] = {"found": [None], "runs": done.executions, "complete": True}
         except ploom.IncompleteExplorationError as stopped:
-            per_bug[name] = {"found": [None], "runs": stopped.statistics.executions}
+            per_bug[name] = {
+                "found": [None],
+                "runs": stopped.statistics.executions,
+                "stopped": str(stopped.limit),
+            }
         except ploom.ModelCheckError as failure:
             detail = str(failure)
             per_bug[name] = (
@@ -219,6 +225,9 @@ def _cell(entry: dict[str, Any] | None) -> str:
         return f"no {entry['unsupported']}"
     if "error" in entry:
         return "could not run"
+    stopped = str(entry.get("stopped", ""))
+    if stopped and stopped != "schedules":
+        return f"stopped by its {stopped.replace('_', ' ')} limit"
     found: list[int | None] = entry["found"]
     limit = entry.get("limit") or entry.get("runs") or 0
     hits = [value for value in found if value is not None]
@@ -271,6 +280,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--expensive", type=int, nargs=2, default=(5, 200))
     parser.add_argument("--only", choices=("interleave-test", "ploom"))
+    parser.add_argument("--bug", help="only this bug (ploom)")
     arguments = parser.parse_args()
     measured: dict[str, Any] = {"python": sys.version.split()[0]}
     if arguments.only in (None, "interleave-test"):
@@ -278,7 +288,7 @@ def main() -> int:
             arguments.seeds, arguments.runs, tuple(arguments.expensive)
         )
     if arguments.only in (None, "ploom"):
-        measured["ploom"] = ploom(arguments.runs)
+        measured["ploom"] = ploom(arguments.runs, arguments.bug)
     json.dump(measured, sys.stdout, indent=1)
     return 0
 

@@ -163,6 +163,8 @@ def main() -> int:
         help="seeds and run limit for the 100-thread bug",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks it all runs")
+    parser.add_argument("--correct-seeds", type=int, help="seeds on the correct programs")
+    parser.add_argument("--correct-runs", type=int, help="run limit on the correct programs")
     parser.add_argument(
         "--peers-json",
         help="the output of peers.py (run with its own environment) to show beside ours",
@@ -181,7 +183,9 @@ def main() -> int:
         arguments.stress_repeats,
         tuple(arguments.expensive),
     )
-    correct = check_correct(arguments.seeds, arguments.runs)
+    correct_seeds = arguments.correct_seeds or arguments.seeds
+    correct_runs = arguments.correct_runs or arguments.runs
+    correct = check_correct(correct_seeds, correct_runs)
     minutes = (datetime.datetime.now() - started).total_seconds() / 60
     if arguments.output:
         page = PAGE.format(
@@ -200,6 +204,8 @@ def main() -> int:
             rows="\n".join("| " + " | ".join(row) + " |" for row in rows),
             correct="\n".join("| " + " | ".join(row) + " |" for row in correct),
             peers=peers_section(arguments.peers_json),
+            correct_seeds=correct_seeds,
+            correct_limit=correct_runs,
         )
         Path(arguments.output).write_text(page, encoding="utf-8")
     return 0

@@ -47,6 +47,7 @@ def _own_locks(threads: int) -> Callable[[], None]:
     return test
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("threads", [2, 4, 7])
 def test_independent_threads_are_one_interleaving(threads: int) -> None:
     result = tracedsync.explore(_own_locks(threads), strategy="dpor", require_complete=True)
@@ -80,6 +81,7 @@ def _traces_of_one_lock(threads: int, sections: int) -> int:
     return math.factorial(threads * sections) // math.factorial(sections) ** threads
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(("threads", "sections"), [(2, 1), (3, 1), (2, 2), (3, 2), (4, 1)])
 def test_interleavings_equal_the_mazurkiewicz_traces(threads: int, sections: int) -> None:
     result = tracedsync.explore(
@@ -197,6 +199,7 @@ PROGRAMS = {
 }
 
 
+@pytest.mark.timeout(300)  # 1,500 unreduced runs: slow on a loaded machine
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_every_outcome_of_the_unreduced_search_is_reached(name: str) -> None:
     program, expected = PROGRAMS[name]

@@ -180,7 +180,9 @@ def ploom(limit: int, only_bug: str | None = None) -> dict[str, Any]:
             continue
         began = time.monotonic()
         try:
-            done = ploom.check(bug, config=config, on_failure=lambda *_: None)
+            done = ploom.check(
+                bug, config=config, trace_dir=stand_in / "traces", on_failure=lambda *_: None
+            )
             per_bug[name] = {"found": [None], "runs": done.executions, "complete": True}
         except ploom.IncompleteExplorationError as stopped:
             per_bug[name] = {

@@ -235,6 +235,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
     hits = [value for value in found if value is not None]
     if not hits:
         return f"not found in {limit:,}"
+    limit = limit or max(hits)  # ploom's failures say only where they were found
     middle = median(found, limit)
     shown = f"> {limit:,}" if middle is None or middle > limit else f"{middle:g}"
     return shown if len(found) == 1 else f"{shown} ({len(hits)}/{len(found)})"

@@ -4,6 +4,7 @@ of :mod:`bugs`, beside plain stress-running under real threads.
     python benchmarks/bug_finding/run.py                  # the full table
     python benchmarks/bug_finding/run.py --smoke          # a few seconds, for CI
     python benchmarks/bug_finding/run.py --output docs/bug-finding.md
+    python benchmarks/bug_finding/run.py --peers-json peers.json ...   # see peers.py
 
 For each bug and strategy: the runs until the first failing one, for seeds
 0..N-1 (the exhaustive strategy is deterministic: one search), reported as
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -26,11 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bugs import BUGS
+from bugs import BUGS, CORRECT
 
 import tracedsync
 
-STRATEGIES = ("pct", "random", "exhaustive")
+STRATEGIES = ("pct", "random", "exhaustive", "dpor")
+#: Deterministic strategies: one search, no seeds.
+SEARCHES = ("exhaustive", "dpor")
+#: Bugs whose runs cost far more (100 threads): a smaller budget, said on the page.
+EXPENSIVE = {"twostage, 100+1 threads (SCTBench)"}
 
 
 def runs_to_find(bug: Callable[[], None], strategy: str, seed: int, limit: int) -> int | None:
@@ -76,15 +82,18 @@ def _median(found: list[int | None], limit: int) -> str:
     return shown if len(found) == 1 else f"{shown} ({len(hits)}/{len(found)})"
 
 
-def measure(seeds: int, limit: int, stress_limit: int, stress_repeats: int) -> list[list[str]]:
+def measure(
+    seeds: int, limit: int, stress_limit: int, stress_repeats: int, expensive: tuple[int, int]
+) -> list[list[str]]:
     tracedsync.configure(on_deadlock="warn", log_level="off")
     rows = []
     for name, bug in BUGS.items():
         row = [name]
+        bug_seeds, bug_limit = expensive if name in EXPENSIVE else (seeds, limit)
         for strategy in STRATEGIES:
-            used = 1 if strategy == "exhaustive" else seeds
-            found = [runs_to_find(bug, strategy, seed, limit) for seed in range(used)]
-            row.append(_median(found, limit))
+            used = 1 if strategy in SEARCHES else bug_seeds
+            found = [runs_to_find(bug, strategy, seed, bug_limit) for seed in range(used)]
+            row.append(_median(found, bug_limit))
         tracedsync.configure(on_deadlock="raise")
         stress = [stress_runs_to_find(bug, stress_limit, 1.0) for _ in range(stress_repeats)]
         tracedsync.configure(on_deadlock="warn")
@@ -92,6 +101,47 @@ def measure(seeds: int, limit: int, stress_limit: int, stress_repeats: int) -> l
         rows.append(row)
         print(" | ".join(row), flush=True)
     return rows
+
+
+def check_correct(seeds: int, limit: int) -> list[list[str]]:
+    """Every strategy on every correct program: what it reported (nothing,
+    or the failures by kind), and for the searches whether they completed."""
+    rows = []
+    for name, program in CORRECT.items():
+        row = [name]
+        for strategy in STRATEGIES:
+            failures: list[str] = []
+            complete = ""
+            for seed in range(1 if strategy in SEARCHES else seeds):
+                try:
+                    result = tracedsync.explore(program, strategy=strategy, runs=limit, seed=seed)
+                except tracedsync.InterleavingError as failure:
+                    failures.append(failure.kind)
+                    continue
+                if strategy in SEARCHES:
+                    complete = (
+                        f", complete after {result.interleavings:,} interleavings"
+                        if result.complete
+                        else f", {result.runs:,} runs, not complete"
+                    )
+            shown = ", ".join(sorted(set(failures))) if failures else "nothing"
+            row.append(shown + complete)
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    return rows
+
+
+def peers_section(path: str | None) -> str:
+    """The peers' table (see ``peers.py``), or why there is none."""
+    if path is None:
+        return "Not measured in this run (pass `--peers-json`, see `peers.py`)."
+    import peers
+
+    measured = json.loads(Path(path).read_text(encoding="utf-8"))
+    return (
+        f"Measured with CPython {measured.get('python', '?')} in the peers' own "
+        "environment.\n\n" + peers.markdown(measured, list(BUGS))
+    )
 
 
 #: The results page, with ``str.format`` fields for the figures.
@@ -104,13 +154,39 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000, help="run limit per exploration")
     parser.add_argument("--stress-runs", type=int, default=1000)
     parser.add_argument("--stress-repeats", type=int, default=5)
+    parser.add_argument(
+        "--expensive",
+        type=int,
+        nargs=2,
+        default=(5, 200),
+        metavar=("SEEDS", "RUNS"),
+        help="seeds and run limit for the 100-thread bug",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks it all runs")
+    parser.add_argument("--correct-seeds", type=int, help="seeds on the correct programs")
+    parser.add_argument("--correct-runs", type=int, help="run limit on the correct programs")
+    parser.add_argument(
+        "--peers-json",
+        help="the output of peers.py (run with its own environment) to show beside ours",
+    )
     parser.add_argument("--output", help="write the results page here (Markdown)")
     arguments = parser.parse_args()
     if arguments.smoke:
         arguments.seeds, arguments.runs = 2, 100
         arguments.stress_runs, arguments.stress_repeats = 5, 1
-    rows = measure(arguments.seeds, arguments.runs, arguments.stress_runs, arguments.stress_repeats)
+        arguments.expensive = (1, 20)
+    started = datetime.datetime.now()
+    rows = measure(
+        arguments.seeds,
+        arguments.runs,
+        arguments.stress_runs,
+        arguments.stress_repeats,
+        tuple(arguments.expensive),
+    )
+    correct_seeds = arguments.correct_seeds or arguments.seeds
+    correct_runs = arguments.correct_runs or arguments.runs
+    correct = check_correct(correct_seeds, correct_runs)
+    minutes = (datetime.datetime.now() - started).total_seconds() / 60
     if arguments.output:
         page = PAGE.format(
             explore="{func}`tracedsync.explore`",
@@ -122,7 +198,14 @@ def main() -> int:
             limit=arguments.runs,
             stress_limit=arguments.stress_runs,
             stress_repeats=arguments.stress_repeats,
+            expensive_seeds=arguments.expensive[0],
+            expensive_limit=arguments.expensive[1],
+            minutes=f"{minutes:.0f}",
             rows="\n".join("| " + " | ".join(row) + " |" for row in rows),
+            correct="\n".join("| " + " | ".join(row) + " |" for row in correct),
+            peers=peers_section(arguments.peers_json),
+            correct_seeds=correct_seeds,
+            correct_limit=correct_runs,
         )
         Path(arguments.output).write_text(page, encoding="utf-8")
     return 0

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tracedsync._explore.scheduler import Run, RunSettings, installed, one_run, yield_point
 from tracedsync._explore.schedules import (
+    DPORStrategy,
     ExhaustiveStrategy,
     ReplayStrategy,
     Strategy,
@@ -186,7 +187,9 @@ def explore(
     ``depth``), ``"random"``, ``"exhaustive"`` (iterative preemption
     bounding: every schedule with 0 preemptions, then 1, 2 ..., up to
     ``preemption_bound`` if one is given; it stops early once every schedule
-    ran) or a strategy object such as one drawn from
+    ran), ``"dpor"`` (every schedule up to the order of independent steps:
+    dynamic partial-order reduction, one run per class of equivalent
+    schedules) or a strategy object such as one drawn from
     :func:`tracedsync.schedules`.  Raises :class:`InterleavingError` for the
     first failing run; returns an :class:`ExploreResult` when none failed,
     which says how many interleavings ran and whether that was all of them.
@@ -194,7 +197,8 @@ def explore(
     ``require_complete``: raise ``IncompleteExplorationError`` unless
     every interleaving ran (an exhaustive search, neither stopped by ``runs``
     nor cut by ``preemption_bound``): a passing test then proves the
-    property for every schedule.  Only the exhaustive strategy can complete.
+    property for every schedule.  Only the exhaustive and DPOR searches can
+    complete.
 
     ``minimize``: once a run fails, look for a failing interleaving with fewer
     preemptions (an exhaustive search with bound 0, 1, ... up to one less
@@ -226,9 +230,9 @@ def explore(
         frozenset({module}) if isinstance(module, str) else frozenset(),
     )
     chosen = make_strategy(strategy, seed=seed, depth=depth, preemption_bound=preemption_bound)
-    if require_complete and not isinstance(chosen, ExhaustiveStrategy):
+    if require_complete and not isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)):
         raise ValueError(
-            "require_complete=True needs strategy='exhaustive': "
+            "require_complete=True needs strategy='exhaustive' or 'dpor': "
             f"{chosen.describe()} samples schedules and never completes a search"
         )
     total = chosen.default_runs if runs is None else runs
@@ -256,6 +260,8 @@ def _incomplete(result: ExploreResult, total: int) -> str:
         if result.exhausted
         else f"the budget of {total:,} runs ran out"
     )
+    if result.strategy.startswith("dpor"):
+        covered = "part of the interleavings (a depth-first search covers no whole class early)"
     return (
         f"the exploration found no failure but was not complete: {why} after "
         f"{result.interleavings:,} interleavings ({result.strategy}); it covered "
@@ -275,13 +281,15 @@ def _explore_runs(
     for number in range(total):
         run = one_run(test, chosen, number, settings)
         done += 1
-        if run.failure is not None:
+        if run.failure is not None and run.failure[0] == "redundant":
+            pass  # partial-order reduction: equivalent to a run made before
+        elif run.failure is not None:
             failure = _failure(run, chosen)
             if minimize and run.failure[0] not in {"stall", "replay"}:
                 failure = _simplest(test, failure, settings)
             raise failure
         seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
-        if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
+        if isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)) and chosen.exhausted:
             break
     if isinstance(chosen, ExhaustiveStrategy):
         bound = chosen.completed_bound
@@ -292,6 +300,14 @@ def _explore_runs(
             interleavings=done,
             complete=chosen.complete,
             completed_bound=None if bound < 0 else bound,
+        )
+    if isinstance(chosen, DPORStrategy):
+        return ExploreResult(
+            done,
+            chosen.describe(),
+            exhausted=chosen.exhausted,
+            interleavings=chosen.interleavings,
+            complete=chosen.complete,
         )
     return ExploreResult(done, chosen.describe(), interleavings=len(seen))
 

@@ -40,7 +40,15 @@ from typing import Any
 
 from tracedsync import _control, _hooks
 from tracedsync._errors import DeadlockError
-from tracedsync._explore.schedules import ReplayDivergedError, Strategy
+from tracedsync._explore.schedules import (
+    ACQUIRE,
+    ANY_OBJECT,
+    RELEASE,
+    WRITE,
+    RedundantRunError,
+    ReplayDivergedError,
+    Strategy,
+)
 from tracedsync._hooks import Record
 from tracedsync._sites import describe_offset, describe_site, register_internal_module, user_frame
 
@@ -103,6 +111,7 @@ class _Managed:
         "free",
         "gate",
         "ident",
+        "key",
         "name",
         "ordinal",
         "owed",
@@ -128,6 +137,9 @@ class _Managed:
         self.timed_out = False
         self.waits_for: Any = None
         self.ident: int | None = None
+        #: The id of its ``threading.Thread`` (what its start and join events
+        #: name), for the steps' footprints; ``None`` for the test's thread.
+        self.key: int | None = None
         #: Set while the thread runs code that must block for real (starting a
         #: thread waits for it to boot), outside the model.
         self.free = False
@@ -168,6 +180,11 @@ class Run:
         self.trace_opcodes = trace_opcodes
         self.guard = allocate_lock()
         self.threads: list[_Managed] = []
+        #: The threads that have not finished, in creation order.
+        self._live: list[_Managed] = []
+        #: How many threads owe a step to others (yielded, see ``_yield``):
+        #: while none do, fairness has nothing to check.
+        self._owing = 0
         self.by_ident: dict[int, _Managed] = {}
         self.current: _Managed | None = None
         self.choices: list[int] = []
@@ -186,6 +203,18 @@ class Run:
         self.aborting = False
         self.done = allocate_lock()
         self.done.acquire()
+        #: Footprints of the steps, for a strategy that wants them
+        #: (``tracks_steps``: partial-order reduction): the objects the
+        #: running step touched (run-wide numbers, in first-touch order), the
+        #: threads it started, whether no choice led to it, and the threads
+        #: whose next step may touch anything (they stopped at a yield point).
+        self.tracking = strategy.tracks_steps
+        self._touched: dict[int, int] = {}
+        self._numbers: dict[int, int] = {}
+        self._started: list[int] = []
+        self._forced = True
+        self._anything_next: set[int] = set()
+        self._anything_after = False
 
     # -- threads ---------------------------------------------------------------
 
@@ -193,6 +222,7 @@ class Run:
         with self.guard:
             managed = _Managed(len(self.threads), name)
             self.threads.append(managed)
+            self._live.append(managed)
             self.alive += 1
             return managed
 
@@ -203,6 +233,30 @@ class Run:
             self.by_ident[managed.ident] = managed
         self._wait_turn(managed)
 
+    def touch(self, key: int, mode: int) -> None:
+        """The running step uses the object ``key`` (an ``id``, or
+        :data:`ANY_OBJECT`) as ``mode`` says (guard held, or the turn ours)."""
+        if key != ANY_OBJECT:
+            number = self._numbers.get(key)
+            if number is None:
+                number = self._numbers[key] = len(self._numbers)
+            key = number
+        before = self._touched.get(key)
+        self._touched[key] = mode if before is None or before == mode else WRITE
+
+    def _observe(self, me: _Managed) -> None:
+        """``me``'s step ended: tell the strategy what it touched."""
+        ordinal = me.ordinal
+        if ordinal in self._anything_next:
+            self._anything_next.discard(ordinal)
+            self._touched[ANY_OBJECT] = WRITE
+        if self._anything_after:
+            self._anything_after = False
+            self._anything_next.add(ordinal)
+        touched, started = self._touched, self._started
+        self._touched, self._started = {}, []
+        self.strategy.observe(ordinal, touched, self._forced, started)
+
     def _wait_turn(self, managed: _Managed) -> None:
         managed.gate.acquire()
         if self.aborting:
@@ -212,8 +266,14 @@ class Run:
         """The thread's code ended (or unwound): hand the turn on, never wait."""
         with self.guard:
             managed.state = FINISHED
+            self._live.remove(managed)
+            if managed.owed:
+                managed.owed = set()
+                self._owing -= 1
             self.by_ident.pop(managed.ident or 0, None)
             self.alive -= 1
+            if self.tracking and managed.key is not None:
+                self.touch(managed.key, RELEASE)  # what a join waits for
             if not self.aborting and self.current is managed:
                 following = self._pick(managed)
                 if following is not None:
@@ -256,7 +316,7 @@ class Run:
         clock = self.clock
         ready = [
             managed.ordinal
-            for managed in self.threads
+            for managed in self._live
             if managed.state == RUNNABLE
             or (
                 managed.state == BLOCKED
@@ -274,8 +334,11 @@ class Run:
     def _eligible(self, candidates: list[int]) -> list[int]:
         """The candidates fairness lets run: not those that yielded while
         others, which can still run, have not taken a step since."""
+        if not self._owing:
+            return candidates
         present = set(candidates)
-        return [ordinal for ordinal in candidates if not self.threads[ordinal].owed & present]
+        threads = self.threads
+        return [ordinal for ordinal in candidates if not threads[ordinal].owed & present]
 
     def _yield(self, me: _Managed) -> None:
         """``me`` lets the others run: each thread eligible now must take a
@@ -283,7 +346,9 @@ class Run:
         self._yields += 1
         me.yielded = self._yields
         others = [ordinal for ordinal in self._candidates(None) if ordinal != me.ordinal]
+        had = bool(me.owed)
         me.owed = set(self._eligible(others))
+        self._owing += bool(me.owed) - had
 
     def _next_timed(self, candidates: list[int]) -> _Managed | None:
         """When every thread that can run only spins, virtual time passes:
@@ -320,15 +385,22 @@ class Run:
         """``following``'s timed wait ends by its timeout: the clock jumps to it."""
         self.clock = max(self.clock, following.deadline or 0.0)
         following.state, following.timed_out = RUNNABLE, True
+        self._forced = True
         self._ran(following)
         return following
 
     def _ran(self, following: _Managed) -> None:
         """``following`` takes the next step: the yields waiting for it are served."""
-        ordinal = following.ordinal
-        for managed in self.threads:
-            managed.owed.discard(ordinal)
         following.yielded = None
+        if not self._owing:
+            return
+        ordinal = following.ordinal
+        for managed in self._live:
+            owed = managed.owed
+            if ordinal in owed:
+                owed.discard(ordinal)
+                if not owed:
+                    self._owing -= 1
 
     def _livelock(self, candidates: list[int]) -> str:
         detail = (
@@ -347,6 +419,12 @@ class Run:
     def _pick(self, me: _Managed | None) -> _Managed | None:
         """The thread to run next (guard held); ``None`` after aborting the run
         (deadlock, step bound) or when every thread finished."""
+        if self.tracking and me is not None and not self.aborting:
+            try:
+                self._observe(me)
+            except ReplayDivergedError as error:
+                self._abort("replay", str(error))
+                return None
         candidates = self._candidates(me)
         if candidates:
             if len(self.choices) >= self.max_steps:
@@ -361,6 +439,10 @@ class Run:
             except ReplayDivergedError as error:
                 self._abort("replay", str(error))
                 return None
+            except RedundantRunError as error:
+                self._abort("redundant", str(error))
+                return None
+            self._forced = False
             self.choices.append(chosen)
             if current is not None and chosen != current and current in offered:
                 self.preemptions += 1
@@ -401,8 +483,13 @@ class Run:
         code: CodeType | None,
         offset: int,
         kind: int = STEP,
+        key: int | None = None,
+        mode: int = WRITE,
     ) -> None:
-        """A scheduling point of the running thread ``me``.
+        """A scheduling point of the running thread ``me``, after a step that
+        used the object ``key`` (``id`` of a primitive, :data:`ANY_OBJECT`
+        for anything: then the thread's next step may touch anything too;
+        ``None``: nothing) as ``mode`` says.
 
         Fairness: a *yield* (``kind`` :data:`YIELD`, or :data:`SPIN` when the
         thread is back at the same site with no other thread having run since)
@@ -421,6 +508,10 @@ class Run:
             raise _Aborted
         self.moves += 1
         self.steps.append((me.ordinal, event, name, code, offset))
+        if key is not None and self.tracking:
+            self.touch(key, mode)
+            if key == ANY_OBJECT:
+                self._anything_after = True
         if kind == STEP:
             me.spinning = False
         else:
@@ -534,7 +625,38 @@ def _sink(record: Record) -> None:
     data = record[8]
     # A failed non-blocking acquire, retried in a loop, is a spin.
     kind = SPIN if type(data) is dict and data.get("outcome") == "would_block" else STEP
-    run.point(managed, record[3], record[5][2], record[6], record[7], kind)
+    event = record[3]
+    if not run.tracking:
+        run.point(managed, event, record[5][2], record[6], record[7], kind)
+        return
+    key: int | None = record[5][1]
+    mode = WRITE
+    if event.endswith(".blocked"):
+        key = None  # it only says a wait begins: the wait itself is not a use
+    elif event in _LOCK_EVENTS and data:
+        fields: dict[str, Any] = (
+            dict(zip(data[::2], data[1::2], strict=False)) if isinstance(data, tuple) else data
+        )
+        outcome = fields.get("outcome")
+        if event.endswith(".release"):
+            mode = RELEASE if outcome == "released" else WRITE
+        elif (
+            outcome in ("acquired", "joined")
+            and fields.get("blocking", True) is True
+            and fields.get("timeout") in (None, -1)
+        ):
+            # Waiting without a timeout: it could not have happened before the
+            # release (or the end) that let it.  A try or a timed wait could
+            # (it would have failed): that order is a different interleaving.
+            mode = ACQUIRE
+    run.point(managed, event, record[5][2], record[6], record[7], kind, key, mode)
+
+
+#: Events of the lock-like uses of an object: a lock taken (or a thread
+#: joined, once it finished) only after the release (or the end) before it.
+_LOCK_EVENTS = frozenset(
+    {"lock.acquire", "lock.release", "rlock.acquire", "rlock.release", "thread.join"}
+)
 
 
 def yield_point() -> None:
@@ -557,7 +679,7 @@ def point_at_caller(event: str, name: str, depth: int, kind: int = STEP) -> None
     if run is not None and managed is not None:
         frame = user_frame(sys._getframe(depth))
         code, offset = (None, 0) if frame is None else (frame.f_code, frame.f_lasti)
-        run.point(managed, event, name, code, offset, kind)
+        run.point(managed, event, name, code, offset, kind, ANY_OBJECT)
 
 
 _real_sleep = time.sleep
@@ -629,6 +751,16 @@ def _sched_yield() -> None:
         _real_sched_yield()
 
 
+def _touch(lock: ModelLock, mode: int) -> None:
+    """A model lock is used by the running thread of a run that tracks steps
+    (its operations report no event, so no scheduling point reports them)."""
+    run = _active
+    if run is not None and run.tracking:
+        managed = run.by_ident.get(get_ident())
+        if managed is not None and managed is run.current and not managed.free:
+            run.touch(id(lock), mode)
+
+
 class ModelLock:
     """``threading._allocate_lock`` while exploring: a raw lock whose blocking
     acquire in a controlled thread is a modelled wait (the waiter lock of every
@@ -641,19 +773,26 @@ class ModelLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if self._raw.acquire(False):
+            _touch(self, ACQUIRE if blocking and timeout < 0 else WRITE)
             return True
         if not blocking:
+            _touch(self, WRITE)
             return False
         if controlling() is not None:
-            return acquire_lock(self._raw, self, timeout)
+            if acquire_lock(self._raw, self, timeout):
+                _touch(self, ACQUIRE if timeout < 0 else WRITE)
+                return True
+            _touch(self, WRITE)
+            return False
         return self._raw.acquire(blocking, timeout)
 
     __enter__ = acquire
 
     def __exit__(self, *exc_info: object) -> None:
-        self._raw.release()
+        self.release()
 
     def release(self) -> None:
+        _touch(self, RELEASE)
         self._raw.release()
 
     def locked(self) -> bool:
@@ -673,6 +812,10 @@ def starting(thread: threading.Thread) -> None:
     assert run is not None
     managed = run.add_thread(thread.name)
     thread._tracedsync_managed = managed  # type: ignore[attr-defined]
+    if run.tracking:
+        managed.key = id(thread)
+        run.touch(id(thread), WRITE)
+        run._started.append(managed.ordinal)
     original_run = thread.run
 
     def controlled_run() -> None:
@@ -746,7 +889,7 @@ def _settrace_points(run: Run) -> Callable[..., Any]:
         if event == wanted and _active is run:
             managed = run.by_ident.get(get_ident())
             if managed is not None and not managed.free:
-                run.point(managed, event, "", frame.f_code, frame.f_lasti)
+                run.point(managed, event, "", frame.f_code, frame.f_lasti, STEP, ANY_OBJECT)
         return in_frame
 
     def on_call(frame: Any, event: str, argument: Any) -> Any:
@@ -812,7 +955,7 @@ class _MonitoringPoints:
             return
         managed = run.by_ident.get(get_ident())
         if managed is not None and not managed.free:
-            run.point(managed, event, "", code, offset)
+            run.point(managed, event, "", code, offset, STEP, ANY_OBJECT)
 
     def _on_instruction(self, code: Any, offset: int) -> None:
         self._point("opcode", code, offset)

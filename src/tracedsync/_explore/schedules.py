@@ -16,6 +16,10 @@ the same interleaving in every run of a deterministic test.
 * :class:`ExhaustiveStrategy`: every interleaving, by iterative preemption
   bounding (every one with no preemption, then with 1, 2 ...; CHESS,
   SCTBench), optionally up to a ``preemption_bound``.
+* :class:`DPORStrategy`: every interleaving up to equivalence, by dynamic
+  partial-order reduction with sleep sets (Flanagan and Godefroid, POPL
+  2005): two orders of independent steps (steps on different primitives)
+  are one interleaving, explored once.
 * :class:`ReplayStrategy`: the choices recorded in a token.
 * :class:`ChoiceSchedule`: the default schedule (no preemptions) with a list
   of deviations, which Hypothesis draws and shrinks to the fewest.
@@ -33,10 +37,16 @@ from typing import Any
 from tracedsync._sites import register_internal_module
 
 __all__ = [
+    "ACQUIRE",
+    "ANY_OBJECT",
+    "RELEASE",
+    "WRITE",
     "ChoiceSchedule",
+    "DPORStrategy",
     "ExhaustiveStrategy",
     "PCTStrategy",
     "RandomStrategy",
+    "RedundantRunError",
     "ReplayDivergedError",
     "ReplayStrategy",
     "Strategy",
@@ -77,11 +87,37 @@ class ReplayDivergedError(RuntimeError):
     test's."""
 
 
+class RedundantRunError(RuntimeError):
+    """The partial-order reduction stops a run: every thread that could run
+    next is in the sleep set, so every continuation is equivalent to one
+    already explored (not a failure of the test)."""
+
+
+#: How a step used an object (see :meth:`Strategy.observe`): a lock taken, a
+#: lock released, anything else (a write, as far as reordering goes).
+ACQUIRE, RELEASE, WRITE = 1, 2, 3
+#: The key of a step that may touch anything (a yield point, a sleep, a
+#: guarded attribute, a traced line): dependent on every other step.
+ANY_OBJECT = -1
+
+
 class Strategy:
     """Base class of strategies; see the module docstring."""
 
     #: Runs to make when ``explore`` is given no ``runs``.
     default_runs = 100
+    #: Whether the scheduler reports every step's footprint (:meth:`observe`).
+    tracks_steps = False
+
+    def observe(
+        self, thread: int, footprint: dict[int, int], forced: bool, started: list[int]
+    ) -> None:
+        """A step ended (only when :attr:`tracks_steps`): ``thread`` ran it,
+        touching ``footprint`` (object key -> :data:`ACQUIRE`, :data:`RELEASE`
+        or :data:`WRITE`; keys number the run's objects in the order first
+        touched, :data:`ANY_OBJECT` stands for anything); ``forced`` when no
+        choice led to it (the first step, a timeout firing); ``started``: the
+        threads it started."""
 
     def start_run(self, run: int) -> None:
         """A run begins (``run`` counts from 0)."""
@@ -156,8 +192,9 @@ class PCTStrategy(Strategy):
         self.steps = max(steps, 1)
         self._random = random.Random(seed)
         #: Threads with their initial priority, lowest first: the priority of
-        #: ``_ranked[r]`` is ``depth + r``.
+        #: ``_ranked[r]`` is ``depth + r`` (``_rank`` maps a thread to ``r``).
         self._ranked: list[int] = []
+        self._rank: dict[int, int] = {}
         #: Threads demoted at a change point: ordinal -> ``i`` (1 .. d-1).
         self._demoted: dict[int, int] = {}
         #: Step number (1-based) -> the index ``i`` of the change point there.
@@ -165,6 +202,7 @@ class PCTStrategy(Strategy):
 
     def start_run(self, run: int) -> None:
         self._ranked = []
+        self._rank = {}
         self._demoted = {}
         count = min(self.depth - 1, self.steps)
         drawn = self._random.sample(range(1, self.steps + 1), count)
@@ -175,9 +213,15 @@ class PCTStrategy(Strategy):
         demoted = self._demoted.get(ordinal)
         if demoted is not None:
             return demoted
-        if ordinal not in self._ranked:
-            self._ranked.insert(self._random.randrange(len(self._ranked) + 1), ordinal)
-        return self.depth + self._ranked.index(ordinal)
+        rank = self._rank.get(ordinal)
+        if rank is None:
+            ranked = self._ranked
+            position = self._random.randrange(len(ranked) + 1)
+            ranked.insert(position, ordinal)
+            for index in range(position, len(ranked)):
+                self._rank[ranked[index]] = index
+            rank = position
+        return self.depth + rank
 
     def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
         # ``step`` choices were made before this one, and the first step (the
@@ -353,6 +397,302 @@ class ExhaustiveStrategy(Strategy):
         return f"exhaustive (iterative preemption bounding{cap}, at bound {self.bound})"
 
 
+#: A footprint as a sleeping thread keeps it: the keys its step touched, and
+#: how many keys the run had numbered before that step (keys from there on
+#: are numbered differently from one run to the next).
+_Asleep = tuple[dict[int, int], int]
+
+
+def _reversible(earlier: int, later: int) -> bool:
+    """Whether two dependent uses of one object can happen in either order: a
+    lock's release and the next acquire, or its acquire and a release by
+    another thread, cannot (the lock is held in between)."""
+    return not (
+        (earlier == RELEASE and later == ACQUIRE) or (earlier == ACQUIRE and later == RELEASE)
+    )
+
+
+def _dependent(asleep: _Asleep, footprint: dict[int, int]) -> bool:
+    """Whether a sleeping thread's step (observed in an earlier run) and a
+    step of this run may not commute.  Keys numbered before the sleeper's
+    step mean the same object in both runs; later ones may not, so any two
+    of those count as the same object."""
+    keys, fresh = asleep
+    if ANY_OBJECT in keys or ANY_OBJECT in footprint:
+        return True
+    sleeper_new = other_new = False
+    for key in keys:
+        if key >= fresh:
+            sleeper_new = True
+        elif key in footprint:
+            return True
+    if sleeper_new:
+        other_new = any(key >= fresh for key in footprint)
+    return sleeper_new and other_new
+
+
+class _Node:
+    """One step of the DPOR search's current path: the state before it and
+    what was and is still to be explored from there."""
+
+    __slots__ = (
+        "backtrack",
+        "done",
+        "explored",
+        "footprint",
+        "forced",
+        "fresh",
+        "offered",
+        "sleep",
+        "thread",
+    )
+
+    def __init__(
+        self, offered: list[int], forced: bool, sleep: dict[int, _Asleep], fresh: int
+    ) -> None:
+        self.offered = offered
+        self.forced = forced
+        self.sleep = sleep
+        #: Keys numbered before this step (see :data:`_Asleep`).
+        self.fresh = fresh
+        self.thread = -1
+        self.footprint: dict[int, int] = {}
+        #: Threads to run from this state: the first choice, then the ones
+        #: races asked for.
+        self.backtrack: set[int] = set()
+        self.done: set[int] = set()
+        #: The step each explored thread took from this state.
+        self.explored: dict[int, _Asleep] = {}
+
+
+class DPORStrategy(Strategy):
+    """Every interleaving up to the order of independent steps: dynamic
+    partial-order reduction with sleep sets (Flanagan and Godefroid,
+    "Dynamic Partial-Order Reduction for Model Checking Software", POPL
+    2005).
+
+    A step is what a thread runs between two scheduling points; the
+    scheduler reports which objects each one touched (:meth:`observe`).
+    Two steps are *dependent* when they touch the same object (a lock, a
+    condition, an event, a thread started or joined...), or when either is
+    a yield point, a sleep, a guarded attribute access or a traced line
+    (:data:`ANY_OBJECT`: plain Python data may be read or written there).
+    Interleavings that differ only in the order of independent steps are
+    equivalent (one Mazurkiewicz trace) and one of them runs.
+
+    Stateless depth-first search: each run replays a path and, where an
+    earlier run left a thread to try, runs it.  After every step, the last
+    earlier step of another thread that it depends on and that does not
+    happen before it (a *race*) gets this step's thread as a choice to try
+    (or, if it could not run there, every thread that could).  A lock's
+    release and the next acquire are ordered by the lock and never race.
+    Sleep sets keep a thread whose next step was explored already from being
+    explored again after independent steps; a run in which every thread
+    that can run sleeps is stopped early (:class:`RedundantRunError`) and
+    not counted as an interleaving.
+
+    Assumes what runs between two scheduling points touches shared Python
+    data only under the primitives' protection (no data race), or is marked
+    with ``yield_point``; ``granularity="lines"`` makes every step dependent.
+    """
+
+    default_runs = 10_000
+    tracks_steps = True
+
+    def __init__(self) -> None:
+        self._path: list[_Node] = []
+        self._position = 0
+        self.exhausted = False
+        #: Runs stopped by the sleep sets, and runs that went to the end.
+        self.redundant = 0
+        self.interleavings = 0
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self._sleep: dict[int, _Asleep] = {}
+        self._keys = 0
+        #: Happens-before, as vector clocks of step positions (-1: none).
+        self._clock_of: dict[int, list[int]] = {}
+        self._step_clocks: list[list[int]] = []
+        self._step_threads: list[int] = []
+        self._history: dict[int, list[int]] = {}
+        self._anywhere: list[int] = []
+        self._latest: dict[int, int] = {}
+        self._stopped = False
+
+    def start_run(self, run: int) -> None:
+        self._position = 0
+        self._reset_run()
+
+    def _node(self, offered: list[int], forced: bool) -> _Node:
+        position = self._position
+        if position < len(self._path):
+            node = self._path[position]
+            if node.offered != offered or node.forced != forced:
+                raise ReplayDivergedError(
+                    "exhaustive exploration needs a test that is deterministic apart from "
+                    "its scheduling"
+                )
+            return node
+        node = _Node(offered, forced, self._sleep, self._keys)
+        self._path.append(node)
+        return node
+
+    def choose(self, candidates: Sequence[int], current: int | None, step: int) -> int:
+        node = self._node(list(candidates), False)
+        if node.thread < 0:
+            awake = [ordinal for ordinal in node.offered if ordinal not in node.sleep]
+            if not awake:
+                self._path.pop()
+                self._stopped = True
+                raise RedundantRunError("every thread that can run sleeps")
+            node.thread = awake[0]
+            node.backtrack.add(node.thread)
+            node.done.add(node.thread)
+        return node.thread
+
+    def observe(
+        self, thread: int, footprint: dict[int, int], forced: bool, started: list[int]
+    ) -> None:
+        if forced:
+            node = self._node([thread], True)
+            if node.thread < 0:
+                node.thread = thread
+                node.done.add(thread)
+            elif node.thread != thread:
+                raise ReplayDivergedError(
+                    "exhaustive exploration needs a test that is deterministic apart from "
+                    "its scheduling"
+                )
+        else:
+            node = self._path[self._position]
+        node.footprint = footprint
+        node.explored[thread] = (footprint, node.fresh)
+        if footprint:
+            self._keys = max(self._keys, max(footprint) + 1)
+        self._race(thread, footprint)
+        asleep = dict(node.sleep)
+        for other, taken in node.explored.items():
+            if other != thread:
+                asleep[other] = taken
+        self._sleep = {
+            other: taken for other, taken in asleep.items() if not _dependent(taken, footprint)
+        }
+        clock = self._clock_of.get(thread, [])
+        for child in started:
+            self._clock_of[child] = list(clock)
+        self._position += 1
+
+    def _race(self, thread: int, footprint: dict[int, int]) -> None:
+        """Find this step's race (if any), ask for its reversal there, and
+        record its happens-before clock."""
+        position = len(self._step_threads)
+        threads = self._step_threads
+        mine = self._clock_of.get(thread, [])
+
+        def ordered(step: int) -> bool:  # happens before this thread's step
+            other = threads[step]
+            return other == thread or (other < len(mine) and step <= mine[other])
+
+        racing = -1
+        sources: list[int] = []
+        if ANY_OBJECT in footprint:
+            for step in range(position - 1, -1, -1):
+                if not ordered(step):
+                    racing = step
+                    break
+            sources = list(self._latest.values())
+        else:
+            for key, mode in footprint.items():
+                history = self._history.get(key)
+                if not history:
+                    continue
+                sources.append(history[-1])
+                for step in reversed(history):
+                    if step <= racing or ordered(step):
+                        break
+                    if _reversible(self._path[step].footprint.get(key, WRITE), mode):
+                        racing = step
+                        break
+            if self._anywhere:
+                sources.append(self._anywhere[-1])
+                for step in reversed(self._anywhere):
+                    if step <= racing or ordered(step):
+                        break
+                    racing = step
+                    break
+        if racing >= 0:
+            node = self._path[racing]
+            if thread in node.offered:
+                node.backtrack.add(thread)
+            else:
+                node.backtrack.update(node.offered)
+        self._record(thread, footprint, position, mine, sources)
+
+    def _record(
+        self,
+        thread: int,
+        footprint: dict[int, int],
+        position: int,
+        mine: list[int],
+        sources: list[int],
+    ) -> None:
+        """The step's happens-before clock: its thread's, joined with the
+        clocks of the last steps it depends on (``sources``)."""
+        clocks = self._step_clocks
+        clock = list(mine)
+        for source in sources:
+            other = clocks[source]
+            if len(other) > len(clock):
+                clock.extend([-1] * (len(other) - len(clock)))
+            for index, value in enumerate(other):
+                clock[index] = max(clock[index], value)
+        if thread >= len(clock):
+            clock.extend([-1] * (thread + 1 - len(clock)))
+        clock[thread] = position
+        clocks.append(clock)
+        self._step_threads.append(thread)
+        self._clock_of[thread] = clock
+        self._latest[thread] = position
+        for key in footprint:
+            if key == ANY_OBJECT:
+                self._anywhere.append(position)
+            else:
+                self._history.setdefault(key, []).append(position)
+
+    def end_run(self, steps: int) -> bool:
+        if self._stopped:
+            self.redundant += 1
+        else:
+            self.interleavings += 1
+        del self._path[self._position :]
+        while self._path:
+            node = self._path[-1]
+            if not node.forced:
+                left = [
+                    ordinal
+                    for ordinal in node.offered
+                    if ordinal in node.backtrack
+                    and ordinal not in node.done
+                    and ordinal not in node.sleep
+                ]
+                if left:
+                    node.thread = left[0]
+                    node.done.add(node.thread)
+                    return True
+            self._path.pop()
+        self.exhausted = True
+        return False
+
+    @property
+    def complete(self) -> bool:
+        """Every interleaving (up to equivalence) ran."""
+        return self.exhausted
+
+    def describe(self) -> str:
+        return "dpor (partial-order reduction with sleep sets)"
+
+
 class ReplayStrategy(Strategy):
     """Follow the choices of a token, step by step."""
 
@@ -431,7 +771,14 @@ def make_strategy(
         return PCTStrategy(seed, depth)
     if strategy == "exhaustive":
         return ExhaustiveStrategy(preemption_bound)
-    raise ValueError(f"unknown strategy {strategy!r}; use 'random', 'pct' or 'exhaustive'")
+    if strategy == "dpor":
+        if preemption_bound is not None:
+            raise ValueError(
+                "preemption_bound applies to strategy='exhaustive'; 'dpor' explores "
+                "every interleaving up to equivalence"
+            )
+        return DPORStrategy()
+    raise ValueError(f"unknown strategy {strategy!r}; use 'random', 'pct', 'exhaustive' or 'dpor'")
 
 
 def schedules(max_deviations: int = 20, max_gap: int = 200, max_threads: int = 8) -> Any:

@@ -365,3 +365,38 @@ def test_one_race_detector_at_a_time() -> None:
     # and the exploration left nothing behind: it works once the other stops
     with pytest.raises(InterleavingError):
         tracedsync.explore(racy_counter, runs=1, races=True)
+
+
+def test_the_pytest_marker_takes_races(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+        import tracedsync
+
+        class Box:
+            value = 0
+
+        def increments():
+            box = Box()
+
+            def increment():
+                box.value += 1
+
+            threads = [tracedsync.Thread(target=increment) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        @pytest.mark.tracedsync_explore(runs=5, races=True)
+        def test_racy():
+            increments()
+
+        @pytest.mark.tracedsync_explore(runs=5)
+        def test_same_without_races():
+            increments()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout=60", timeout=120)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*race in run 1*", "*Data race on Box.value*test_marked.py*"])

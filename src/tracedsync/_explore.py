@@ -22,6 +22,7 @@ readable steps.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import sys
 from _thread import allocate_lock, get_ident
@@ -168,6 +169,16 @@ def _simplest(
     return failure
 
 
+def _defined(test: Callable[[], object]) -> Callable[..., object]:
+    """The function the user wrote: ``test`` behind any ``__wrapped__``
+    (the pytest marker's wrapper, decorators), for its file and module."""
+    try:
+        defined: Callable[..., object] = inspect.unwrap(test)
+    except ValueError:  # a __wrapped__ cycle
+        return test
+    return defined
+
+
 #: ``granularity`` values: what else than operations is a scheduling point.
 GRANULARITIES = ("operations", "lines", "opcodes")
 
@@ -234,12 +245,13 @@ def explore(
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
     files: frozenset[str] = frozenset()
+    defined = _defined(test)
     if granularity != "operations":
         if trace_files is None:
-            code = getattr(test, "__code__", None)
+            code = getattr(defined, "__code__", None)
             trace_files = () if code is None else (code.co_filename,)
         files = frozenset(trace_files)
-    module = getattr(test, "__module__", None)
+    module = getattr(defined, "__module__", None)
     settings = RunSettings(
         max_steps,
         stall_timeout,
@@ -319,7 +331,7 @@ def _race_checks(
     if not races:
         yield None
         return
-    code = getattr(test, "__code__", None)
+    code = getattr(_defined(test), "__code__", None)
     home = os.path.dirname(os.path.abspath(code.co_filename)) if code is not None else os.getcwd()
     checks = _RaceChecks([home, *race_paths])
     checks.detector.start()

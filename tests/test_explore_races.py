@@ -400,3 +400,30 @@ def test_the_pytest_marker_takes_races(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout=60", timeout=120)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*race in run 1*", "*Data race on Box.value*test_marked.py*"])
+
+
+def test_a_race_found_while_the_thread_holds_the_schedulers_guard_fails_the_run_later() -> None:
+    """A finalizer can run user code inside the scheduler, with its guard
+    held by the same thread: reporting the race must not wait for that
+    guard for ever, and the run still fails with it."""
+    from _thread import get_ident
+
+    from tracedsync import _scheduler
+    from tracedsync._explore import _RaceChecks
+    from tracedsync._schedules import make_strategy
+
+    checks = _RaceChecks([])
+    for held in (False, True):
+        run = _scheduler.Run(make_strategy("random", seed=0, depth=3, preemption_bound=None), 0, 10)
+        run.by_ident[get_ident()] = run.add_thread("me")
+        _scheduler._active = run
+        try:
+            if held:
+                run.guard.acquire()
+            checks._found({"message": "Data race on X.y"})
+        finally:
+            _scheduler._active = None
+            if held:
+                run.guard.release()
+        assert run.failure == ("race", "Data race on X.y")
+        assert run.aborting is not held  # stopped at once only when the guard was free

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tracedsync import _scheduler
+from tracedsync._guards import PATIENCE_SECONDS
 from tracedsync._scheduler import Run, RunSettings, installed, one_run, yield_point
 from tracedsync._schedules import (
     ExhaustiveStrategy,
@@ -317,8 +318,18 @@ class _RaceChecks:
 
     def _found(self, data: dict[str, object]) -> None:
         run = _scheduler._active
-        if run is not None and get_ident() in run.by_ident:
-            run.fail("race", str(data["message"]))
+        if run is None or get_ident() not in run.by_ident:
+            return  # not a thread of this run (one a stalled run left behind)
+        message = str(data["message"])
+        if run.guard.acquire(True, PATIENCE_SECONDS):
+            try:
+                run._abort("race", message)
+            finally:
+                run.guard.release()
+        elif run.failure is None:
+            # This thread holds the guard itself (a finalizer that ran inside
+            # the scheduler): the run is not stopped, but it fails when it ends.
+            run.failure = ("race", message)
 
     def before_run(self) -> None:
         self.detector.reset()

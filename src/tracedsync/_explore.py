@@ -226,14 +226,14 @@ def explore(
     simplest one found.
 
     ``races``: check every run for data races with the race detector
-    (the one ``tracedsync run --races`` uses): a race is a failure of kind ``"race"``, reported at
-    the second of its two accesses with the run's replay token, even when
-    no assertion would have failed.  Accesses are checked in the files
-    under the directory of the file that defines ``test`` and under
-    ``race_paths``.  Each run is checked on its own (nothing is ordered
-    across runs).  Replay with ``races=True`` too.  Before Python 3.12 it
-    cannot be combined with ``granularity="lines"`` or ``"opcodes"`` (both
-    need ``sys.settrace``).
+    (the one ``tracedsync run --races`` uses): a race is a failure of kind
+    ``"race"``, reported at the second of its two accesses with the run's
+    replay token, even when no assertion would have failed.  Accesses are
+    checked in the files under the directory of the file that defines
+    ``test`` and under ``race_paths``.  Each run is checked on its own
+    (nothing is ordered across runs).  Replay with ``races=True`` too.
+    Before Python 3.12 it cannot be combined with ``granularity="lines"``
+    or ``"opcodes"`` (both need ``sys.settrace``).
 
     ``granularity``: ``"operations"`` (the default) switches only at
     synchronisation operations, ``time.sleep``, guarded attribute accesses

@@ -157,7 +157,13 @@ def _explore_item(item: pytest.Item) -> None:
 
     @functools.wraps(test)
     def explored(*args: Any, **kwargs: Any) -> None:
-        explore(lambda: test(*args, **kwargs), **options)
+        def body() -> object:
+            return test(*args, **kwargs)
+
+        # explore() finds the test's file and module (granularity, races,
+        # rebound clocks) through __wrapped__, not in this file.
+        body.__wrapped__ = test  # type: ignore[attr-defined]
+        explore(body, **options)
 
     item.obj = explored
 

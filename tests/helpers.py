@@ -35,6 +35,27 @@ def wait_until_blocked(thread_ident: int | None) -> None:
     wait_until(lambda: thread_ident in waits.snapshot()[1], f"thread {thread_ident} blocks")
 
 
+def process_sleeps_in_a_wait(pid: int) -> bool:
+    """Whether single-threaded process ``pid`` is asleep in the kernel, in a
+    futex wait where the kernel says which (a lock or condition wait: the
+    only way such a process sleeps once it has stopped reading and writing).
+
+    A signal sent then interrupts the wait.  One sent a moment earlier,
+    after CPython's last check for signals and before it parks in the lock
+    wait, is recorded but wakes nothing: the process sleeps on, with the
+    handler pending (CPython's own race, plain ``threading`` included).
+    Without procfs (macOS) this cannot be known: ``True``.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/wchan", encoding="ascii") as wchan:
+            where = wchan.read().strip()
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")
+    return state == "S" and (where in {"", "0"} or "futex" in where)
+
+
 def run_python(code: str, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with this one's environment."""
     full_env = {**os.environ, **(env or {})}

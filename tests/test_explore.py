@@ -401,6 +401,37 @@ def test_pytest_marker_explores_and_shows_the_simplest_interleaving(
     )
 
 
+def test_the_marker_traces_the_tests_own_file_at_a_finer_granularity(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_counter="""
+        import pytest
+        import tracedsync
+
+        class Counter:
+            def __init__(self):
+                self.count = 0
+
+            def increment(self):
+                self.count += 1
+
+        @pytest.mark.tracedsync_explore(strategy="exhaustive", granularity="opcodes")
+        def test_atomic():
+            counter = Counter()
+            threads = [tracedsync.Thread(target=counter.increment) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert counter.count == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout=60", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*opcode at test_counter.py:*"])
+
+
 class _GuardedCounter:
     value: int = tracedsync.guarded_by("lock")
 

@@ -297,11 +297,6 @@ class Lazy:
         return self.instance
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 14),
-    reason="3.14+ bytecode (new LOAD_ATTR/LOAD_FAST forms) not yet decoded by _races.accesses",
-    strict=False,
-)
 def test_lazy_initialisation_is_reported() -> None:
     def scenario() -> None:
         lazy = Lazy()
@@ -471,11 +466,6 @@ def test_shadow_state_goes_with_its_object() -> None:
     assert shadow.count == 1
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 14),
-    reason="3.14+ bytecode (new LOAD_ATTR/LOAD_FAST forms) not yet decoded by _races.accesses",
-    strict=False,
-)
 def test_location_cap_is_reported_once() -> None:
     def scenario() -> None:
         boxes = [Box() for _ in range(5)]

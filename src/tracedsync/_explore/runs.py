@@ -11,20 +11,27 @@ timeout fires when nothing else can run); see :mod:`tracedsync._explore.schedule
 
 A run fails on a deadlock (no thread can run, some wait without timeout), an
 exception in any thread (an ``AssertionError`` in the test included), more
-than ``max_steps`` steps (a livelock), or a thread that does not come back to
+than ``max_steps`` steps (a livelock), a thread that does not come back to
 a scheduling point within ``stall_timeout`` seconds (it blocks on something
-tracedsync does not see).  The failure carries the run's schedule as a token
-for :func:`replay`, and the interleaving as readable steps.
+tracedsync does not see), or, under ``races=True``, a data race the race
+detector (``tracedsync._races``) finds in the run.  The failure carries
+the run's schedule as a token for :func:`replay`, and the interleaving as
+readable steps.
 """
 
 from __future__ import annotations
 
 import hashlib
-from _thread import allocate_lock
+import inspect
+import os
+import sys
+from _thread import allocate_lock, get_ident
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from tracedsync._explore import scheduler as _scheduler
 from tracedsync._explore.scheduler import Run, RunSettings, installed, one_run, yield_point
 from tracedsync._explore.schedules import (
     DPORStrategy,
@@ -34,6 +41,7 @@ from tracedsync._explore.schedules import (
     encode_token,
     make_strategy,
 )
+from tracedsync._guards import PATIENCE_SECONDS
 from tracedsync._sites import register_internal_module
 
 __all__ = [
@@ -56,7 +64,8 @@ class InterleavingError(AssertionError):
 
     ``kind`` is ``"deadlock"``, ``"exception"``, ``"assertion"``,
     ``"livelock"`` (step bound), ``"stall"`` (a thread left tracedsync's
-    control) or ``"replay"`` (the replayed run diverged); ``token`` replays
+    control), ``"race"`` (a data race, under ``races=True``) or
+    ``"replay"`` (the replayed run diverged); ``token`` replays
     the run (:func:`replay`); ``steps`` is the interleaving, one line per
     step; ``run`` counts from 1.
     """
@@ -140,7 +149,10 @@ MINIMIZE_RUNS = 2000
 
 
 def _simplest(
-    test: Callable[[], object], failure: InterleavingError, settings: RunSettings
+    test: Callable[[], object],
+    failure: InterleavingError,
+    settings: RunSettings,
+    checks: _RaceChecks | None = None,
 ) -> InterleavingError:
     """A failing interleaving with fewer preemptions than ``failure``, if one
     is found within :data:`MINIMIZE_RUNS` runs per preemption; else ``failure``.
@@ -151,12 +163,22 @@ def _simplest(
         return failure
     search = ExhaustiveStrategy(failure.preemptions - 1)
     for number in range(MINIMIZE_RUNS * failure.preemptions):
-        run = one_run(test, search, number, settings)
+        run = _one_run(test, search, number, settings, checks)
         if run.failure is not None and run.failure[0] == failure.kind:
             return _failure(run, search)
         if search.exhausted:
             break
     return failure
+
+
+def _defined(test: Callable[[], object]) -> Callable[..., object]:
+    """The function the user wrote: ``test`` behind any ``__wrapped__``
+    (the pytest marker's wrapper, decorators), for its file and module."""
+    try:
+        defined: Callable[..., object] = inspect.unwrap(test)
+    except ValueError:  # a __wrapped__ cycle
+        return test
+    return defined
 
 
 #: ``granularity`` values: what else than operations is a scheduling point.
@@ -177,6 +199,8 @@ def explore(
     granularity: str = "operations",
     trace_files: Iterable[str] | None = None,
     require_complete: bool = False,
+    races: bool = False,
+    race_paths: Iterable[str] = (),
 ) -> ExploreResult:
     """Run ``test`` ``runs`` times under the controlled scheduler.
 
@@ -205,6 +229,16 @@ def explore(
     than the failure's, at most ``MINIMIZE_RUNS`` runs each) and report the
     simplest one found.
 
+    ``races``: check every run for data races with the race detector
+    (the one ``tracedsync run --races`` uses): a race is a failure of kind
+    ``"race"``, reported at the second of its two accesses with the run's
+    replay token, even when no assertion would have failed.  Accesses are
+    checked in the files under the directory of the file that defines
+    ``test`` and under ``race_paths``.  Each run is checked on its own
+    (nothing is ordered across runs).  Replay with ``races=True`` too.
+    Before Python 3.12 it cannot be combined with ``granularity="lines"``
+    or ``"opcodes"`` (both need ``sys.settrace``).
+
     ``granularity``: ``"operations"`` (the default) switches only at
     synchronisation operations, ``time.sleep``, guarded attribute accesses
     and :func:`yield_point`; ``"lines"`` also before every line, and
@@ -216,12 +250,13 @@ def explore(
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
     files: frozenset[str] = frozenset()
+    defined = _defined(test)
     if granularity != "operations":
         if trace_files is None:
-            code = getattr(test, "__code__", None)
+            code = getattr(defined, "__code__", None)
             trace_files = () if code is None else (code.co_filename,)
         files = frozenset(trace_files)
-    module = getattr(test, "__module__", None)
+    module = getattr(defined, "__module__", None)
     settings = RunSettings(
         max_steps,
         stall_timeout,
@@ -235,12 +270,17 @@ def explore(
             "require_complete=True needs strategy='exhaustive' or 'dpor': "
             f"{chosen.describe()} samples schedules and never completes a search"
         )
+    if races and granularity != "operations" and sys.version_info < (3, 12):
+        raise ValueError(
+            f"races=True with granularity={granularity!r} needs Python 3.12 or later: "
+            "before it both use sys.settrace"
+        )
     total = chosen.default_runs if runs is None else runs
     if not _exploring.acquire(False):
         raise RuntimeError("tracedsync.explore() is already running (it cannot nest)")
     try:
-        with installed(settings):
-            result = _explore_runs(test, chosen, total, settings, minimize)
+        with installed(settings), _race_checks(test, races, race_paths) as checks:
+            result = _explore_runs(test, chosen, total, settings, minimize, checks)
     finally:
         _exploring.release()
     if require_complete and not result.complete:
@@ -269,24 +309,86 @@ def _incomplete(result: ExploreResult, total: int) -> str:
     )
 
 
+class _RaceChecks:
+    """``explore(..., races=True)``: the race detector over every run.
+
+    One detector (and one access capture) for the whole exploration,
+    :meth:`~tracedsync._races.RaceDetector.reset` before each run.  A
+    race found in a thread of the run fails the run at once (kind
+    ``"race"``): the run's token then ends at the second access."""
+
+    def __init__(self, roots: list[str]) -> None:
+        from tracedsync._races import RaceDetector  # start-up cost: only with races=True
+
+        self.detector = RaceDetector(roots, on_race=self._found)
+
+    def _found(self, data: dict[str, object]) -> None:
+        run = _scheduler._active
+        if run is None or get_ident() not in run.by_ident:
+            return  # not a thread of this run (one a stalled run left behind)
+        message = str(data["message"])
+        if run.guard.acquire(True, PATIENCE_SECONDS):
+            try:
+                run._abort("race", message)
+            finally:
+                run.guard.release()
+        elif run.failure is None:
+            # This thread holds the guard itself (a finalizer that ran inside
+            # the scheduler): the run is not stopped, but it fails when it ends.
+            run.failure = ("race", message)
+
+    def before_run(self) -> None:
+        self.detector.reset()
+
+
+@contextmanager
+def _race_checks(
+    test: Callable[[], object], races: bool, race_paths: Iterable[str]
+) -> Iterator[_RaceChecks | None]:
+    if not races:
+        yield None
+        return
+    code = getattr(_defined(test), "__code__", None)
+    home = os.path.dirname(os.path.abspath(code.co_filename)) if code is not None else os.getcwd()
+    checks = _RaceChecks([home, *race_paths])
+    checks.detector.start()
+    try:
+        yield checks
+    finally:
+        checks.detector.stop()
+
+
+def _one_run(
+    test: Callable[[], object],
+    strategy: Strategy,
+    number: int,
+    settings: RunSettings,
+    checks: _RaceChecks | None,
+) -> Run:
+    if checks is not None:
+        checks.before_run()
+    return one_run(test, strategy, number, settings)
+
+
 def _explore_runs(
     test: Callable[[], object],
     chosen: Strategy,
     total: int,
     settings: RunSettings,
     minimize: bool,
+    checks: _RaceChecks | None = None,
 ) -> ExploreResult:
     done = 0
     seen: set[bytes] = set()
     for number in range(total):
-        run = one_run(test, chosen, number, settings)
+        run = _one_run(test, chosen, number, settings, checks)
         done += 1
         if run.failure is not None and run.failure[0] == "redundant":
             pass  # partial-order reduction: equivalent to a run made before
         elif run.failure is not None:
             failure = _failure(run, chosen)
             if minimize and run.failure[0] not in {"stall", "replay"}:
-                failure = _simplest(test, failure, settings)
+                failure = _simplest(test, failure, settings, checks)
             raise failure
         seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
         if isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)) and chosen.exhausted:
@@ -320,11 +422,14 @@ def replay(
     stall_timeout: float = 5.0,
     granularity: str = "operations",
     trace_files: Iterable[str] | None = None,
+    races: bool = False,
+    race_paths: Iterable[str] = (),
 ) -> ExploreResult:
     """Run ``test`` once, in exactly the interleaving ``token`` recorded
     (``InterleavingError.token``); raises :class:`InterleavingError` when
     it fails, as it will if the test is deterministic apart from scheduling.
-    Pass the ``granularity`` and ``trace_files`` the exploration used."""
+    Pass the ``granularity``, ``trace_files``, ``races`` and ``race_paths``
+    the exploration used."""
     return explore(
         test,
         strategy=ReplayStrategy(token),
@@ -333,4 +438,6 @@ def replay(
         stall_timeout=stall_timeout,
         granularity=granularity,
         trace_files=trace_files,
+        races=races,
+        race_paths=race_paths,
     )

@@ -174,6 +174,25 @@ class RaceDetector:
         _hooks.add_sink(self.receive)
         self._capture.start()
 
+    def reset(self) -> None:
+        """Forget every access, clock and report, as if the next access
+        began a new program: each run :func:`tracedsync.explore` makes is
+        one execution, and its accesses are never ordered against another
+        run's.  The capture keeps running (analysed code objects and
+        disabled instructions stay as they are)."""
+        with self._lock:
+            self.shadow = Shadow(self.shadow.limit)
+            self.races = []
+            self.race_count = 0
+            self._seen = set()
+            self._local = _local()
+            self._tids = 0
+            self._sync = {}
+            self._starts = {}
+            self._exits = {}
+            self._dead = []
+            self._full_reported = False
+
     def stop(self) -> None:
         """Stop capturing and observing (the reports stay)."""
         self._capture.stop()

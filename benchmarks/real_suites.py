@@ -30,6 +30,9 @@ Setting up (once per Python; nothing is installed into the checkout)::
     $V/bin/pip install pytest pytest-timeout pytest-mock pytest-asyncio \\
         pytest-cov virtualenv flaky tornado sqlalchemy typing_extensions \\
         pytz tzlocal pyyaml
+    # virtualenv upgrades filelock: put the version whose tests we have back
+    $V/bin/pip install --no-deps --force-reinstall --no-build-isolation \
+        filelock-3.16.1.tar.gz
     $V/bin/pip install -e /path/to/tracedsync
     $V/bin/python /path/to/tracedsync/benchmarks/real_suites.py
 
@@ -84,7 +87,6 @@ class Suite:
 
 
 SUITES = [
-    Suite("filelock", "pytest", "filelock", "filelock-3.16.1", ["tests"]),
     Suite("watchdog", "pytest", "watchdog", "watchdog-7.1.0", ["tests"]),
     Suite(
         "apscheduler",
@@ -107,6 +109,7 @@ SUITES = [
         "janus-2.0.0",
         ["tests", "--ignore=tests/test_benchmarks.py"],
     ),
+    Suite("filelock", "pytest", "filelock", "filelock-3.16.1", ["tests"]),
     Suite(
         "readerwriterlock",
         "pytest",

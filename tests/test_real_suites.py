@@ -65,3 +65,47 @@ def test_summary_sink_is_exact_when_threads_deliver_at_once() -> None:
     (stats,) = summary.locks.values()
     assert stats.acquired == threads_n * rounds
     assert summary.events == 2 * threads_n * rounds
+
+
+def _unraisable_from_a_raw_thread() -> tuple[object, object, str]:
+    """What sys.unraisablehook gets for a function that raises in a thread
+    started by ``_thread.start_new_thread`` (test_thread's scenario)."""
+    import _thread
+
+    def task() -> None:
+        started.release()
+        raise ValueError("task failed")
+
+    seen: list[Any] = []
+    reported = threading.Event()
+
+    def record(args: Any) -> None:
+        seen.append(args)
+        reported.set()
+
+    started = _thread.allocate_lock()
+    hook = sys.unraisablehook
+    sys.unraisablehook = record
+    try:
+        started.acquire()
+        _thread.start_new_thread(task, ())
+        started.acquire()  # released by the task just before it raises
+        assert reported.wait(30)
+    finally:
+        sys.unraisablehook = hook
+    assert len(seen) == 1
+    args = seen[0]
+    culprit = "task" if args.object is task else args.object
+    message = args.err_msg.replace(repr(task), "<task>")
+    return culprit, message, str(args.exc_value)
+
+
+@pytest.mark.timeout(60)
+def test_raw_thread_exception_is_reported_as_thread_reports_it() -> None:
+    # CPython's test_thread.test_unraisable_exception under `tracedsync run`:
+    # the report named tracedsync's start wrapper instead of the function.
+    plain = _unraisable_from_a_raw_thread()
+    with tracedsync.patched():
+        traced = _unraisable_from_a_raw_thread()
+    assert traced == plain
+    assert plain[2] == "task failed"

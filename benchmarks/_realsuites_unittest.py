@@ -1,10 +1,11 @@
 """unittest driver used by ``benchmarks/real_suites.py``.
 
-``python _realsuites_unittest.py OUTCOMES MODULE [MODULE ...]`` runs the
-named test modules (``test.test_threading``...) in this process, as
+``python _realsuites_unittest.py OUTCOMES [--exclude ID ...] MODULE [MODULE ...]``
+runs the named test modules (``test.test_threading``...) in this process, as
 ``python -m unittest -v`` does, and appends ``test_id<TAB>call<TAB>outcome``
 to OUTCOMES as each test ends (flushed, so a run stopped half-way still tells
-which tests ran).  The exit status is unittest's: 0 when every test passed.
+which tests ran).  A test whose id ends with an ``--exclude`` value is left
+out (not run, not counted).  The exit status is unittest's: 0 when every test passed.
 """
 
 from __future__ import annotations
@@ -53,11 +54,29 @@ class _Result(unittest.TextTestResult):
             self._write(subtest, "failed" if failed else "error")
 
 
+def _without(suite: unittest.TestSuite, excluded: list[str]) -> unittest.TestSuite:
+    kept = unittest.TestSuite()
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            kept.addTest(_without(test, excluded))
+        elif not any(test.id().endswith(name) for name in excluded):
+            kept.addTest(test)
+    return kept
+
+
 def main() -> int:
-    out_path, *modules = sys.argv[1:]
+    out_path, *rest = sys.argv[1:]
+    excluded: list[str] = []
+    modules: list[str] = []
+    while rest:
+        argument = rest.pop(0)
+        if argument == "--exclude":
+            excluded.append(rest.pop(0))
+        else:
+            modules.append(argument)
     with open(out_path, "a", encoding="utf-8") as out:
         _Result.out = out
-        suite = unittest.defaultTestLoader.loadTestsFromNames(modules)
+        suite = _without(unittest.defaultTestLoader.loadTestsFromNames(modules), excluded)
         runner = unittest.TextTestRunner(verbosity=2, resultclass=_Result)
         result = runner.run(suite)
     return 0 if result.wasSuccessful() else 1

@@ -19,7 +19,6 @@ for :func:`replay`, and the interleaving as readable steps.
 
 from __future__ import annotations
 
-import hashlib
 from _thread import allocate_lock
 from array import array
 from collections.abc import Callable, Iterable
@@ -263,6 +262,14 @@ def _incomplete(result: ExploreResult, total: int) -> str:
     )
 
 
+def _digest(data: bytes) -> bytes:
+    """A 16-byte digest of a run's choices (hashlib is imported on first use:
+    it loads OpenSSL, a large part of ``import tracedsync``'s cost)."""
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def _explore_runs(
     test: Callable[[], object],
     chosen: Strategy,
@@ -280,7 +287,7 @@ def _explore_runs(
             if minimize and run.failure[0] not in {"stall", "replay"}:
                 failure = _simplest(test, failure, settings)
             raise failure
-        seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
+        seen.add(_digest(array("I", run.choices).tobytes()))
         if isinstance(chosen, ExhaustiveStrategy) and chosen.exhausted:
             break
     if isinstance(chosen, ExhaustiveStrategy):

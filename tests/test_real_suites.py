@@ -109,3 +109,39 @@ def test_raw_thread_exception_is_reported_as_thread_reports_it() -> None:
         traced = _unraisable_from_a_raw_thread()
     assert traced == plain
     assert plain[2] == "task failed"
+
+
+def _blocked_in_queue_get(q: Any) -> None:
+    q.get()  # the user's line a report must name
+
+
+@pytest.mark.timeout(60)
+def test_a_wait_inside_the_stdlib_names_the_users_call() -> None:
+    # A hang in queue.Queue.get was reported at queue.py:171 only; the
+    # user's line that called get was never named.
+    import queue
+
+    from tracedsync._sites import describe_wait
+    from tracedsync._waits import waits
+
+    with tracedsync.patched():
+        q: Any = queue.Queue()
+    worker = threading.Thread(target=_blocked_in_queue_get, args=(q,))
+    worker.start()
+    try:
+        wait = None
+        for _ in range(3000):  # until the worker's wait is registered
+            wait = waits.snapshot()[1].get(worker.ident)  # type: ignore[arg-type]
+            if wait is not None:
+                break
+            threading.Event().wait(0.01)
+        assert wait is not None
+        site = describe_wait(worker.ident, wait.code, wait.offset)  # type: ignore[arg-type]
+    finally:
+        q.put(None)
+        worker.join()
+    assert site is not None
+    where, _, caller = site.partition(", called from ")
+    assert where.startswith("queue.py:") or "/queue.py:" in where, site
+    assert caller.startswith("test_real_suites.py:") or "/test_real_suites.py:" in caller, site
+    assert caller.endswith("(in _blocked_in_queue_get)"), site

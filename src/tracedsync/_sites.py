@@ -109,6 +109,33 @@ def describe_offset(code: CodeType | None, offset: int) -> str | None:
     return describe_site(code, line_at(code, offset))
 
 
+#: The standard library's directory (third-party packages under it excepted).
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _library(filename: str) -> bool:
+    return filename in INTERNAL_FILES or (
+        filename.startswith(_STDLIB) and "-packages" + os.sep not in filename
+    )
+
+
+def describe_wait(ident: int, code: CodeType | None, offset: int) -> str | None:
+    """Where thread ``ident`` waits, as :func:`describe_offset`; when that is
+    in the standard library (``queue.py``...), followed by the first frame of
+    the user's code that led there: ``"queue.py:171 (in get), called from
+    app.py:12 (in main)"``.  The thread must be blocked in that wait now."""
+    site = describe_offset(code, offset)
+    if site is None or code is None or not _library(code.co_filename):
+        return site
+    frame = (current_frames() or {}).get(ident)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    while frame is not None and _library(frame.f_code.co_filename):
+        frame = frame.f_back
+    caller = None if frame is None else describe_site(frame.f_code, frame.f_lineno)
+    return site if caller is None else f"{site}, called from {caller}"
+
+
 def describe_line(code: CodeType | None, line: int) -> str | None:
     """``"app.py:42"`` (the path as :func:`short_path`), ``None`` if unknown."""
     if code is None:

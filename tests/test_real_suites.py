@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +147,76 @@ def test_a_wait_inside_the_stdlib_names_the_users_call() -> None:
     assert where.startswith("queue.py:") or "/queue.py:" in where, site
     assert caller.startswith("test_real_suites.py:") or "/test_real_suites.py:" in caller, site
     assert caller.endswith("(in _blocked_in_queue_get)"), site
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(300)
+def test_real_suites_script_runs_a_suite_and_skips_what_is_missing(tmp_path: Path) -> None:
+    pytest.importorskip("test.test_threading_local")
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "real_suites.py"),
+            "--suite",
+            "test_threading_local",
+            "--suite",
+            "readerwriterlock",
+            "--src",
+            str(tmp_path),
+            "--markdown",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    out = finished.stdout
+    assert "== readerwriterlock: SKIPPED:" in out, out + finished.stderr
+    assert "== test_threading_local" in out
+    assert "run: 0 difference(s), wall time" in out, out
+    assert finished.returncode == 0, out + finished.stderr
+    row = next(line for line in out.splitlines() if line.startswith("| test_threading_local"))
+    assert "0 diff" in row
+
+
+class _Payload:
+    pass
+
+
+@pytest.mark.timeout(60)
+def test_liveness_checks_keep_no_frames_alive() -> None:
+    # CPython's test_concurrent_futures (test_no_stale_references, and the
+    # resource tracker's leaked semaphores) under `tracedsync run`: the
+    # liveness check's sys._current_frames() dictionary formed a reference
+    # cycle with the checking thread's frames, so every thread's frames and
+    # locals it saw lived until the cyclic collector ran.
+    import gc
+    import weakref
+
+    from tracedsync._waits import waits
+
+    box = [_Payload()]
+    collected = weakref.ref(box[0])
+    ready, go = threading.Event(), threading.Event()
+
+    def check_then_hold() -> None:
+        payload = box.pop()  # only this frame refers to it now
+        ready.set()
+        go.wait()
+        assert payload is not None
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        worker = threading.Thread(target=check_then_hold)
+        worker.start()
+        assert ready.wait(30)
+        waits.others_can_progress(threading.get_ident())
+        waits.others_exist(threading.get_ident())
+        go.set()
+        worker.join()
+        assert collected() is None
+    finally:
+        if was_enabled:
+            gc.enable()

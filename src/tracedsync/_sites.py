@@ -133,6 +133,7 @@ def describe_wait(ident: int, code: CodeType | None, offset: int) -> str | None:
     while frame is not None and _library(frame.f_code.co_filename):
         frame = frame.f_back
     caller = None if frame is None else describe_site(frame.f_code, frame.f_lineno)
+    frame = None  # no reference cycle through this frame (see _waits)
     return site if caller is None else f"{site}, called from {caller}"
 
 

@@ -142,7 +142,10 @@ class WaitRegistry:
         frames = current_frames()
         if frames is None:  # inside sys._current_frames() already: cannot tell
             return True
-        return any(ident != me and ident not in self.internal for ident in frames)
+        try:
+            return any(ident != me and ident not in self.internal for ident in frames)
+        finally:
+            frames.clear()  # see others_can_progress
 
     def others_can_progress(self, me: int | None) -> tuple[bool, int]:
         """Whether a thread other than ``me`` is running or may wake by itself
@@ -169,13 +172,21 @@ class WaitRegistry:
         frames = current_frames()
         if frames is None:  # inside sys._current_frames() already: cannot tell
             return True, generation
-        for ident in frames:
-            if ident == me or ident in self.internal or (ident == main_ident and main_finished):
-                continue
-            wait = current.get(ident)
-            if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
-                return True, generation
-        return False, generation
+        try:
+            for ident in frames:
+                if ident == me or ident in self.internal or (ident == main_ident and main_finished):
+                    continue
+                wait = current.get(ident)
+                if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
+                    return True, generation
+            return False, generation
+        finally:
+            # The dictionary holds this thread's own frames, this one among
+            # them: a reference cycle that kept every thread's frames, and
+            # so their locals, alive until the cyclic collector ran (objects
+            # a program expects freed at once stayed, as in CPython's
+            # test_concurrent_futures test_no_stale_references).
+            frames.clear()
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""

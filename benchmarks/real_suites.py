@@ -186,9 +186,7 @@ def run_one(suite: Suite, mode: str, src: Path, timeout: float, keep: Path | Non
         outcomes = Path(tmp) / "outcomes.tsv"
         outcomes.touch()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(HERE), *filter(None, [env.get("PYTHONPATH")])]
-        )
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
         env["REALSUITES_OUTCOMES"] = str(outcomes)
         env.pop("TRACEDSYNC", None)
         cwd = src / suite.directory if suite.kind == "pytest" else Path(tmp)
@@ -252,7 +250,7 @@ def available(suite: Suite, src: Path) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--suite", action="append", default=[])
     parser.add_argument("--all", action="store_true")
@@ -264,19 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     if args.list:
         for s in SUITES:
             print(f"{s.name:26} {s.kind}{'  (slow: only with --all or --suite)' if s.slow else ''}")
         return 0
     unknown = set(args.suite) - {s.name for s in SUITES}
     if unknown:
-        parser.error(f"unknown suite(s): {', '.join(sorted(unknown))} (see --list)")
-    chosen = [
-        s for s in SUITES if (s.name in args.suite if args.suite else args.all or not s.slow)
-    ]
+        print(f"unknown suite(s): {', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
+        return 2
+    chosen = [s for s in SUITES if (s.name in args.suite if args.suite else args.all or not s.slow)]
     modes = [m for m in args.modes.split(",") if m]
-    version = "%d.%d.%d" % sys.version_info[:3]
+    version = ".".join(map(str, sys.version_info[:3]))
     print(f"Python {version}; suites: {', '.join(s.name for s in chosen)}", flush=True)
     rows = []
     any_difference = False

@@ -221,3 +221,29 @@ def test_liveness_checks_keep_no_frames_alive() -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="CPython 3.13 pauses it itself")
+def test_the_collector_is_paused_while_reading_every_threads_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # filelock's 20-thread test under `tracedsync run` on 3.11: a collection
+    # triggered inside sys._current_frames() waited for the thread-list
+    # lock that call holds, with the GIL held: the whole process stopped.
+    import gc
+
+    from tracedsync._sites import current_frames
+
+    seen: list[bool] = []
+    original = sys._current_frames
+
+    def spy() -> Any:
+        seen.append(gc.isenabled())
+        return original()
+
+    monkeypatch.setattr(sys, "_current_frames", spy)
+    assert gc.isenabled()
+    frames = current_frames()
+    assert frames is not None and threading.get_ident() in frames
+    assert seen == [False]
+    assert gc.isenabled()

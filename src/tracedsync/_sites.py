@@ -9,11 +9,14 @@ frame is internal, a short walk outwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 from _thread import get_ident
 from types import CodeType, FrameType
+
+from tracedsync._guards import internal_lock
 
 __all__ = [
     "INTERNAL_FILES",
@@ -163,9 +166,48 @@ def current_frames() -> dict[int, FrameType] | None:
         return None
     _reading_frames.add(me)
     try:
+        if _COLLECTOR_MAY_DEADLOCK:
+            return _current_frames_without_collector()
         return sys._current_frames()
     finally:
         _reading_frames.discard(me)
+
+
+#: Before 3.13, a collection that ``sys._current_frames()`` triggers (it
+#: allocates frame objects while holding the interpreter's thread-list lock)
+#: can wait for that same lock, holding the GIL: the whole process stops
+#: (CPython gh-106883; seen on 3.11 with filelock's 20-thread test under
+#: ``tracedsync run``).  The collector is paused around the call there.
+_COLLECTOR_MAY_DEADLOCK = sys.version_info < (3, 13)
+_pausing_guard = internal_lock()
+_pausing = [0, False]  # threads inside the call; whether the collector was on
+
+
+def _reset_pausing_in_child() -> None:
+    # only the forking thread exists in the child, and it is not inside the call
+    if _pausing[0]:
+        _pausing[0] = 0
+        if _pausing[1]:
+            gc.enable()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pausing_in_child)
+
+
+def _current_frames_without_collector() -> dict[int, FrameType]:
+    with _pausing_guard:
+        if _pausing[0] == 0:
+            _pausing[1] = gc.isenabled()
+            gc.disable()
+        _pausing[0] += 1
+    try:
+        return sys._current_frames()
+    finally:
+        with _pausing_guard:
+            _pausing[0] -= 1
+            if _pausing[0] == 0 and _pausing[1]:
+                gc.enable()
 
 
 def module_in(module_name: str, prefixes: tuple[str, ...]) -> bool:

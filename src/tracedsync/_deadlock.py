@@ -29,7 +29,7 @@ from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import describe_offset, register_internal_module
+from tracedsync._sites import describe_offset, describe_wait, register_internal_module
 from tracedsync._waits import Wait, waits
 
 __all__ = ["begin_checked_wait", "find_cycle", "wait_unless_stranded"]
@@ -98,7 +98,7 @@ def _report(edges: list[Edge]) -> Report:
     cycle: list[dict[str, Any]] = []
     for edge in edges:
         primitive: Any = edge.wait.primitive
-        waits_at = describe_offset(edge.wait.code, edge.wait.offset) or "unknown"
+        waits_at = describe_wait(edge.thread, edge.wait.code, edge.wait.offset) or "unknown"
         if isinstance(primitive, threading.Thread):
             held = f"which has not finished; it is at {', '.join(current_stack(edge.holder, 1))}"
             held_at = None
@@ -278,7 +278,7 @@ def _watch(
 def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait]) -> None:
     me = get_ident()
     wait = current.get(me)
-    waits_at = describe_offset(wait.code, wait.offset) if wait is not None else None
+    waits_at = describe_wait(me, wait.code, wait.offset) if wait is not None else None
     holder = holder_of(primitive)
     lines = [
         f"Thread {thread_label(me)} waits for {describe_primitive(primitive)} at "
@@ -292,7 +292,7 @@ def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait])
     for ident, other in sorted(current.items()):
         if ident == me:
             continue
-        other_at = describe_offset(other.code, other.offset) or "unknown"
+        other_at = describe_wait(ident, other.code, other.offset) or "unknown"
         lines.append(
             f"  thread {thread_label(ident)} waits for {describe_primitive(other.primitive)}"
             f" at {other_at}"

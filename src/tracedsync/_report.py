@@ -63,6 +63,7 @@ def current_stack(ident: int, limit: int = 6) -> list[str]:
             if site is not None:
                 lines.append(site)
         frame = frame.f_back
+    frame = None  # no reference cycle through this frame (see _waits)
     return lines
 
 

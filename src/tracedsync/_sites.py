@@ -9,11 +9,14 @@ frame is internal, a short walk outwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 from _thread import get_ident
 from types import CodeType, FrameType
+
+from tracedsync._guards import internal_lock
 
 __all__ = [
     "INTERNAL_FILES",
@@ -109,6 +112,34 @@ def describe_offset(code: CodeType | None, offset: int) -> str | None:
     return describe_site(code, line_at(code, offset))
 
 
+#: The standard library's directory (third-party packages under it excepted).
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _library(filename: str) -> bool:
+    return filename in INTERNAL_FILES or (
+        filename.startswith(_STDLIB) and "-packages" + os.sep not in filename
+    )
+
+
+def describe_wait(ident: int, code: CodeType | None, offset: int) -> str | None:
+    """Where thread ``ident`` waits, as :func:`describe_offset`; when that is
+    in the standard library (``queue.py``...), followed by the first frame of
+    the user's code that led there: ``"queue.py:171 (in get), called from
+    app.py:12 (in main)"``.  The thread must be blocked in that wait now."""
+    site = describe_offset(code, offset)
+    if site is None or code is None or not _library(code.co_filename):
+        return site
+    frame = (current_frames() or {}).get(ident)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    while frame is not None and _library(frame.f_code.co_filename):
+        frame = frame.f_back
+    caller = None if frame is None else describe_site(frame.f_code, frame.f_lineno)
+    frame = None  # no reference cycle through this frame (see _waits)
+    return site if caller is None else f"{site}, called from {caller}"
+
+
 def describe_line(code: CodeType | None, line: int) -> str | None:
     """``"app.py:42"`` (the path as :func:`short_path`), ``None`` if unknown."""
     if code is None:
@@ -135,9 +166,48 @@ def current_frames() -> dict[int, FrameType] | None:
         return None
     _reading_frames.add(me)
     try:
+        if _COLLECTOR_MAY_DEADLOCK:
+            return _current_frames_without_collector()
         return sys._current_frames()
     finally:
         _reading_frames.discard(me)
+
+
+#: Before 3.13, a collection that ``sys._current_frames()`` triggers (it
+#: allocates frame objects while holding the interpreter's thread-list lock)
+#: can wait for that same lock, holding the GIL: the whole process stops
+#: (CPython gh-106883; seen on 3.11 with filelock's 20-thread test under
+#: ``tracedsync run``).  The collector is paused around the call there.
+_COLLECTOR_MAY_DEADLOCK = sys.version_info < (3, 13)
+_pausing_guard = internal_lock()
+_pausing = [0, False]  # threads inside the call; whether the collector was on
+
+
+def _reset_pausing_in_child() -> None:
+    # only the forking thread exists in the child, and it is not inside the call
+    if _pausing[0]:
+        _pausing[0] = 0
+        if _pausing[1]:
+            gc.enable()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pausing_in_child)
+
+
+def _current_frames_without_collector() -> dict[int, FrameType]:
+    with _pausing_guard:
+        if _pausing[0] == 0:
+            _pausing[1] = gc.isenabled()
+            gc.disable()
+        _pausing[0] += 1
+    try:
+        return sys._current_frames()
+    finally:
+        with _pausing_guard:
+            _pausing[0] -= 1
+            if _pausing[0] == 0 and _pausing[1]:
+                gc.enable()
 
 
 def module_in(module_name: str, prefixes: tuple[str, ...]) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from _thread import get_ident
 from collections.abc import Callable
@@ -141,7 +142,10 @@ class WaitRegistry:
         frames = current_frames()
         if frames is None:  # inside sys._current_frames() already: cannot tell
             return True
-        return any(ident != me and ident not in self.internal for ident in frames)
+        try:
+            return any(ident != me and ident not in self.internal for ident in frames)
+        finally:
+            frames.clear()  # see others_can_progress
 
     def others_can_progress(self, me: int | None) -> tuple[bool, int]:
         """Whether a thread other than ``me`` is running or may wake by itself
@@ -168,13 +172,21 @@ class WaitRegistry:
         frames = current_frames()
         if frames is None:  # inside sys._current_frames() already: cannot tell
             return True, generation
-        for ident in frames:
-            if ident == me or ident in self.internal or (ident == main_ident and main_finished):
-                continue
-            wait = current.get(ident)
-            if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
-                return True, generation
-        return False, generation
+        try:
+            for ident in frames:
+                if ident == me or ident in self.internal or (ident == main_ident and main_finished):
+                    continue
+                wait = current.get(ident)
+                if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
+                    return True, generation
+            return False, generation
+        finally:
+            # The dictionary holds this thread's own frames, this one among
+            # them: a reference cycle that kept every thread's frames, and
+            # so their locals, alive until the cyclic collector ran (objects
+            # a program expects freed at once stayed, as in CPython's
+            # test_concurrent_futures test_no_stale_references).
+            frames.clear()
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""
@@ -233,10 +245,17 @@ def note_foreign_start(start_new_thread: Callable[..., int]) -> Callable[..., in
     are known from ``threading._limbo`` instead)."""
 
     def started(function: Callable[..., object], args: tuple[Any, ...], *more: Any) -> int:
-        def bootstrap(*arguments: Any, **keywords: Any) -> object:
+        def bootstrap(*arguments: Any, **keywords: Any) -> None:
             with waits._guard:
                 waits.starting -= 1
-            return function(*arguments, **keywords)
+            try:
+                function(*arguments, **keywords)
+            except SystemExit:
+                pass  # as _thread: a thread's SystemExit is silent
+            except BaseException as error:
+                # reported as _thread reports it, naming the caller's function
+                # (not this wrapper)
+                _thread_unraisable(function, error)
 
         with waits._guard:
             waits.starting += 1
@@ -249,6 +268,56 @@ def note_foreign_start(start_new_thread: Callable[..., int]) -> Callable[..., in
 
     started.__wrapped__ = start_new_thread  # type: ignore[attr-defined]
     return started
+
+
+_hook_args_type: list[type] = []
+
+
+def _thread_unraisable(function: Callable[..., object], error: BaseException) -> None:
+    """Report ``error``, raised by ``function`` in a thread started with
+    ``_thread.start_new_thread``, to :func:`sys.unraisablehook` exactly as
+    ``_thread`` does on this Python version."""
+    if sys.version_info >= (3, 13):
+        message, culprit = f"Exception ignored in thread started by {function!r}", None
+    else:
+        message, culprit = "Exception ignored in thread started by", function
+    try:
+        if not _hook_args_type:
+            _hook_args_type.append(_unraisable_args_type())
+        args = _hook_args_type[0]((type(error), error, error.__traceback__, message, culprit))
+        sys.unraisablehook(args)
+    except BaseException:
+        pass  # as _thread: a failing hook is ignored
+
+
+def _unraisable_args_type() -> type:
+    """``sys.UnraisableHookArgs``, which ``sys`` does not expose: captured from
+    one unraisable exception, anything else caught meanwhile forwarded."""
+
+    class _Probe:
+        def __del__(self) -> None:
+            raise _ProbeError
+
+    caught: list[Any] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = caught.append
+    try:
+        _Probe()
+    finally:
+        sys.unraisablehook = hook
+    found = None
+    for args in caught:
+        if args.exc_type is _ProbeError:
+            found = type(args)
+        else:
+            hook(args)
+    if found is None:
+        raise RuntimeError("no UnraisableHookArgs")
+    return found
+
+
+class _ProbeError(Exception):
+    pass
 
 
 waits = WaitRegistry()

@@ -25,7 +25,12 @@ from tracedsync import _hooks
 from tracedsync._findings import report_finding
 from tracedsync._guards import internal_lock
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import current_frames, describe_offset, register_internal_module
+from tracedsync._sites import (
+    current_frames,
+    describe_offset,
+    describe_wait,
+    register_internal_module,
+)
 from tracedsync._waits import Wait, waits
 
 __all__ = ["watchdog"]
@@ -100,7 +105,7 @@ class Watchdog:
 def _report(ident: int, wait: Wait, now: int) -> None:
     primitive: Any = wait.primitive
     seconds = (now - wait.since_ns) / 1e9
-    waits_at = describe_offset(wait.code, wait.offset) or "unknown"
+    waits_at = describe_wait(ident, wait.code, wait.offset) or "unknown"
     lines = [
         f"Long wait: thread {thread_label(ident)} has waited {seconds:.1f} s for "
         f"{describe_primitive(primitive)} at {waits_at} (tracedsync).",

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracedsync._catalogue import FINDINGS, HEADINGS
+from tracedsync._guards import internal_lock
 from tracedsync._hooks import Record, record_data
 from tracedsync._sites import register_internal_module
 
@@ -94,6 +95,7 @@ class Summary:
     """Counters and findings folded from events; see the module docstring."""
 
     def __init__(self) -> None:
+        self._guard = internal_lock()
         self.events = 0
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -128,21 +130,26 @@ class Summary:
         return self.last_ns - self.first_ns
 
     def add_record(self, record: Record) -> None:
-        """Fold one live record (a sink of :mod:`tracedsync._hooks`)."""
+        """Fold one live record (a sink of :mod:`tracedsync._hooks`).
+
+        Sinks are called by every thread at once: the folding is guarded, or
+        counters lose increments and the handoff bookkeeping raises.
+        """
         seq, time_ns, thread, event, _, primitive, _, _, _ = record
         _, thread_name, pid, token = thread
-        self._add(
-            seq,
-            primitive[1],
-            event,
-            time_ns,
-            (pid, token),
-            thread_name,
-            primitive[0],
-            primitive[2],
-            primitive[3],
-            record_data(record),
-        )
+        with self._guard:
+            self._add(
+                seq,
+                primitive[1],
+                event,
+                time_ns,
+                (pid, token),
+                thread_name,
+                primitive[0],
+                primitive[2],
+                primitive[3],
+                record_data(record),
+            )
 
     def add_event(self, event: Mapping[str, Any]) -> None:
         """Fold one event dictionary (as read from a trace file)."""

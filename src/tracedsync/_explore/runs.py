@@ -21,7 +21,6 @@ readable steps.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import sys
@@ -370,6 +369,14 @@ def _one_run(
     return one_run(test, strategy, number, settings)
 
 
+def _digest(data: bytes) -> bytes:
+    """A 16-byte digest of a run's choices (hashlib is imported on first use:
+    it loads OpenSSL, a large part of ``import tracedsync``'s cost)."""
+    import hashlib  # start-up cost: it loads OpenSSL
+
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def _explore_runs(
     test: Callable[[], object],
     chosen: Strategy,
@@ -390,7 +397,7 @@ def _explore_runs(
             if minimize and run.failure[0] not in {"stall", "replay"}:
                 failure = _simplest(test, failure, settings, checks)
             raise failure
-        seen.add(hashlib.blake2b(array("I", run.choices).tobytes(), digest_size=16).digest())
+        seen.add(_digest(array("I", run.choices).tobytes()))
         if isinstance(chosen, (ExhaustiveStrategy, DPORStrategy)) and chosen.exhausted:
             break
     if isinstance(chosen, ExhaustiveStrategy):

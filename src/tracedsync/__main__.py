@@ -35,10 +35,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-#: What ``--version`` says is checking: the primitives are pure Python.
-IMPLEMENTATION = "pure Python implementation"
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -46,7 +42,9 @@ def _version() -> str:
         number = version("tracedsync")
     except PackageNotFoundError:  # run from a source tree
         from tracedsync import __version__ as number
-    return f"tracedsync {number} ({IMPLEMENTATION}, Python {sys.version.split()[0]})"
+    from tracedsync import _accel
+
+    return f"tracedsync {number} ({_accel.describe()}, Python {sys.version.split()[0]})"
 
 
 def _kinds(text: str) -> tuple[str, ...]:

@@ -69,21 +69,57 @@ set_slot(PyObject *self, Py_ssize_t offset, PyObject *value)
     Py_XDECREF(old);
 }
 
-/* _hooks.<name> as a truth value (1, 0, -1 on error). */
-static inline int
-hook_flag(PyObject *name)
+/* _hooks.ordering, .active and .observing, the flags the hot path reads,
+ * cached until _hooks' globals change: 3.12+ watch the dict (PyDict_Watch),
+ * 3.10 and 3.11 compare its version tag (PEP 509). */
+enum { ORDERING, ACTIVE, OBSERVING };
+static int flags[3];
+static int flags_valid;
+#if PY_VERSION_HEX >= 0x030C0000
+static int hooks_watcher = -1;
+
+static int
+hooks_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
 {
-    PyObject *value = PyDict_GetItemWithError(hooks_dict, name);
-    if (value == Py_True)
-        return 1;
-    if (value == Py_False)
-        return 0;
-    if (value == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetObject(PyExc_AttributeError, name);
-        return -1;
+    flags_valid = 0;
+    return 0;
+}
+#define FLAGS_FRESH() (flags_valid)
+#else
+static uint64_t flags_version;
+#define FLAGS_FRESH() (flags_valid && ((PyDictObject *)hooks_dict)->ma_version_tag == flags_version)
+#endif
+
+static int
+load_flags(void)
+{
+    PyObject *names[3] = {s_ordering, s_active, s_observing};
+    for (int i = 0; i < 3; i++) {
+        PyObject *value = PyDict_GetItemWithError(hooks_dict, names[i]);
+        if (value == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_AttributeError, names[i]);
+            return -1;
+        }
+        int truth = PyObject_IsTrue(value);
+        if (truth < 0)
+            return -1;
+        flags[i] = truth;
     }
-    return PyObject_IsTrue(value);
+#if PY_VERSION_HEX < 0x030C0000
+    flags_version = ((PyDictObject *)hooks_dict)->ma_version_tag;
+#endif
+    flags_valid = 1;
+    return 0;
+}
+
+/* _hooks.<flag> as a truth value (1, 0, -1 on error). */
+static inline int
+hook_flag(int which)
+{
+    if (!FLAGS_FRESH() && load_flags() < 0)
+        return -1;
+    return flags[which];
 }
 
 /* A global of a module (as the Python code reads it at call time): borrowed. */
@@ -118,40 +154,164 @@ delegate(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return result;
 }
 
-/* getattr(_lockorder._per_thread, "held", None), kept in the thread state's
- * dict after its first lookup (the list is created once per thread and never
- * replaced; a new thread state, as after a PyGILState re-entry, has a new
- * dict).  New reference, NULL on error. */
-static PyObject *
-thread_held(void)
+/* The calling thread's get_ident() as an int object, and (with need_held)
+ * getattr(_lockorder._per_thread, "held", None): new references.  Both are
+ * kept in the thread state's dict, in the list [ident, held list or None,
+ * spare entry or None] (*record_out, borrowed; NULL without a thread state
+ * dict): the held list is created once per thread and never replaced, and a
+ * new thread state (as after a PyGILState re-entry) has a new dict.  The
+ * ident is checked against the running thread's (fork).  The spare entry is
+ * the last held-list entry release() popped, if nothing else refers to it:
+ * the next acquire of the same lock at the same site reuses it instead of
+ * building an equal tuple. */
+enum { REC_IDENT, REC_HELD, REC_SPARE, REC_SIZE };
+
+static int
+thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject **record_out)
 {
+    unsigned long me = PyThread_get_thread_ident();
     PyObject *tdict = PyThreadState_GetDict();
+    PyObject *record = NULL;
+    *record_out = NULL;
     if (tdict != NULL) {
-        PyObject *found = PyDict_GetItemWithError(tdict, held_key);
-        if (found != NULL)
-            return Py_NewRef(found);
-        if (PyErr_Occurred())
-            return NULL;
+        record = PyDict_GetItemWithError(tdict, held_key);
+        if (record == NULL && PyErr_Occurred())
+            return -1;
+        if (record != NULL
+            && (!PyList_CheckExact(record) || PyList_GET_SIZE(record) != REC_SIZE
+                || PyLong_AsUnsignedLong(PyList_GET_ITEM(record, REC_IDENT)) != me)) {
+            PyErr_Clear();
+            record = NULL;
+        }
+        if (record != NULL && (!need_held || PyList_GET_ITEM(record, REC_HELD) != Py_None)) {
+            *ident_out = Py_NewRef(PyList_GET_ITEM(record, REC_IDENT));
+            *held_out = need_held ? Py_NewRef(PyList_GET_ITEM(record, REC_HELD)) : NULL;
+            *record_out = record;
+            return 0;
+        }
     }
-    PyObject *held = PyObject_GetAttr(order_thread, s_held);
-    if (held == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return NULL;
-        PyErr_Clear();
-        Py_RETURN_NONE;
+    PyObject *ident = record != NULL ? Py_NewRef(PyList_GET_ITEM(record, REC_IDENT))
+                                     : PyLong_FromUnsignedLong(me);
+    if (ident == NULL)
+        return -1;
+    PyObject *held = NULL;
+    if (need_held) {
+        held = PyObject_GetAttr(order_thread, s_held);
+        if (held == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                Py_DECREF(ident);
+                return -1;
+            }
+            PyErr_Clear();
+            held = Py_NewRef(Py_None);
+        }
     }
-    if (tdict != NULL && PyList_CheckExact(held) && PyDict_SetItem(tdict, held_key, held) < 0) {
-        Py_DECREF(held);
-        return NULL;
+    if (tdict != NULL) {
+        PyObject *fresh = PyList_New(REC_SIZE);
+        if (fresh == NULL) {
+            Py_DECREF(ident);
+            Py_XDECREF(held);
+            return -1;
+        }
+        PyList_SET_ITEM(fresh, REC_IDENT, Py_NewRef(ident));
+        PyList_SET_ITEM(fresh, REC_HELD,
+                        Py_NewRef(held != NULL && PyList_CheckExact(held) ? held : Py_None));
+        PyList_SET_ITEM(fresh, REC_SPARE, Py_NewRef(Py_None));
+        if (PyDict_SetItem(tdict, held_key, fresh) < 0) {
+            Py_DECREF(fresh);
+            Py_DECREF(ident);
+            Py_XDECREF(held);
+            return -1;
+        }
+        *record_out = fresh;  /* the dict keeps it */
+        Py_DECREF(fresh);
     }
-    return held;
+    *ident_out = ident;
+    *held_out = held;
+    return 0;
 }
+
+/* The spare entry of record if it equals (reference, key, code, offset, None)
+ * and nothing else refers to it (a new reference, taken out of the record),
+ * else NULL. */
+static PyObject *
+take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code, PyObject *offset)
+{
+    if (record == NULL)
+        return NULL;
+    PyObject *spare = PyList_GET_ITEM(record, REC_SPARE);
+    if (spare == Py_None || Py_REFCNT(spare) != 1 || !PyTuple_CheckExact(spare)
+        || PyTuple_GET_SIZE(spare) != 5 || PyTuple_GET_ITEM(spare, 0) != reference
+        || PyTuple_GET_ITEM(spare, 1) != key || PyTuple_GET_ITEM(spare, 2) != code
+        || PyTuple_GET_ITEM(spare, 4) != Py_None)
+        return NULL;
+    PyObject *kept = PyTuple_GET_ITEM(spare, 3);
+    if (kept != offset) {
+        if (!PyLong_CheckExact(kept) || !PyLong_CheckExact(offset))
+            return NULL;
+        long a = PyLong_AsLong(kept), b = PyLong_AsLong(offset);
+        if (a != b || (a == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    PyList_SET_ITEM(record, REC_SPARE, Py_NewRef(Py_None));
+    return spare;  /* the record's reference, now the caller's */
+}
+
+/* Whether code's file is in INTERNAL_FILES (1, 0, -1 on error); the last
+ * answer is kept for its code object while the set has not grown (files are
+ * only ever added to it). */
+static PyObject *last_code;
+static Py_ssize_t last_files_size = -1;
+static int last_internal;
+
+static int
+is_internal(PyObject *code)
+{
+    Py_ssize_t size = PySet_GET_SIZE(internal_files);
+    if (code == last_code && size == last_files_size)
+        return last_internal;
+    int internal = PySet_Contains(internal_files, ((PyCodeObject *)code)->co_filename);
+    if (internal < 0)
+        return -1;
+    Py_XSETREF(last_code, Py_NewRef(code));
+    last_files_size = size;
+    last_internal = internal;
+    return internal;
+}
+
+#if PY_VERSION_HEX < 0x030D0000
+/* The layout of _thread.lock objects in CPython 3.10-3.12 (Modules/
+ * _threadmodule.c), checked at install() against the type's size and weak
+ * reference offset: a non-blocking acquire and a release of a locked lock are
+ * then exactly what lock.acquire(False) and lock.release() do, without a
+ * method call.  3.13 made the lock a PyMutex: the methods are called there. */
+#define RAW_LOCK_LAYOUT 1
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} raw_lockobject;
+static int raw_layout_known;
+#endif
 
 /* self._lock.acquire(False) as a truth value (1, 0, -1 on error). */
 static int
 raw_try_acquire(PyObject *raw)
 {
     PyObject *result;
+#ifdef RAW_LOCK_LAYOUT
+    if (raw_layout_known && Py_IS_TYPE(raw, (PyTypeObject *)raw_lock_type)) {
+        raw_lockobject *lock = (raw_lockobject *)raw;
+        if (PyThread_acquire_lock_timed(lock->lock_lock, 0, 0) == PY_LOCK_ACQUIRED) {
+            lock->locked = 1;
+            return 1;
+        }
+        return 0;
+    }
+#endif
     if (Py_IS_TYPE(raw, (PyTypeObject *)raw_lock_type)) {
         PyObject *stack[2] = {raw, Py_False};
         result = PyObject_Vectorcall(raw_acquire, stack, 2, NULL);
@@ -170,6 +330,14 @@ raw_try_acquire(PyObject *raw)
 static int
 raw_do_release(PyObject *raw)
 {
+#ifdef RAW_LOCK_LAYOUT
+    if (raw_layout_known && Py_IS_TYPE(raw, (PyTypeObject *)raw_lock_type)
+        && ((raw_lockobject *)raw)->locked) {
+        ((raw_lockobject *)raw)->locked = 0;
+        PyThread_release_lock(((raw_lockobject *)raw)->lock_lock);
+        return 0;
+    }
+#endif
     PyObject *stack[1] = {raw};
     PyObject *result = Py_IS_TYPE(raw, (PyTypeObject *)raw_lock_type)
                            ? PyObject_Vectorcall(raw_release, stack, 1, NULL)
@@ -221,6 +389,7 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         return delegate(py_acquire, self, args, nargs, kwnames);
 
     PyObject *code = NULL, *offset = NULL, *held = NULL, *entry = NULL, *ident = NULL;
+    PyObject *record;
     PyObject *result = NULL;
 
     /* if timeout != -1: _check_acquire_arguments(blocking, timeout) */
@@ -249,7 +418,7 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 #endif
     if (offset == NULL)
         goto done;
-    int internal = PySet_Contains(internal_files, ((PyCodeObject *)code)->co_filename);
+    int internal = is_internal(code);
     if (internal < 0)
         goto done;
     if (internal) {  /* code, offset = _site(frame) */
@@ -270,13 +439,12 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     }
 
     /* _lockorder.acquired's commonest case, inlined (see the Python method). */
-    int ordering = hook_flag(s_ordering);
+    int ordering = hook_flag(ORDERING);
     if (ordering < 0)
         goto done;
+    if (thread_state(ordering, &ident, &held, &record) < 0)
+        goto done;
     if (ordering) {
-        held = thread_held();
-        if (held == NULL)
-            goto done;
         PyObject *reference = SLOT(self, weak_self);
         int empty;
         if (PyList_CheckExact(held))
@@ -296,16 +464,15 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
                 goto done;
         }
         if (empty && reference != Py_None && !handoff) {
-            entry = PyTuple_Pack(5, reference, SLOT(self, order_key), code, offset, Py_None);
-            if (entry == NULL)
+            PyObject *key = SLOT(self, order_key);
+            entry = take_spare(record, reference, key, code, offset);
+            if (entry == NULL && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None))
+                                     == NULL)
                 goto done;
         }
         else
             Py_CLEAR(held);
     }
-    ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (ident == NULL)
-        goto done;
     int taken = raw_try_acquire(SLOT(self, lock));
     if (taken < 0)
         goto done;
@@ -313,7 +480,7 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         set_slot(self, off.owner, ident);
         set_slot(self, off.acquired_code, code);
         set_slot(self, off.acquired_offset, offset);
-        int active = hook_flag(s_active);
+        int active = hook_flag(ACTIVE);
         if (active < 0)
             goto done;
         if (active) {
@@ -325,7 +492,7 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
                     goto done;
             }
             else {
-                int again = hook_flag(s_ordering);
+                int again = hook_flag(ORDERING);
                 if (again < 0)
                     goto done;
                 if (again) {  /* _lockorder.acquired(self, frame, blocking and timeout < 0) */
@@ -349,7 +516,7 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
                     Py_DECREF(called);
                 }
             }
-            int observing = hook_flag(s_observing);
+            int observing = hook_flag(OBSERVING);
             if (observing < 0)
                 goto done;
             if (observing) {  /* self._observe_acquired(code, offset, blocking, timeout) */
@@ -399,17 +566,18 @@ innermost_is(PyObject *held, PyObject *reference)
 static PyObject *
 release_impl(PyObject *self)
 {
-    int active = hook_flag(s_active);
+    int active = hook_flag(ACTIVE);
     if (active < 0)
         return NULL;
     if (active) {
-        int ordering = hook_flag(s_ordering);
+        int ordering = hook_flag(ORDERING);
         if (ordering < 0)
             return NULL;
         if (ordering) {
-            PyObject *held = thread_held();
-            if (held == NULL)
+            PyObject *held, *ident, *record;
+            if (thread_state(1, &ident, &held, &record) < 0)
                 return NULL;
+            Py_DECREF(ident);
             int popped = 0;
             if (PyList_CheckExact(held) && PyList_GET_SIZE(held) > 0) {
                 int same = innermost_is(held, SLOT(self, weak_self));
@@ -417,12 +585,14 @@ release_impl(PyObject *self)
                     Py_DECREF(held);
                     return NULL;
                 }
-                if (same) {  /* held.pop() */
+                if (same) {  /* held.pop(), keeping the entry as the spare */
                     Py_ssize_t size = PyList_GET_SIZE(held);
-                    if (PyList_SetSlice(held, size - 1, size, NULL) < 0) {
-                        Py_DECREF(held);
-                        return NULL;
-                    }
+                    PyObject *entry = PyList_GET_ITEM(held, size - 1);
+                    Py_SET_SIZE(held, size - 1);
+                    if (record != NULL && Py_REFCNT(entry) == 1)
+                        Py_SETREF(((PyListObject *)record)->ob_item[REC_SPARE], entry);
+                    else
+                        Py_DECREF(entry);
                     popped = 1;
                 }
             }
@@ -443,7 +613,7 @@ release_impl(PyObject *self)
                 Py_DECREF(called);
             }
         }
-        int observing = hook_flag(s_observing);
+        int observing = hook_flag(OBSERVING);
         if (observing < 0)
             return NULL;
         if (observing) {  /* self._release_observed(_getframe(1)) */
@@ -601,6 +771,19 @@ install(PyObject *module, PyObject *config)
         PyErr_SetString(PyExc_TypeError, "install(): unexpected configuration");
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (hooks_watcher < 0 && (hooks_watcher = PyDict_AddWatcher(hooks_changed)) < 0)
+        return NULL;
+    if (PyDict_Watch(hooks_watcher, hooks_dict) < 0)
+        return NULL;
+#endif
+#ifdef RAW_LOCK_LAYOUT
+    {
+        PyTypeObject *raw = (PyTypeObject *)raw_lock_type;
+        raw_layout_known = raw->tp_basicsize == sizeof(raw_lockobject)
+                           && raw->tp_weaklistoffset == offsetof(raw_lockobject, in_weakreflist);
+    }
+#endif
     raw_acquire = PyObject_GetAttrString(raw_lock_type, "acquire");
     raw_release = PyObject_GetAttrString(raw_lock_type, "release");
     if (raw_acquire == NULL || raw_release == NULL)

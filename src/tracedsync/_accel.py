@@ -13,6 +13,7 @@ the extension is missing, or the interpreter is not a GIL build of CPython.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
@@ -54,10 +55,12 @@ def _load() -> tuple[ModuleType | None, str | None]:
     reason = _unsupported()
     if reason is not None:
         return None, reason
+    if importlib.util.find_spec("tracedsync._speedups") is None:
+        return None, "the C extension is not built"
     try:
         from tracedsync import _speedups  # type: ignore[attr-defined]
     except ImportError as error:
-        return None, f"the C extension is not built ({error})"
+        return None, f"the C extension does not load ({error})"
     return _speedups, None
 
 
@@ -71,7 +74,9 @@ def install(lock_class: type, module: ModuleType) -> None:
     python = {name: getattr(lock_class, name) for names in _ALIASES.values() for name in names}
     _methods["python"] = python
     speedups, _why_not = _load()
+    forced = _forced()
     if speedups is None:
+        _why_not = forced or _why_not
         if settings.impl == "c":
             print(
                 f"tracedsync: TRACEDSYNC_IMPL=c, but {_why_not}; "
@@ -112,12 +117,24 @@ def install(lock_class: type, module: ModuleType) -> None:
     acquire, release, exit_ = speedups.install(config)
     made = {"acquire": acquire, "release": release, "__exit__": exit_}
     _methods["c"] = {name: made[c_name] for c_name, names in _ALIASES.items() for name in names}
-    if settings.impl == "python":
-        _why_not = "TRACEDSYNC_IMPL=python"
-    elif os.environ.get("TRACEDSYNC_PURE", "").strip().lower() in ("1", "true", "yes", "on"):
-        _why_not = "TRACEDSYNC_PURE is set"
+    if forced is not None:
+        _why_not = forced
     else:
         select("c")
+
+
+def _forced() -> str | None:
+    """The setting that asks for pure Python, if one does."""
+    if settings.impl == "python":
+        return "TRACEDSYNC_IMPL=python"
+    if settings.impl != "c" and os.environ.get("TRACEDSYNC_PURE", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    ):
+        return "TRACEDSYNC_PURE is set"
+    return None
 
 
 def available() -> bool:

@@ -114,7 +114,11 @@ def install(lock_class: type, module: ModuleType) -> None:
         exit=python["__exit__"],
         raw_lock_type=type(threading._allocate_lock()),  # type: ignore[attr-defined]
     )
-    acquire, release, exit_ = speedups.install(config)
+    try:
+        acquire, release, exit_ = speedups.install(config)
+    except RuntimeError as error:  # a second interpreter: its state is process-wide
+        _why_not = f"the C extension is in use by another interpreter ({error})"
+        return
     made = {"acquire": acquire, "release": release, "__exit__": exit_}
     _methods["c"] = {name: made[c_name] for c_name, names in _ALIASES.items() for name in names}
     if forced is not None:

@@ -102,7 +102,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- **Date:** {about['date']}",
         f"- **Machine:** {about['machine']}",
         f"- **Python:** {about['python']}",
-        f"- **tracedsync:** {about['tracedsync']}",
+        f"- **tracedsync:** {about['tracedsync']}"
+        + (f", {about['implementation']}" if "implementation" in about else ""),
         f"- **Command:** `{about['command']}`"
         + (" (smoke mode: figures meaningless)" if about["smoke"] else ""),
         "",
@@ -283,6 +284,112 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+#: Issue 18's targets: the C accelerator (uncontended Lock pair as a multiple
+#: of threading.Lock's, by mode) and the pure-Python floor (pair, with block).
+C_TARGETS = {"default": 1.5, "recorded_detectors": 2.0}
+C_MAX_CONTENDED_FLOOR = 1.2
+PYTHON_TARGETS = {
+    ("lock_pair", "default"): 5.0,
+    ("lock_with", "default"): 3.0,
+    ("lock_pair", "recorded_detectors"): 9.0,
+    ("lock_with", "recorded_detectors"): 5.5,
+}
+
+
+def _implementation_targets(results: dict[str, Any]) -> list[list[str]]:
+    found = results["implementations"]["implementations"]
+    rows: list[list[str]] = []
+
+    def row(target: str, value: float | None, limit: float) -> None:
+        if value is None:
+            rows.append([target, "not measured", ""])
+        else:
+            rows.append([target, _x(value), "met" if value <= limit else "**missed**"])
+
+    c = found.get("c")
+    for mode, limit in C_TARGETS.items():
+        value = None if c is None else c["uncontended"]["lock_pair"][mode]
+        row(f"C: Lock pair, {mode.replace('_', ' ')}, at most {limit:g}x", value, limit)
+    for interval in ("0.005", "0.0005"):
+        value = None if c is None else c["increments"][interval]["ratio_floor"]
+        row(
+            f"C: contended increments at {float(interval) * 1000:g} ms, at most "
+            f"{C_MAX_CONTENDED_FLOOR:g}x the floor",
+            value,
+            C_MAX_CONTENDED_FLOOR,
+        )
+    python = found["python"]["uncontended"]
+    for (operation, mode), limit in PYTHON_TARGETS.items():
+        what = "pair" if operation == "lock_pair" else "`with`"
+        row(
+            f"pure Python: Lock {what}, {mode.replace('_', ' ')}, at most {limit:g}x",
+            python[operation][mode],
+            limit,
+        )
+    return rows
+
+
+def _implementations_section(results: dict[str, Any]) -> list[str]:
+    if "implementations" not in results:
+        return []
+    section = results["implementations"]
+    found = section["implementations"]
+    lines = [
+        "### C accelerator and pure Python",
+        "",
+        "The same measurements with `Lock`'s methods switched between the two "
+        "implementations in this process (`tracedsync._accel.select`): uncontended cost as a "
+        "multiple of `threading.Lock`'s, and the contended increments (defaults) as a "
+        "multiple of `threading` / of the pass-through floor.",
+        "",
+    ]
+    if section["note"]:
+        lines += [section["note"] + ".", ""]
+    header = ["operation", "mode", *[f"{name}" for name in found]]
+    rows = []
+    for operation, title in section["operations"].items():
+        for mode, mode_title in section["modes"].items():
+            rows.append(
+                [
+                    title,
+                    mode_title,
+                    *[_x(found[name]["uncontended"][operation][mode]) for name in found],
+                ]
+            )
+    for interval in ("0.005", "0.0005"):
+        rows.append(
+            [
+                f"contended increments, switch interval {float(interval) * 1000:g} ms",
+                "default",
+                *[
+                    f"{_x(found[name]['increments'][interval]['ratio_threading'])} / "
+                    f"{_x(found[name]['increments'][interval]['ratio_floor'])}"
+                    for name in found
+                ],
+            ]
+        )
+    lines += _table(header, rows)
+    lines += ["Targets:", "", *_table(["target", "measured", ""], _implementation_targets(results))]
+    return lines
+
+
+def _instructions_section(results: dict[str, Any]) -> list[str]:
+    if "instructions" not in results:
+        return []
+    import instructions
+
+    return [
+        "### Instruction counts",
+        "",
+        "Instructions per loop iteration (`valgrind --tool=callgrind`, the difference of two "
+        f"runs of {instructions.SHORT:,} and {instructions.LONG:,} iterations; the loop's own "
+        "`for` is included in every row), and the multiple of `threading.Lock`'s.",
+        "",
+        *instructions.render(results["instructions"]),
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     """The generated Markdown, markers included."""
     lines = [
@@ -292,6 +399,8 @@ def render(results: dict[str, Any]) -> str:
         *_targets_section(results),
         *_uncontended_section(results),
         *_contended_section(results),
+        *_implementations_section(results),
+        *_instructions_section(results),
         *_sinks_section(results),
         *_memory_section(results),
         *_peers_section(results),

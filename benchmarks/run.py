@@ -33,6 +33,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import contended  # noqa: E402
+import implementations  # noqa: E402
+import instructions  # noqa: E402
 import measure  # noqa: E402
 import memory  # noqa: E402
 import report  # noqa: E402
@@ -130,7 +132,7 @@ def _non_finite(value: Any, path: str = "") -> list[str]:
     return []
 
 
-def run(smoke: bool, peers: bool) -> dict[str, Any]:
+def run(smoke: bool, peers: bool, count_instructions: bool = False) -> dict[str, Any]:
     """Every benchmark group; the results as one JSON-ready dictionary."""
     budget = measure.Budget.quick() if smoke else measure.Budget.full()
     command = "python benchmarks/run.py" + (" --smoke" if smoke else "")
@@ -140,6 +142,7 @@ def run(smoke: bool, peers: bool) -> dict[str, Any]:
             "machine": _machine(),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "tracedsync": _revision(),
+            "implementation": tracedsync._accel.describe(),
             "command": command,
             "smoke": smoke,
             "repetitions": budget.repetitions,
@@ -147,6 +150,9 @@ def run(smoke: bool, peers: bool) -> dict[str, Any]:
     }
     results["uncontended"] = uncontended.run(budget, _progress)
     results["contended"] = contended.run(budget, _progress)
+    results["implementations"] = implementations.run(budget, _progress)
+    if count_instructions:
+        results["instructions"] = instructions.run(smoke, _progress)
     results["sinks"] = sinks.run(budget, _progress)
     results["memory"] = memory.run(budget, _progress)
     results["peers"] = _peers(smoke) if peers else {"error": "skipped (--no-peers)"}
@@ -159,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write the results into this Markdown file")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
     parser.add_argument("--no-peers", action="store_true", help="skip locklib and threadle")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per Lock operation with valgrind (callgrind)",
+    )
     arguments = parser.parse_args(argv)
-    results = run(arguments.smoke, not arguments.no_peers)
+    results = run(arguments.smoke, not arguments.no_peers, arguments.instructions)
     generated = report.render(results)
     print(generated)
     if arguments.output is not None:

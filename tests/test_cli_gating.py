@@ -14,6 +14,7 @@ import pytest
 
 from helpers import PATIENCE, process_sleeps_in_a_wait, wait_until
 from test_run_cli import tracedsync_command, write
+from tracedsync import _accel
 from tracedsync._cli.main import FAIL_ON_EXIT_STATUS
 
 pytestmark = pytest.mark.timeout(PATIENCE * 6)
@@ -35,7 +36,9 @@ def test_version_names_the_implementation(tmp_path: Path) -> None:
     result = tracedsync_command("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("tracedsync ")
-    assert "(pure Python implementation" in result.stdout
+    assert f"({_accel.describe()}, Python " in result.stdout
+    forced = tracedsync_command("--version", cwd=tmp_path, env={"TRACEDSYNC_IMPL": "python"})
+    assert "(pure Python implementation, Python " in forced.stdout
 
 
 def test_fail_on_gates_run_and_report_on_the_kinds_named(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ __all__ = ["LOG_FORMATS", "LOG_LEVELS", "Settings", "settings"]
 #: numbers of the standard :mod:`logging` levels so both sort the same way.
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
 LOG_FORMATS = ("console", "json")
+#: What ``TRACEDSYNC_IMPL`` accepts.
+IMPLEMENTATIONS = ("auto", "c", "python")
 
 
 #: What a yes/no variable accepts.
@@ -62,7 +64,7 @@ def _env_choice(name: str, choices: tuple[str, ...] | dict[str, int], default: s
 class Settings:
     """The current settings; one instance, :data:`settings`."""
 
-    __slots__ = ("enabled", "lock_order", "log_format", "log_level", "strict")
+    __slots__ = ("enabled", "impl", "lock_order", "log_format", "log_level", "strict")
 
     def __init__(self) -> None:
         #: ``False`` (``TRACEDSYNC=off``): the factories return plain
@@ -80,6 +82,10 @@ class Settings:
         #: ``"console"`` lines or ``"json"`` lines, when tracedsync renders
         #: events itself (the application has not configured structlog).
         self.log_format: str = _env_choice("TRACEDSYNC_LOG_FORMAT", LOG_FORMATS, "console")
+        #: Which implementation of the locks' hot path to use, read once at
+        #: import (see :mod:`tracedsync._accel`): ``"auto"`` (the C
+        #: accelerator when it is built), ``"c"`` or ``"python"``.
+        self.impl: str = _env_choice("TRACEDSYNC_IMPL", IMPLEMENTATIONS, "auto")
 
 
 settings = Settings()

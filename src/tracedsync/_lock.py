@@ -25,7 +25,7 @@ from time import monotonic_ns
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from tracedsync import _blocking, _hooks, _lockorder
+from tracedsync import _accel, _blocking, _hooks, _lockorder
 from tracedsync._assertions import held_error, not_held_error
 from tracedsync._config import settings
 from tracedsync._hooks import Identity
@@ -597,3 +597,8 @@ class RLock(_LockBase):
             f"owner={owner or 0} count={self._depth if owner is not None else 0} "
             f"at {id(self):#x}>"
         )
+
+
+# The C accelerator's methods replace Lock's hot path where it is built (see
+# tracedsync._accel); the methods above stay the reference and the fallback.
+_accel.install(Lock, sys.modules[__name__])

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tracedsync import __version__
+from tracedsync import __version__, _accel
 from tracedsync._catalogue import GATE_KINDS
 
 __all__ = ["main"]
@@ -38,10 +38,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-#: What ``--version`` says is checking: the primitives are pure Python.
-IMPLEMENTATION = "pure Python implementation"
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version  # start-up cost: --version only
 
@@ -49,7 +45,7 @@ def _version() -> str:
         number = version("tracedsync")
     except PackageNotFoundError:  # run from a source tree
         number = __version__
-    return f"tracedsync {number} ({IMPLEMENTATION}, Python {sys.version.split()[0]})"
+    return f"tracedsync {number} ({_accel.describe()}, Python {sys.version.split()[0]})"
 
 
 def _kinds(text: str) -> tuple[str, ...]:

@@ -1,0 +1,176 @@
+"""Which implementation of ``Lock``'s hot path runs: the C accelerator or pure Python.
+
+The pure-Python methods of :class:`tracedsync._lock.Lock` are the reference.
+The optional extension :mod:`tracedsync._speedups` (built by ``setup.py``
+where a C compiler exists) provides C transliterations of ``Lock.acquire``
+(``__enter__``, ``acquire_lock``), ``Lock.release`` (``release_lock``,
+``_release_save``) and ``__exit__``: the same class, the same slots, and
+every branch other than the uncontended defaults calls the same Python code.
+:func:`install` puts them on the class at import, unless
+``TRACEDSYNC_IMPL=python`` (or ``TRACEDSYNC_PURE=1``) asks for pure Python,
+the extension is missing, or the interpreter is not a GIL build of CPython.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import platform
+import sys
+import sysconfig
+import threading
+from types import ModuleType
+from typing import Any
+
+from tracedsync import _blocking, _hooks, _lockorder, _sites
+from tracedsync._config import settings
+
+__all__ = ["available", "describe", "implementation", "install", "reason", "select"]
+
+#: The methods the accelerator replaces, by the name of its C method.
+_ALIASES = {
+    "acquire": ("acquire", "__enter__", "acquire_lock"),
+    "release": ("release", "release_lock", "_release_save"),
+    "__exit__": ("__exit__",),
+}
+
+#: ``"c"`` or ``"python"``: the implementation now installed on ``Lock``.
+_active = "python"
+#: Why the C accelerator is not active (``None`` while it is).
+_why_not: str | None = "not installed yet"
+#: Per implementation: attribute name -> the object to put on ``Lock``.
+_methods: dict[str, dict[str, Any]] = {}
+_lock_class: type | None = None
+
+
+def _unsupported() -> str | None:
+    """Why this interpreter cannot use the accelerator, or ``None``."""
+    if platform.python_implementation() != "CPython":
+        return f"{platform.python_implementation()} is not CPython"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "free-threaded CPython: the accelerator supports GIL builds only"
+    return None
+
+
+def _load() -> tuple[ModuleType | None, str | None]:
+    reason = _unsupported()
+    if reason is not None:
+        return None, reason
+    if importlib.util.find_spec("tracedsync._speedups") is None:
+        return None, "the C extension is not built"
+    try:
+        speedups = importlib.import_module("tracedsync._speedups")
+    except ImportError as error:
+        return None, f"the C extension does not load ({error})"
+    return speedups, None
+
+
+def install(lock_class: type, module: ModuleType) -> None:
+    """Put the chosen implementation's methods on ``lock_class`` (``_lock.Lock``,
+    defined in ``module``); called once, at the end of ``_lock``."""
+    global _why_not, _lock_class
+    _lock_class = lock_class
+    python = {name: getattr(lock_class, name) for names in _ALIASES.values() for name in names}
+    _methods["python"] = python
+    speedups, _why_not = _load()
+    forced = _forced()
+    if speedups is None:
+        _why_not = forced or _why_not
+        if settings.impl == "c":
+            print(
+                f"tracedsync: TRACEDSYNC_IMPL=c, but {_why_not}; "
+                "using the pure-Python implementation",
+                file=sys.stderr,
+            )
+        return
+    slots: dict[str, Any] = {}
+    for klass in reversed(lock_class.__mro__):
+        slots.update(vars(klass))
+    config = {
+        name: slots[name]
+        for name in (
+            "_lock",
+            "_owner",
+            "_acquired_code",
+            "_acquired_offset",
+            "_acquired_ns",
+            "_weak_self",
+            "_order_key",
+            "_handoff",
+        )
+    }
+    config.update(
+        cls=lock_class,
+        lock_globals=vars(module),
+        hooks_globals=vars(_hooks),
+        lockorder_globals=vars(_lockorder),
+        blocking_globals=vars(_blocking),
+        order_thread=_lockorder._per_thread,
+        internal_files=_sites.INTERNAL_FILES,
+        no_timeout=module.NO_TIMEOUT,
+        acquire=python["acquire"],
+        release=python["release"],
+        exit=python["__exit__"],
+        raw_lock_type=type(threading._allocate_lock()),  # type: ignore[attr-defined]
+    )
+    try:
+        acquire, release, exit_ = speedups.install(config)
+    except RuntimeError as error:  # a second interpreter: its state is process-wide
+        _why_not = f"the C extension is in use by another interpreter ({error})"
+        return
+    made = {"acquire": acquire, "release": release, "__exit__": exit_}
+    _methods["c"] = {name: made[c_name] for c_name, names in _ALIASES.items() for name in names}
+    if forced is not None:
+        _why_not = forced
+    else:
+        select("c")
+
+
+def _forced() -> str | None:
+    """The setting that asks for pure Python, if one does."""
+    if settings.impl == "python":
+        return "TRACEDSYNC_IMPL=python"
+    if settings.impl != "c" and os.environ.get("TRACEDSYNC_PURE", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    ):
+        return "TRACEDSYNC_PURE is set"
+    return None
+
+
+def available() -> bool:
+    """Whether the C accelerator could be selected in this process."""
+    return "c" in _methods
+
+
+def implementation() -> str:
+    """``"c"`` or ``"python"``: the implementation ``Lock`` runs now."""
+    return _active
+
+
+def select(name: str) -> None:
+    """Switch ``Lock`` to the ``"c"`` or ``"python"`` methods.
+
+    For tests and benchmarks that compare the two in one process: call it
+    while no thread is inside a ``Lock`` method."""
+    global _active, _why_not
+    if name not in _methods:
+        raise ValueError(f"implementation {name!r} is not available ({_why_not})")
+    assert _lock_class is not None
+    for attribute, method in _methods[name].items():
+        setattr(_lock_class, attribute, method)
+    _active = name
+    _why_not = None if name == "c" else "selected in this process"
+
+
+def describe() -> str:
+    """How ``tracedsync --version`` names the active implementation."""
+    return "C accelerator" if _active == "c" else "pure Python implementation"
+
+
+def reason() -> str | None:
+    """Why the pure-Python implementation is active (``None`` while C is)."""
+    return _why_not

@@ -1,0 +1,324 @@
+"""The C accelerator (``tracedsync._speedups``) against the pure-Python reference.
+
+Where the extension is built, ``Lock``'s hot path runs in C; these tests drive
+both implementations in one process (:func:`tracedsync._accel.select`) with the
+same operations and require the same results, states and recorded events.
+``TRACEDSYNC_IMPL=python`` runs the whole suite on the reference instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from _thread import get_ident
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tracedsync
+from helpers import run_python
+from tracedsync import _accel, _lockorder
+from tracedsync._lockorder import graph
+from tracedsync._sites import line_at
+
+needs_c = pytest.mark.skipif(not _accel.available(), reason=f"no C accelerator: {_accel.reason()}")
+
+IMPLEMENTATIONS = ("python", "c")
+
+
+@pytest.fixture
+def restore_implementation() -> Iterator[None]:
+    previous = _accel.implementation()
+    try:
+        yield
+    finally:
+        _accel.select(previous)
+
+
+# -- the property: same operations, same outcome --------------------------------
+
+
+def _release_elsewhere(lock: tracedsync.Lock) -> Any:
+    """``lock.release()`` in another thread (a handoff), its outcome here."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(lock.release())
+        except RuntimeError as error:
+            outcome.append(f"RuntimeError: {error}")
+
+    helper = threading.Thread(target=run, name="helper")
+    helper.start()
+    helper.join()
+    return outcome[0]
+
+
+def _with_block(lock: tracedsync.Lock) -> str:
+    with lock:
+        return "inside"
+
+
+def _condition_wait(lock: tracedsync.Lock) -> bool:
+    # wait(0) releases through _release_save (C) and takes the lock back
+    # through _acquire_restore (Python): the protocol threading.Condition uses.
+    return threading.Condition(lock).wait(0)  # type: ignore[arg-type]
+
+
+def _mine(lock: tracedsync.Lock) -> bool:
+    return lock.locked() and lock._owner == get_ident()
+
+
+#: Operations, each called with a lock; those that would block this thread
+#: for good (a blocking acquire of a lock that is taken) try instead.
+OPERATIONS: dict[str, Callable[[tracedsync.Lock], Any]] = {
+    "acquire": lambda lock: lock.acquire(False) if lock.locked() else lock.acquire(),
+    "try": lambda lock: lock.acquire(False),
+    "try_keyword": lambda lock: lock.acquire(blocking=False),
+    "timeout_zero": lambda lock: lock.acquire(True, 0),
+    "timeout_keyword": lambda lock: lock.acquire(timeout=0.0),
+    "minus_one_float": lambda lock: lock.acquire(False, -1.0),
+    "enter": lambda lock: lock.acquire(False) if lock.locked() else lock.__enter__(),
+    "exit": lambda lock: lock.__exit__(None, None, None),
+    "release": lambda lock: lock.release(),
+    "release_lock": lambda lock: lock.release_lock(),
+    "release_elsewhere": _release_elsewhere,
+    "with": lambda lock: None if lock.locked() else _with_block(lock),
+    "condition_wait": lambda lock: _condition_wait(lock) if _mine(lock) else None,
+    "bad_timeout": lambda lock: lock.acquire(False, 1),
+    "bad_argument": lambda lock: lock.acquire(True, -1, 3),  # type: ignore[call-arg]
+    "bad_keyword": lambda lock: lock.acquire(wait=True),  # type: ignore[call-arg]
+}
+
+programs = st.lists(
+    st.tuples(st.sampled_from(sorted(OPERATIONS)), st.integers(0, 2)), min_size=1, max_size=20
+)
+
+#: Event fields that differ between two runs of one program.
+_VOLATILE = {"seq", "time_ns", "pid", "thread_id", "thread_token", "primitive_id"}
+
+
+def _normalise(event: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in event.items() if key not in _VOLATILE}
+    for key in ("held_ns", "waited_ns"):
+        if key in kept:
+            kept[key] = kept[key] is None
+    return kept
+
+
+def _line(code: Any, offset: int) -> int | None:
+    # Sites are kept as bytecode offsets and shown as lines.  On 3.11 a
+    # specialised call of a C method runs in the call's PRECALL instruction,
+    # of a Python function in its CALL: the same line, another offset.
+    return None if code is None else line_at(code, offset)
+
+
+def _chain(chains: dict[int, int], chain: int | None) -> int | None:
+    # Chain ids come from one process-wide counter: compared by the order of
+    # first appearance in the run (negative ids, the slow-path chains, stay so).
+    if chain is None:
+        return None
+    number = chains.setdefault(abs(chain), len(chains) + 1)
+    return -number if chain < 0 else number
+
+
+def _state(locks: list[tracedsync.Lock], chains: dict[int, int]) -> tuple[Any, ...]:
+    me = get_ident()
+    held = getattr(_lockorder._per_thread, "held", None) or []
+    return (
+        tuple(
+            (
+                lock.locked(),
+                None if lock._owner is None else lock._owner == me,
+                lock._handoff,
+                _line(lock._acquired_code, lock._acquired_offset),
+            )
+            for lock in locks
+        ),
+        tuple(
+            (
+                getattr(entry[0](), "name", None),
+                entry[1],
+                _line(entry[2], entry[3]),
+                _chain(chains, entry[4]),
+            )
+            for entry in held
+        ),
+    )
+
+
+def _fresh_order_state() -> None:
+    graph.clear()
+    graph.handoff_generation = 0
+    vars(_lockorder._per_thread).pop("generation", None)
+    held = getattr(_lockorder._per_thread, "held", None)
+    if held is not None:
+        held[:] = []  # the same list: the accelerator keeps a reference to it
+
+
+def _run(implementation: str, mode: str, program: list[tuple[str, int]]) -> Any:
+    _accel.select(implementation)
+    _fresh_order_state()
+    tracedsync.configure(lock_order=mode != "no_order")
+    locks = [tracedsync.Lock(name=f"L{index}") for index in range(3)]
+    outcomes: list[Any] = []
+    chains: dict[int, int] = {}
+    trace = tracedsync.record() if mode != "default" else None
+    if trace is not None:
+        trace.start()
+    try:
+        for name, index in program:
+            try:
+                outcome: Any = OPERATIONS[name](locks[index])
+            except (RuntimeError, TypeError, ValueError) as error:
+                outcome = f"{type(error).__name__}: {error}"
+            outcomes.append((name, index, outcome, _state(locks, chains)))
+    finally:
+        if trace is not None:
+            trace.stop()
+        for lock in locks:
+            if lock.locked():
+                lock.release()
+        tracedsync.configure(lock_order=True)
+        _fresh_order_state()
+    events = [] if trace is None else [_normalise(event) for event in trace.events()]
+    return outcomes, events
+
+
+@needs_c
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("restore_implementation")
+@settings(suppress_health_check=[HealthCheck.too_slow])  # threads, on a loaded machine
+@given(programs, st.sampled_from(["default", "record", "no_order"]))
+def test_both_implementations_do_the_same(program: list[tuple[str, int]], mode: str) -> None:
+    # One line runs both: reports quote the caller's stack, this line included.
+    reference, accelerated = [_run(name, mode, program) for name in IMPLEMENTATIONS]
+    assert accelerated[0] == reference[0]
+    assert accelerated[1] == reference[1]
+
+
+# -- the accelerator's own promises ---------------------------------------------
+
+
+@needs_c
+def test_the_c_methods_are_on_the_class_when_active() -> None:
+    if _accel.implementation() != "c":
+        pytest.skip("the pure-Python implementation is selected (TRACEDSYNC_IMPL)")
+    assert type(tracedsync.Lock.__dict__["acquire"]).__name__ == "method_descriptor"
+    assert tracedsync.Lock.__enter__ is tracedsync.Lock.acquire
+    assert tracedsync.Lock._release_save is tracedsync.Lock.release
+    assert tracedsync.Lock.acquire.__name__ == "acquire"
+
+
+@needs_c
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_subclass_release_is_what_with_calls(implementation: str) -> None:
+    _accel.select(implementation)
+    calls: list[str] = []
+
+    class Counting(tracedsync.Lock):
+        __slots__ = ()
+
+        def release(self) -> None:
+            calls.append("release")
+            super().release()
+
+    lock = Counting()
+    with lock:
+        assert lock.locked()
+    assert calls == ["release"]
+    assert not lock.locked()
+
+
+def _outcome(action: Callable[[], Any]) -> str:
+    try:
+        return repr(action())
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+@needs_c
+@pytest.mark.usefixtures("restore_implementation")
+def test_misuse_fails_alike_in_both() -> None:
+    class NoInit(tracedsync.Lock):
+        def __init__(self) -> None:
+            pass  # never calls Lock.__init__: every slot is empty
+
+    actions: dict[str, Callable[[], Any]] = {
+        "acquire(1, 2, 3)": lambda: tracedsync.Lock().acquire(1, 2, 3),  # type: ignore[call-arg]
+        "acquire(x=1)": lambda: tracedsync.Lock().acquire(x=1),  # type: ignore[call-arg]
+        "acquire(True, blocking=False)": lambda: tracedsync.Lock().acquire(
+            True,
+            blocking=False,  # type: ignore[misc]
+        ),
+        "acquire(False, 5)": lambda: tracedsync.Lock().acquire(False, 5),
+        "acquire(timeout=-2)": lambda: tracedsync.Lock().acquire(timeout=-2),
+        "acquire(timeout='x')": lambda: tracedsync.Lock().acquire(timeout="x"),  # type: ignore[arg-type]
+        "release()": lambda: tracedsync.Lock().release(),
+        "release(1)": lambda: tracedsync.Lock().release(1),  # type: ignore[call-arg]
+        "__exit__()": lambda: tracedsync.Lock().__exit__(),  # type: ignore[call-arg]
+        "no __init__: acquire": lambda: NoInit().acquire(),
+        "no __init__: release": lambda: NoInit().release(),
+        "unbound on another object": lambda: tracedsync.Lock.acquire(object()),  # type: ignore[arg-type]
+    }
+    seen = {}
+    for implementation in IMPLEMENTATIONS:
+        _accel.select(implementation)
+        seen[implementation] = {name: _outcome(action) for name, action in actions.items()}
+    python, c = seen["python"], seen["c"]
+    for name in actions:
+        if name == "unbound on another object":
+            # A method descriptor checks its receiver; a function does not
+            # (the Python method fails later, on a missing attribute).
+            assert c[name].startswith("TypeError"), c[name]
+            continue
+        assert c[name] == python[name], name
+
+
+@needs_c
+@pytest.mark.usefixtures("restore_implementation")
+def test_sites_inside_threading_are_the_callers() -> None:
+    sites = {}
+    for implementation in IMPLEMENTATIONS:
+        _accel.select(implementation)
+        lock = tracedsync.Lock()
+        condition = threading.Condition(lock)  # type: ignore[arg-type]
+        # threading's Condition.__enter__ calls lock.__enter__
+        with tracedsync.record() as trace, condition:
+            pass
+        sites[implementation] = [(e["event"], e["line"], e["function"]) for e in trace.events()]
+    assert sites["c"] == sites["python"]
+    assert {function for _, _, function in sites["c"]} == {
+        "test_sites_inside_threading_are_the_callers"
+    }
+
+
+def test_version_and_setting_choose_the_implementation() -> None:
+    code = "from tracedsync import _accel; print(_accel.implementation(), _accel.reason())"
+    forced = run_python(code, env={"TRACEDSYNC_IMPL": "python"})
+    assert forced.stdout.split()[0] == "python", forced.stderr
+    assert "TRACEDSYNC_IMPL=python" in forced.stdout
+    pure = run_python(code, env={"TRACEDSYNC_PURE": "1", "TRACEDSYNC_IMPL": ""})
+    assert pure.stdout.split()[0] == "python", pure.stderr
+    typo = run_python(code, env={"TRACEDSYNC_IMPL": "fast"})
+    assert "TRACEDSYNC_IMPL='fast' is not one of auto, c, python; using 'auto'" in typo.stderr
+    expected = "c" if _accel.available() else "python"
+    assert typo.stdout.split()[0] == expected
+    wanted = run_python(code, env={"TRACEDSYNC_IMPL": "c"})
+    assert wanted.stdout.split()[0] == expected
+    if not _accel.available():
+        assert "TRACEDSYNC_IMPL=c, but" in wanted.stderr
+
+
+def test_free_threaded_builds_keep_pure_python() -> None:
+    import sysconfig
+
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        assert not _accel.available()
+        assert "free-threaded" in (_accel.reason() or "")
+    else:
+        assert _accel._unsupported() is None or sys.implementation.name != "cpython"

@@ -20,7 +20,7 @@ from tracedsync._report import Report
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
     graph.clear()
-    _lockorder._thread_state().clear()
+    _lockorder.thread_state().clear()
     yield
     graph.clear()
     tracedsync.configure(

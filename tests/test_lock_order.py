@@ -21,7 +21,7 @@ def _fresh_graph() -> Iterator[None]:
     graph.clear()
     # Earlier tests may leave locks acquired and never released by this
     # thread (CPython's own suite does, on purpose): start from no held lock.
-    _lockorder._thread_state().clear()
+    _lockorder.thread_state().clear()
     yield
     graph.clear()
     tracedsync.configure(on_inversion="warn", lock_order=True)

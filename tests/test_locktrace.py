@@ -15,7 +15,7 @@ from tracedsync._lockorder import graph
 @pytest.fixture(autouse=True)
 def _fresh_graph() -> None:
     graph.clear()
-    _lockorder._thread_state().clear()
+    _lockorder.thread_state().clear()
 
 
 def test_the_fixture_is_a_lock_trace_recording_this_test(

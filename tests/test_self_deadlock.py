@@ -40,8 +40,10 @@ def test_teaching_program_raises_at_once_instead_of_hanging() -> None:
     result = run_python(TEACHING_PROGRAM)
     assert result.returncode == 1
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()[:4])
-    # Detection is immediate when no other thread exists: far below a second.
-    assert float(lines["elapsed"]) < 0.5, result.stdout
+    # Detection is immediate when no other thread exists: no polling, no
+    # patience.  What time it takes is the first report's (structlog is
+    # imported then): 0.3-0.6 s measured on a 2-core machine at load 23.
+    assert float(lines["elapsed"]) < 2.0, result.stdout
     assert lines["primitive"] == "teaching"
     assert lines["held_at"] == "<string>:4 (in <module>)"
     assert lines["requested_at"] == "<string>:7 (in <module>)"

@@ -25,7 +25,7 @@ from tracedsync import _hooks
 from tracedsync._guards import internal_lock
 from tracedsync._policy import policy_for
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import current_frames, describe_offset, register_internal_module
+from tracedsync._sites import describe_offset, live_threads, register_internal_module
 from tracedsync._waits import Wait, waits
 
 __all__ = ["watchdog"]
@@ -122,7 +122,7 @@ def _report(ident: int, wait: Wait, now: int) -> None:
         details.update(holder_thread_id=holder, holder_acquired_at=held_at, holder_stack=stack)
     lines.append("  all threads now:")
     stacks: dict[str, list[str]] = {}
-    for other in sorted(current_frames() or {}):
+    for other in sorted(live_threads() or ()):
         if other in waits.internal:
             continue
         stack = current_stack(other)

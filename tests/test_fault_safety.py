@@ -370,3 +370,36 @@ def test_no_collection_runs_between_taking_a_lock_and_returning() -> None:
         gc.set_threshold(*thresholds)
         gc.collect()
     assert inside == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(30)
+def test_a_forked_child_records_into_its_own_copy_of_a_recording() -> None:
+    # docs/recording.md, "Child processes": record() in a forked child keeps
+    # recording there, into the child's copy; the parent never sees them.
+    lock = tracedsync.Lock(name="forked.recording")
+    read, write = os.pipe()
+    with tracedsync.record() as trace:
+        with lock:
+            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                with lock:
+                    pass
+                mine = [event for event in trace if event["pid"] == os.getpid()]
+                os.write(write, f"{len(mine)} {len(trace)}".encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            child_mine, child_total = map(int, answer.read().split())
+        assert _wait_for_child(pid, 15) == 0
+    assert child_mine >= 2  # the child's acquire and release, in its copy
+    assert child_total >= child_mine + 2  # after the parent's events up to the fork
+    assert all(event["pid"] == os.getpid() for event in trace)
+    assert len(trace.events("lock.acquire", primitive=lock)) == 1  # the parent's only

@@ -403,3 +403,56 @@ def test_a_forked_child_records_into_its_own_copy_of_a_recording() -> None:
     assert child_total >= child_mine + 2  # after the parent's events up to the fork
     assert all(event["pid"] == os.getpid() for event in trace)
     assert len(trace.events("lock.acquire", primitive=lock)) == 1  # the parent's only
+
+
+@pytest.mark.timeout(60)
+def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> None:
+    # The contended path: the waiter is handed the lock, records itself as
+    # owner, unregisters its wait and returns.  Unregistering was written
+    # `waits.end(outer)` in a finally block, which CPython compiles to an
+    # attribute load making a bound method: an allocation, so (3.11 at
+    # once, 3.12+ when `end` starts) a collection and a __del__ that found
+    # its own thread holding the lock (seen in the gc stress scenario).
+    lock = tracedsync.Lock(name="contended.collection")
+    waiter: list[int] = []
+    inside: list[str] = []
+    stop = [False]
+    ballast: list[list[int]] = []
+
+    class Chain:
+        """Garbage whose finalizer leaves new garbage (every collection runs one)
+        and live objects, so the next allocation anywhere collects again."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            me = threading.get_ident()
+            if waiter and me == waiter[0] and lock._owner == me:
+                inside.append("the waiter holds the lock")
+            if not stop[0]:
+                Chain()
+                ballast.extend([] for _ in range(8))
+
+    def wait_for_it() -> None:
+        waiter[:] = [threading.get_ident()]
+        with lock:
+            pass
+
+    thresholds = gc.get_threshold()
+    Chain()
+    gc.set_threshold(1)
+    try:
+        for _ in range(20):
+            lock.acquire()
+            thread = threading.Thread(target=wait_for_it)
+            thread.start()
+            _until(lambda started=thread: waits.get(started.ident or 0) is not None)
+            lock.release()
+            thread.join()
+            waiter.clear()
+    finally:
+        stop[0] = True
+        gc.set_threshold(*thresholds)
+        gc.collect()
+    assert inside == []

@@ -270,7 +270,9 @@ def _part_contended_record(sizes: Sizes) -> Outcome:
     outcome = Outcome()
     lock = tracedsync.Lock(name="stress.counter")
     counter, errors = [0], list[str]()
-    capacity = 2 * sizes.threads * sizes.operations + 100_000
+    # Each operation is an acquire and a release, and a contended acquire
+    # also records lock.acquire.blocked: at most three events per operation.
+    capacity = 3 * sizes.threads * sizes.operations + 100_000
     with tracedsync.record(capacity=capacity) as trace:
         workers = _run_threads(
             sizes.threads, lambda: _increment(lock, counter, sizes.operations), errors

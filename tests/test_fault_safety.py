@@ -247,3 +247,212 @@ def test_a_finalizer_run_inside_current_frames_never_calls_it_again(
     monkeypatch.setattr(sys, "_current_frames", frames_once)
     assert threading.get_ident() in (_sites.current_frames() or {})
     assert calls == [threading.get_ident()]
+
+
+#: Run in a subprocess: before the fix, a collection ran while the
+#: interpreter's thread list was locked, and the collector's callback (user
+#: code, as a ``__del__``) starting a thread (which adds to that list)
+#: deadlocked the whole process, signal handlers included, so only a timeout
+#: from outside ends it.
+_COLLECTION_INSIDE_THREAD_LIST = """
+import _thread, gc, sys, threading
+from tracedsync import _sites
+from tracedsync._waits import waits
+
+gate, ready = threading.Event(), threading.Barrier(9)
+
+def parked():
+    ready.wait()
+    gate.wait()
+
+threads = [threading.Thread(target=parked) for _ in range(8)]
+for thread in threads:
+    thread.start()
+ready.wait()
+reads = []
+
+def callback(phase, info):
+    if phase == "start":  # user code the collector runs, like a __del__
+        reads.append(_thread.start_new_thread(len, ((),)))  # needs the thread list
+
+thresholds = gc.get_threshold()
+gc.callbacks.append(callback)
+gc.set_threshold(1)  # collect at (nearly) every allocation
+try:
+    me = threading.get_ident()
+    waits.others_can_progress(me)
+    waits.others_exist(me)
+    _sites.current_frames()
+finally:
+    gc.set_threshold(*thresholds)
+    gc.callbacks.remove(callback)
+gate.set()
+for thread in threads:
+    thread.join()
+print("finished", bool(reads))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_no_collection_runs_while_tracedsync_reads_the_thread_list() -> None:
+    # 3.11 collects at any allocation, and sys._current_frames() allocates a
+    # frame object per thread while it holds the interpreter's thread-list
+    # lock: a __del__ run there that waited on a traced lock hung the stress
+    # program's gc scenario as soon as the lock's holder started a thread.
+    import subprocess
+
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", _COLLECTION_INSIDE_THREAD_LIST],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the collector ran inside sys._current_frames(): the process hung")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["finished", "True"]
+
+
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12),
+    strict=False,
+    reason="3.12+: the argument tuple of the raw lock's own acquire(False) can still ask"
+    " for a collection, which runs as that call returns (lock taken, owner not yet"
+    " recorded); rare, depends on the tuple free list",
+)
+@pytest.mark.timeout(60)
+def test_no_collection_runs_between_taking_a_lock_and_returning() -> None:
+    # With threading.Lock no Python code runs between taking the lock and
+    # returning to the caller, so a __del__ can never find the lock taken by
+    # its own thread there.  tracedsync allocated after the raw lock was taken
+    # on a thread's first lock and a lock's first acquisition (3.11 collects
+    # right there), and from 3.12 a collection asked for by the held-lock
+    # entry ran as the raw acquire returned (lock taken, no owner yet).
+    current: list[tracedsync.Lock] = []
+    worker: list[int] = []
+    inside: list[str] = []
+    stop = [False]
+
+    class Chain:
+        """Garbage whose finalizer leaves new garbage: every collection runs one."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            mine = current and worker and threading.get_ident() == worker[0]
+            if mine and current[0].locked():
+                inside.append(f"{current[0]!r} owner={current[0]._owner}")
+            if not stop[0]:
+                Chain()
+
+    def work() -> None:
+        worker[:] = [threading.get_ident()]
+        for _ in range(10):
+            lock = tracedsync.Lock()
+            current[:] = [lock]
+            for _ in range(5):
+                with lock:
+                    pass
+
+    thresholds = gc.get_threshold()
+    Chain()
+    gc.set_threshold(1)
+    try:
+        for _ in range(10):  # each thread's first lock, too
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+    finally:
+        stop[0] = True
+        gc.set_threshold(*thresholds)
+        gc.collect()
+    assert inside == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(30)
+def test_a_forked_child_records_into_its_own_copy_of_a_recording() -> None:
+    # docs/recording.md, "Child processes": record() in a forked child keeps
+    # recording there, into the child's copy; the parent never sees them.
+    lock = tracedsync.Lock(name="forked.recording")
+    read, write = os.pipe()
+    with tracedsync.record() as trace:
+        with lock:
+            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                with lock:
+                    pass
+                mine = [event for event in trace if event["pid"] == os.getpid()]
+                os.write(write, f"{len(mine)} {len(trace)}".encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            child_mine, child_total = map(int, answer.read().split())
+        assert _wait_for_child(pid, 15) == 0
+    assert child_mine >= 2  # the child's acquire and release, in its copy
+    assert child_total >= child_mine + 2  # after the parent's events up to the fork
+    assert all(event["pid"] == os.getpid() for event in trace)
+    assert len(trace.events("lock.acquire", primitive=lock)) == 1  # the parent's only
+
+
+@pytest.mark.timeout(60)
+def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> None:
+    # The contended path: the waiter is handed the lock, records itself as
+    # owner, unregisters its wait and returns.  Unregistering was written
+    # `waits.end(outer)` in a finally block, which CPython compiles to an
+    # attribute load making a bound method: an allocation, so (3.11 at
+    # once, 3.12+ when `end` starts) a collection and a __del__ that found
+    # its own thread holding the lock (seen in the gc stress scenario).
+    lock = tracedsync.Lock(name="contended.collection")
+    waiter: list[int] = []
+    inside: list[str] = []
+    stop = [False]
+    ballast: list[list[int]] = []
+
+    class Chain:
+        """Garbage whose finalizer leaves new garbage (every collection runs one)
+        and live objects, so the next allocation anywhere collects again."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            me = threading.get_ident()
+            if waiter and me == waiter[0] and lock._owner == me:
+                inside.append("the waiter holds the lock")
+            if not stop[0]:
+                Chain()
+                ballast.extend([] for _ in range(8))
+
+    def wait_for_it() -> None:
+        waiter[:] = [threading.get_ident()]
+        with lock:
+            pass
+
+    thresholds = gc.get_threshold()
+    Chain()
+    gc.set_threshold(1)
+    try:
+        for _ in range(20):
+            lock.acquire()
+            thread = threading.Thread(target=wait_for_it)
+            thread.start()
+            _until(lambda started=thread: waits.get(started.ident or 0) is not None)
+            lock.release()
+            thread.join()
+            waiter.clear()
+    finally:
+        stop[0] = True
+        gc.set_threshold(*thresholds)
+        gc.collect()
+    assert inside == []

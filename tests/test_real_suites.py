@@ -223,7 +223,11 @@ def test_liveness_checks_keep_no_frames_alive() -> None:
             gc.enable()
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason="CPython 3.13 pauses it itself")
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="only 3.11 can collect inside the call (3.10 allocates nothing tracked "
+    "there; 3.12+ collects between bytecodes only)",
+)
 def test_the_collector_is_paused_while_reading_every_threads_frames(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -18,16 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STRESS = ROOT / "benchmarks" / "stress.py"
 
-#: Why a scenario fails today, for those that do (see docs/stress.md).
-KNOWN_FAILURES = {
-    "gc": (
-        "rare (about 1 smoke run in 10 on 3.11): the collector can still run a __del__"
-        " taking the lock inside tracedsync's contended acquire (a frame object another"
-        " thread's sys._current_frames() made is completed on return, which allocates),"
-        " before the owner is recorded; the finalizer then waits for a lock its own"
-        " thread took"
-    ),
-}
+#: Why a scenario fails today, for those that do (see docs/stress.md): none.
+KNOWN_FAILURES: dict[str, str] = {}
 
 SCENARIOS = ["contended", "queue", "fork", "signal", "gc"]
 

@@ -50,6 +50,13 @@ class _Named(Protocol):
     def name(self) -> str: ...
 
 
+#: ``waits.end``, bound once.  CPython compiles ``waits.end(outer)`` in a
+#: ``finally`` block as an attribute load and a call, which makes a bound
+#: method object: an allocation, so a collection (3.11: right there; 3.12+:
+#: when ``end`` starts) and a ``__del__`` with the lock just taken.
+_end = waits.end
+
+
 def begin_wait(
     primitive: object,
     timed: bool,
@@ -213,7 +220,7 @@ def acquire_contended(
         try:
             acquired = _wait_and_take(lock, timeout, frame, me, self_reacquire, code, offset)
         finally:
-            wait.end()
+            _end(wait.outer)  # not wait.end(): see _end
         if acquired and _hooks.ordering and not quiet:
             _lockorder.acquired(lock, frame, timeout < 0 and not restoring, prepared)
     except BaseException as error:

@@ -219,13 +219,16 @@ def wait_unless_stranded(
     try:
         _watch(attempt, primitive, frame, on_stranded, me, joining)
     finally:
-        _watchers.pop(me, None)
+        # Not _watchers.pop(...): in a finally block that makes a bound
+        # method (an allocation, so a collection) with the lock just taken.
+        _forget_watcher(me, None)
 
 
 #: Threads polling in :func:`wait_unless_stranded`, and whether each is
 #: joining a thread.  A joiner is the worst victim (refusing it frees no
 #: lock), so it yields to any other polling thread.
 _watchers: dict[int, bool] = {}
+_forget_watcher = _watchers.pop
 
 
 def _watch(

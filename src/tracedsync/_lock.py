@@ -257,14 +257,23 @@ class Lock(_LockBase):
         # returning nothing allocates, so the garbage collector (a __del__
         # taking this lock) never runs where threading.Lock runs no Python
         # code.  A lock's first acquisition (no weak reference yet), a
-        # handoff lock or a nested acquire goes through the checker.
+        # handoff lock or a nested acquire goes through the checker.  A
+        # thread's first lock and a lock's first acquisition get their
+        # bookkeeping here, before the raw lock too.  Every allocation here
+        # comes before a getattr call: from 3.12 a collection an allocation
+        # asks for runs when the next call returns, and that must not be the
+        # raw acquire's (lock taken, no owner yet).
         held: list[Any] | None = None
         if _hooks.ordering:
-            held = getattr(_order_thread, "held", None)
             reference = self._weak_self
-            if held is not None and not held and reference is not None and not self._handoff:
-                entry = (reference, self._order_key, code, offset, None)
-            else:
+            if reference is None:
+                reference = _lockorder.prepare_lock(self)
+            entry = (reference, self._order_key, code, offset, None)
+            held = getattr(_order_thread, "held", None)
+            if held is None:
+                _lockorder.thread_state()
+                held = getattr(_order_thread, "held", None)
+            if held or self._handoff:
                 held = None
         if self._lock.acquire(False):
             self._owner = get_ident()

@@ -386,10 +386,10 @@ def _key(lock: Any) -> str:
 
 def forget_held() -> None:
     """Forget the locks the calling thread holds (for a fresh start)."""
-    _thread_state().clear()
+    thread_state().clear()
 
 
-def _thread_state() -> list[Held]:
+def thread_state() -> list[Held]:
     """The calling thread's held locks (created empty at first use)."""
     try:
         held: list[Held] = _per_thread.held
@@ -413,12 +413,25 @@ def prepared_entry(lock: Any, code: CodeType | None, offset: int) -> Held | None
     ``code``/``offset`` when the calling thread holds no other lock, built
     before the lock is taken: nothing then allocates between taking it and
     recording it (see ``Lock.acquire``).  ``None`` when the checker must look
-    (another lock held, a first acquisition, a handoff lock)."""
-    held = getattr(_per_thread, "held", None)
+    (another lock held, a handoff lock).  A thread's first lock and a
+    lock's first acquisition get their bookkeeping here."""
     reference = lock._weak_self
-    if held or held is None or reference is None or lock._handoff:
+    if reference is None:
+        reference = prepare_lock(lock)
+    if thread_state() or lock._handoff:
         return None
     return (reference, lock._order_key, code, offset, None)
+
+
+def prepare_lock(lock: Any) -> weakref.ref[Any]:
+    """Give ``lock`` the weak reference and class key its held-lock entries
+    use, before its first acquisition takes the raw lock (both allocate: see
+    ``Lock.acquire``); returns the reference."""
+    reference: weakref.ref[Any] | None = lock._weak_self
+    if reference is None:
+        reference = lock._weak_self = weakref.ref(lock)
+    _key(lock)
+    return reference
 
 
 def acquired(
@@ -437,7 +450,7 @@ def acquired(
     try:
         held = _per_thread.held
     except AttributeError:
-        held = _thread_state()
+        held = thread_state()
     if prepared is not None and not held:
         held.append(prepared)
         return

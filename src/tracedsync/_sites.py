@@ -10,13 +10,14 @@ frame is internal, a short walk outwards.
 from __future__ import annotations
 
 import gc
+import operator
 import os
 import sys
 import threading
 from _thread import get_ident
+from collections.abc import Callable
 from types import CodeType, FrameType
-
-from tracedsync._guards import internal_lock
+from typing import Any, TypeVar
 
 __all__ = [
     "INTERNAL_FILES",
@@ -26,12 +27,15 @@ __all__ = [
     "describe_offset",
     "describe_site",
     "line_at",
+    "live_threads",
     "module_in",
     "register_internal_module",
     "short_path",
     "user_frame",
     "user_site",
 ]
+
+_T = TypeVar("_T")
 
 #: Files whose frames are never reported as the user's call site: every
 #: tracedsync module registers itself here, and ``threading`` is here because
@@ -147,67 +151,90 @@ def describe_line(code: CodeType | None, line: int) -> str | None:
     return f"{short_path(code.co_filename)}:{line}"
 
 
-#: Threads inside :func:`current_frames` right now.
+#: Threads inside :func:`current_frames` or :func:`live_threads` right now.
 _reading_frames: set[int] = set()
 
 
-def current_frames() -> dict[int, FrameType] | None:
-    """:func:`sys._current_frames`, or ``None`` when the calling thread is
-    already inside it.
+def _uncollected(read: Callable[[], _T]) -> _T:
+    """``read()`` (a C function reading the interpreter's thread list) with
+    no garbage collection possible during the call.
 
-    CPython can run the garbage collector while ``sys._current_frames()``
-    holds the interpreter's thread-list lock (it makes frame objects); a
-    ``__del__`` run there that waits on a traced primitive would call it
-    again and deadlock inside CPython.  The nested call gets ``None``:
-    "cannot tell", which every caller treats as the cautious answer.
+    3.12 and later run the collector only between bytecodes, never inside a
+    C function, so ``read()`` is safe as it is; so is 3.10's
+    :func:`sys._current_frames`, which allocates nothing tracked while the
+    list is locked.  3.11 collects inside any allocation, and both readers
+    allocate (frame objects, tuples) while they hold the thread-list lock:
+    a ``__del__`` run there that waits on a traced lock hangs the whole
+    process as soon as that lock's holder needs the list (to start a thread,
+    or to read it).  So on 3.11 the collector is off during the call:
+    ``map`` makes the four calls one after another in C, with no bytecode
+    in between, so no other thread runs (nor sees the collector off) until
+    it is back on.  A switch another thread made between the first look
+    and the call is kept.
+    """
+    if sys.version_info < (3, 11) or sys.version_info >= (3, 12):
+        return read()
+    if gc.isenabled():
+        was_on, _, found, _ = map(call, (gc.isenabled, gc.disable, read, gc.enable))
+        if not was_on:  # switched off by another thread meanwhile: keep it off
+            gc.disable()
+    else:
+        was_on, _, found = map(call, (gc.isenabled, gc.disable, read))
+        if was_on:  # switched on by another thread meanwhile: put it back on
+            gc.enable()
+    return found
+
+
+#: ``operator.call`` (3.11+), a C function: ``map`` calling it adds no bytecode.
+call: Any = getattr(operator, "call", None)
+
+
+def live_threads() -> frozenset[int] | None:
+    """The idents of every thread the interpreter has a thread state for
+    (running, blocked, just started or just ending), or ``None`` when the
+    calling thread is already inside this call (see :func:`current_frames`).
+
+    This is what the liveness checks ask, and on 3.11 and later it is read
+    with :func:`sys._current_exceptions`, which makes no frame objects:
+    :func:`sys._current_frames` makes one for every other thread's
+    innermost frame, and a frame object still referenced when its frame
+    returns makes the interpreter allocate the caller's frame object then.
+    That allocation can run the collector, and so a ``__del__``, inside
+    tracedsync's own frames just after a raw lock was taken, where
+    ``threading`` runs no Python code at all: a ``__del__`` taking that lock
+    then waits for its own thread.  On 3.10 every frame is an object already
+    and :func:`sys._current_frames` is used.
     """
     me = get_ident()
     if me in _reading_frames:
         return None
     _reading_frames.add(me)
     try:
-        if _COLLECTOR_MAY_DEADLOCK:
-            return _current_frames_without_collector()
-        return sys._current_frames()
+        if sys.version_info < (3, 11):
+            return frozenset(sys._current_frames())
+        return frozenset(_uncollected(sys._current_exceptions))
     finally:
         _reading_frames.discard(me)
 
 
-#: Before 3.13, a collection that ``sys._current_frames()`` triggers (it
-#: allocates frame objects while holding the interpreter's thread-list lock)
-#: can wait for that same lock, holding the GIL: the whole process stops
-#: (CPython gh-106883; seen on 3.11 with filelock's 20-thread test under
-#: ``tracedsync run``).  The collector is paused around the call there.
-_COLLECTOR_MAY_DEADLOCK = sys.version_info < (3, 13)
-_pausing_guard = internal_lock()
-_pausing = [0, False]  # threads inside the call; whether the collector was on
+def current_frames() -> dict[int, FrameType] | None:
+    """:func:`sys._current_frames`, or ``None`` when the calling thread is
+    already inside it (or inside :func:`live_threads`).
 
-
-def _reset_pausing_in_child() -> None:
-    # only the forking thread exists in the child, and it is not inside the call
-    if _pausing[0]:
-        _pausing[0] = 0
-        if _pausing[1]:
-            gc.enable()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_pausing_in_child)
-
-
-def _current_frames_without_collector() -> dict[int, FrameType]:
-    with _pausing_guard:
-        if _pausing[0] == 0:
-            _pausing[1] = gc.isenabled()
-            gc.disable()
-        _pausing[0] += 1
+    For reports, which show other threads' stacks; liveness checks use
+    :func:`live_threads`, which makes no frame objects.  No collection runs
+    during the call (see :func:`_uncollected`).  The nested call (user code
+    run inside it, as a signal handler) gets ``None``: "cannot tell", which
+    every caller treats as the cautious answer.
+    """
+    me = get_ident()
+    if me in _reading_frames:
+        return None
+    _reading_frames.add(me)
     try:
-        return sys._current_frames()
+        return _uncollected(sys._current_frames)
     finally:
-        with _pausing_guard:
-            _pausing[0] -= 1
-            if _pausing[0] == 0 and _pausing[1]:
-                gc.enable()
+        _reading_frames.discard(me)
 
 
 def module_in(module_name: str, prefixes: tuple[str, ...]) -> bool:

@@ -444,6 +444,14 @@ lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         goto done;
     if (thread_state(ordering, &ident, &held, &record) < 0)
         goto done;
+    if (ordering && (SLOT(self, weak_self) == Py_None || held == Py_None)) {
+        /* A lock's first acquisition or a thread's first lock: the Python
+         * method makes their lock-order bookkeeping before the raw lock is
+         * taken (nothing allocates between taking it and returning, so no
+         * collection, no __del__ finding its own thread holding the lock). */
+        result = delegate(py_acquire, self, args, nargs, kwnames);
+        goto done;
+    }
     if (ordering) {
         PyObject *reference = SLOT(self, weak_self);
         int empty;

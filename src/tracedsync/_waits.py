@@ -24,7 +24,7 @@ from types import CodeType, FrameType
 from typing import Any, NamedTuple
 
 from tracedsync._guards import internal_lock
-from tracedsync._sites import current_frames, register_internal_module, user_frame
+from tracedsync._sites import live_threads, register_internal_module, user_frame
 
 __all__ = ["Wait", "WaitRegistry", "waits"]
 
@@ -139,13 +139,10 @@ class WaitRegistry:
         alive or starting: one that could still release what ``me`` holds."""
         if _limbo or self.starting:
             return True
-        frames = current_frames()
-        if frames is None:  # inside sys._current_frames() already: cannot tell
+        live = live_threads()
+        if live is None:  # inside live_threads() already: cannot tell
             return True
-        try:
-            return any(ident != me and ident not in self.internal for ident in frames)
-        finally:
-            frames.clear()  # see others_can_progress
+        return any(ident != me and ident not in self.internal for ident in live)
 
     def others_can_progress(self, me: int | None) -> tuple[bool, int]:
         """Whether a thread other than ``me`` is running or may wake by itself
@@ -156,8 +153,9 @@ class WaitRegistry:
         long threads have waited: every other live thread is in a wait
         without timeout that the present state of its primitive cannot end
         (see :func:`wait_can_end`), and no thread is starting.  Live threads
-        are taken from :func:`sys._current_frames` (a stale ``_DummyThread``
-        that ``threading.enumerate()`` still lists is not live); a thread
+        are the interpreter's thread states (:func:`~tracedsync._sites.live_threads`:
+        a stale ``_DummyThread`` that ``threading.enumerate()`` still lists
+        is not live); a thread
         that ``threading`` or ``_thread.start_new_thread`` (see
         :func:`note_foreign_start`) has started but that runs no Python code
         yet counts as running.  The main thread counts as finished once the
@@ -169,24 +167,16 @@ class WaitRegistry:
             return True, generation
         main = threading.main_thread()
         main_ident, main_finished = main.ident, not main.is_alive()
-        frames = current_frames()
-        if frames is None:  # inside sys._current_frames() already: cannot tell
+        live = live_threads()
+        if live is None:  # inside live_threads() already: cannot tell
             return True, generation
-        try:
-            for ident in frames:
-                if ident == me or ident in self.internal or (ident == main_ident and main_finished):
-                    continue
-                wait = current.get(ident)
-                if wait is None or wait.timed or wait_can_end(ident, wait, current, frames):
-                    return True, generation
-            return False, generation
-        finally:
-            # The dictionary holds this thread's own frames, this one among
-            # them: a reference cycle that kept every thread's frames, and
-            # so their locals, alive until the cyclic collector ran (objects
-            # a program expects freed at once stayed, as in CPython's
-            # test_concurrent_futures test_no_stale_references).
-            frames.clear()
+        for ident in live:
+            if ident == me or ident in self.internal or (ident == main_ident and main_finished):
+                continue
+            wait = current.get(ident)
+            if wait is None or wait.timed or wait_can_end(ident, wait, current, live):
+                return True, generation
+        return False, generation
 
     def reset_after_fork(self) -> None:
         """Forget every wait: in a forked child only the forking thread exists."""
@@ -195,17 +185,17 @@ class WaitRegistry:
         self.starting = 0
 
 
-def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], frames: dict[int, Any]) -> bool:
+def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], live: frozenset[int]) -> bool:
     """Whether the present state of the primitive thread ``ident`` waits for
     (its ``wait``) lets the wait end: it has been granted, or will be without
     any blocked thread acting.
 
-    ``current`` is a snapshot of the registry and ``frames`` of
-    :func:`sys._current_frames`.  A lock that is free, that its new owner is
+    ``current`` is a snapshot of the registry and ``live`` the threads
+    alive (:func:`~tracedsync._sites.live_threads`).  A lock that is free, that its new owner is
     just taking (no owner recorded yet), or that the waiter itself now owns
     (it took the lock and has not unregistered yet, unless it held the lock
-    when it began waiting) is granted; a joined thread that has finished, or runs no Python code any
-    more, is ending.  Every other primitive waits on a ``threading.Condition``
+    when it began waiting) is granted; a joined thread that has finished, or
+    whose thread state is gone, is ending.  Every other primitive waits on a ``threading.Condition``
     (its own, or itself for a condition): when more threads are registered
     as waiting on it than the condition still has waiters, one of them has
     been notified and will run.  An event that is set, a semaphore with a
@@ -213,7 +203,7 @@ def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], frames: dict[
     """
     primitive = wait.primitive
     if isinstance(primitive, threading.Thread):
-        return not primitive.is_alive() or primitive.ident not in frames
+        return not primitive.is_alive() or primitive.ident not in live
     raw = getattr(primitive, "_lock", None)
     if raw is not None and hasattr(primitive, "_owner"):  # a traced Lock or RLock
         owner = getattr(primitive, "_owner", None)
@@ -241,7 +231,7 @@ def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], frames: dict[
 def note_foreign_start(start_new_thread: Callable[..., int]) -> Callable[..., int]:
     """Wrap ``_thread.start_new_thread`` so that a thread it starts counts as
     running from the moment it is asked for, before it runs any Python code
-    and appears in :func:`sys._current_frames` (``threading``'s own threads
+    and appears in :func:`~tracedsync._sites.live_threads` (``threading``'s own threads
     are known from ``threading._limbo`` instead)."""
 
     def started(function: Callable[..., object], args: tuple[Any, ...], *more: Any) -> int:

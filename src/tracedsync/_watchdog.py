@@ -26,9 +26,9 @@ from tracedsync._findings import report_finding
 from tracedsync._guards import internal_lock
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import (
-    current_frames,
     describe_offset,
     describe_wait,
+    live_threads,
     register_internal_module,
 )
 from tracedsync._waits import Wait, waits
@@ -127,7 +127,7 @@ def _report(ident: int, wait: Wait, now: int) -> None:
         details.update(holder_thread_id=holder, holder_acquired_at=held_at, holder_stack=stack)
     lines.append("  all threads now:")
     stacks: dict[str, list[str]] = {}
-    for other in sorted(current_frames() or {}):
+    for other in sorted(live_threads() or ()):
         if other in waits.internal:
             continue
         stack = current_stack(other)

@@ -196,6 +196,25 @@ def _sinks_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _races_section(results: dict[str, Any]) -> list[str]:
+    if "races" not in results:
+        return []
+    import races
+
+    found = results["races"]
+    return [
+        "### Data-race checking",
+        "",
+        "Wall time of whole programs (`benchmarks/race_workloads/`, no race in them), each "
+        "a separate process: plainly, under `tracedsync run --no-summary` and under "
+        "`tracedsync run --races --no-summary`, alternating, median of "
+        f"{found['repetitions']}; {found['checked']}.",
+        "",
+        *races.render(found),
+        "",
+    ]
+
+
 def _memory_section(results: dict[str, Any]) -> list[str]:
     memory = results["memory"]
     rows = [[what, f"{size:.0f}"] for what, size in memory["per_lock"].items()]
@@ -402,6 +421,7 @@ def render(results: dict[str, Any]) -> str:
         *_implementations_section(results),
         *_instructions_section(results),
         *_sinks_section(results),
+        *_races_section(results),
         *_memory_section(results),
         *_peers_section(results),
         END,

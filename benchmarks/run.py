@@ -4,7 +4,8 @@ Measures every primitive against its ``threading`` equivalent in the same
 process, in every mode (off switch, defaults, events in memory, recording
 plus every detector, JSON Lines file, structlog JSON), the contended
 workloads against ``threading`` and a pure-Python floor, the sinks' event
-rates, memory per lock and per event, and the peer libraries ``locklib`` and
+rates, memory per lock and per event, the cost of ``tracedsync run --races``
+on two race-free programs (:mod:`races`), and the peer libraries ``locklib`` and
 ``threadle`` (installed into ``benchmarks/.venv-peers`` on first use, never
 into the environment running this).  Prints the results as Markdown and, with
 ``--output``, writes them into that file (``docs/performance.md``).
@@ -37,6 +38,7 @@ import implementations  # noqa: E402
 import instructions  # noqa: E402
 import measure  # noqa: E402
 import memory  # noqa: E402
+import races  # noqa: E402
 import report  # noqa: E402
 import sinks  # noqa: E402
 import tracedsync  # noqa: E402
@@ -155,6 +157,7 @@ def run(smoke: bool, peers: bool, count_instructions: bool = False) -> dict[str,
         results["instructions"] = instructions.run(smoke, _progress)
     results["sinks"] = sinks.run(budget, _progress)
     results["memory"] = memory.run(budget, _progress)
+    results["races"] = races.run(budget, _progress)
     results["peers"] = _peers(smoke) if peers else {"error": "skipped (--no-peers)"}
     return results
 

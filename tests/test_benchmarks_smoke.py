@@ -72,6 +72,11 @@ def test_smoke_run_reports_every_group_with_finite_figures(tmp_path: Path) -> No
         assert per_mode["off"]["same_type"] is True
     for per_workload in results["contended"]["intervals"].values():
         assert set(per_workload) == {"increments", "queue_pipeline", "executor_map"}
+    race_workloads = results["races"]["workloads"]
+    assert set(race_workloads) == {"pipeline", "cache"}
+    for found in race_workloads.values():
+        assert set(found["seconds"]) == {"plain", "run", "races"}
+        assert all(seconds > 0 for seconds in found["seconds"].values())
     numbers = _numbers(results)
     assert numbers
     assert all(math.isfinite(number) for number in numbers)
@@ -79,4 +84,5 @@ def test_smoke_run_reports_every_group_with_finite_figures(tmp_path: Path) -> No
     assert text.startswith("# Performance\n\nProse that regeneration must keep.\n")
     assert "<!-- BEGIN GENERATED RESULTS" in text
     assert "### Targets" in text
+    assert "### Data-race checking" in text
     assert "### Peer libraries" in text

@@ -207,7 +207,7 @@ def _races_section(results: dict[str, Any]) -> list[str]:
         "",
         "Wall time of whole programs (`benchmarks/race_workloads/`, no race in them), each "
         "a separate process: plainly, under `tracedsync run --no-summary` and under "
-        "`tracedsync run --races --no-summary`, alternating, median of "
+        "`tracedsync run --races --fail-on race --no-summary`, alternating, median of "
         f"{found['repetitions']}; {found['checked']}.",
         "",
         *races.render(found),

@@ -182,7 +182,8 @@ def _uncollected(read: Callable[[], _T]) -> _T:
         was_on, _, found = map(call, (gc.isenabled, gc.disable, read))
         if was_on:  # switched on by another thread meanwhile: put it back on
             gc.enable()
-    return found
+    result: _T = found  # map's items are untyped: read()'s result
+    return result
 
 
 #: ``operator.call`` (3.11+), a C function: ``map`` calling it adds no bytecode.

@@ -279,9 +279,10 @@ def _read_back(arguments: argparse.Namespace) -> int:
     stderr and makes the exit status 2; the good ones are still summarised
     or converted."""
     # Start-up cost: each command loads only its own modules.
+    from tracedsync._cli import children
     from tracedsync._cli.summary import Summary
     from tracedsync._cli.timeline import write_timeline
-    from tracedsync._cli.tracefile import TraceFileError, read_events
+    from tracedsync._cli.tracefile import TraceFileError
 
     bad_records = 0
 
@@ -290,10 +291,12 @@ def _read_back(arguments: argparse.Namespace) -> int:
         bad_records += 1
         print(f"tracedsync {arguments.command}: error: {error}", file=sys.stderr)
 
-    events = read_events(arguments.trace, on_bad_record=report_bad_record)
+    # The trace and its run's children's (trace.pid-N.jsonl), as one.
+    events = children.run_events(arguments.trace, on_bad_record=report_bad_record)
     try:
         if arguments.command == "report":
             summary = Summary()
+            summary.pid = children.first_pid(arguments.trace)
             for event in events:
                 summary.add_event(event)
             print(summary.render(full=True, top=arguments.top))

@@ -38,14 +38,22 @@ the same.  A program that installs its own handler keeps it.
 ``threading`` would; ``--on-deadlock raise`` raises
 :class:`~tracedsync.DeadlockError` in the thread closing a cycle, the
 library's own default.
+
+The Python processes the program starts are traced the same way, each into
+its own trace, which ``run`` folds into its summary at exit
+(:mod:`tracedsync._cli.children`): a child's session (:func:`start_child`,
+or a ``fork`` child's inherited one) applies the same settings, reports and
+exits the same way, and prints no summary of its own.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import runpy
+import shutil
 import signal
 import sys
 import tempfile
@@ -57,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracedsync import _hooks, _patch
+from tracedsync._cli import children
 from tracedsync._cli.summary import Summary
 from tracedsync._config import settings
 from tracedsync._configure import configure
@@ -66,7 +75,7 @@ from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
 from tracedsync._waits import waits
 
-__all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run"]
+__all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run", "start_child"]
 
 register_internal_module(__file__)
 # The frames that run the program are not the program's: keep them out of
@@ -110,9 +119,18 @@ class RunOptions:
 class _Session:
     """One traced run: the sinks, the policies and the way out."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, *, child_of: str | None = None) -> None:
         self.options = options
         self.summary = Summary()
+        #: A child process's session (no summary of its own): the trace of
+        #: the run it belongs to, which names the child's own.
+        self.child_of = child_of
+        #: The run's trace, real or not, after which the children's are named
+        #: (:mod:`tracedsync._cli.children`), and the temporary directory
+        #: that holds them when there is no ``--trace``.
+        self._children_trace = child_of or ""
+        self._children_directory: str | None = None
+        self._race_roots: list[str] = []
         self._finishing = _RawRLock()
         self._finished = False
         self._exiting = allocate_lock()
@@ -150,16 +168,21 @@ class _Session:
     # -- set up ----------------------------------------------------------------
 
     def start(self) -> None:
+        global _active
         options = self.options
         self._save_stderr()
         trace = options.trace
-        if trace is None and options.timeline is not None:
-            handle, trace = tempfile.mkstemp(prefix="tracedsync-", suffix=".jsonl")
-            os.close(handle)
-            self._temporary_trace = trace
-        if trace is not None:
-            self._trace_sink = open_log_file(trace)
-        _hooks.add_sink(self.summary.add_record)
+        if self.child_of is not None:
+            self._trace_sink = _open_child_trace(self.child_of)
+        else:
+            if trace is None and options.timeline is not None:
+                handle, trace = tempfile.mkstemp(prefix="tracedsync-", suffix=".jsonl")
+                os.close(handle)
+                self._temporary_trace = trace
+            if trace is not None:
+                self._trace_sink = open_log_file(trace)
+            self.summary.pid = os.getpid()
+            _hooks.add_sink(self.summary.add_record)
         level = options.log_level
         if level is None and "TRACEDSYNC_LOG" not in os.environ:
             level = "warning"  # inversions and long waits as they happen
@@ -172,18 +195,68 @@ class _Session:
         )
         if exiting:
             threading.excepthook = self._thread_excepthook(threading.excepthook)
+            if self.child_of is not None:  # the parent's runpy catches it (_run_program)
+                sys.excepthook = self._main_excepthook(sys.excepthook)
         _patch.patch()
         if options.races:
             from tracedsync._races import RaceDetector  # start-up cost: only with --races
 
-            if options.module:
+            if self.child_of is not None:
+                roots = []  # the run's roots are in race_paths
+            elif options.module:
                 roots = [os.getcwd()]
             else:
                 roots = [os.path.dirname(os.path.abspath(options.target))]
-            self._races = RaceDetector([*roots, *options.race_paths])
+            self._race_roots = [*roots, *options.race_paths]
+            self._races = RaceDetector(self._race_roots)
             self._races.start()
+        if self.child_of is None and settings.enabled:
+            self._announce_to_children(level)
+        _active = self
         atexit.register(self.finish)
         self._handle_sigterm()
+
+    def _announce_to_children(self, level: str | None) -> None:
+        """Trace the Python processes the program starts (see
+        :mod:`tracedsync._cli.children`)."""
+        options = self.options
+        if options.trace is not None:
+            self._children_trace = os.path.abspath(options.trace)
+            for stale in children.child_traces(self._children_trace):  # an earlier run's
+                with contextlib.suppress(OSError):
+                    os.unlink(stale)
+        else:
+            # Created by the first child that writes a trace: none for a
+            # program that starts no children.
+            self._children_directory = os.path.join(
+                tempfile.gettempdir(), f"tracedsync-run-{os.getpid()}-{os.urandom(4).hex()}"
+            )
+            self._children_trace = os.path.join(self._children_directory, "trace.jsonl")
+        children.announce(
+            self._children_trace,
+            {
+                "on_deadlock": options.on_deadlock,
+                "hang_timeout": options.hang_timeout,
+                "log_level": level,
+                "races": options.races,
+                "race_paths": self._race_roots,
+            },
+        )
+
+    def become_child(self) -> None:
+        """In a ``fork`` child: the inherited session becomes a child's, with
+        its own trace (the parent writes the parent's) and no summary."""
+        self._finishing = _RawRLock()
+        self._exiting = allocate_lock()
+        self._exiting_thread = None
+        _hooks.remove_sink(self.summary.add_record)
+        self.summary = Summary()
+        self._temporary_trace = None
+        self._children_directory = None
+        self.child_of = self._children_trace
+        # The run's directory gone: the inherited file is kept.
+        with contextlib.suppress(OSError):
+            self._trace_sink = _open_child_trace(self.child_of)
 
     def _handle_sigterm(self) -> None:
         """Finish (trace, timeline, summary) on ``SIGTERM``, then die of it."""
@@ -208,6 +281,7 @@ class _Session:
         print nothing."""
         with self._finishing:
             self._finished = True
+        children.withdraw()
         if self._races is not None:
             self._races.stop()
         _patch.unpatch()
@@ -224,6 +298,19 @@ class _Session:
             if isinstance(error, DeadlockError):
                 name = getattr(arguments.thread, "name", "?")
                 self.exit_for_deadlock(f"DeadlockError in thread {name!r}: {error}")
+
+        return excepthook
+
+    def _main_excepthook(self, original: Any) -> Any:
+        """A child's uncaught ``DeadlockError`` in its main thread: the
+        traceback as ``run`` prints it, and the deadlock status."""
+
+        def excepthook(kind: Any, error: Any, traceback_: Any) -> None:
+            if not isinstance(error, DeadlockError):
+                original(kind, error, traceback_)
+                return
+            _print_program_error(error)
+            self.exit_for_deadlock()
 
         return excepthook
 
@@ -277,6 +364,12 @@ class _Session:
             if finding and self._stderr_redirected():
                 sys.stdout.flush()
                 print(f"tracedsync run: {finding}", file=self._stderr)
+            if self.child_of is not None:
+                print(
+                    f"tracedsync run: child process {os.getpid()} stopped "
+                    f"(exit status {DEADLOCK_EXIT_STATUS}); the run's summary lists its findings",
+                    file=self._stderr,
+                )
             self.finish()
             _terminate_children()
         finally:
@@ -304,7 +397,18 @@ class _Session:
             self._trace_sink.finish()
         for stream in (sys.stdout, sys.stderr):  # what the program wrote comes first
             if stream is not None:
-                stream.flush()
+                # Closed in multiprocessing's helper processes.
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+        if self.child_of is not None:
+            sink = self._trace_sink
+            if sink is not None and not sink.written:  # multiprocessing's helper processes
+                sink.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(sink.path)
+            return  # the run's summary is the parent's
+        children.withdraw()
+        self._fold_children()
         if self.options.summary:
             if settings.enabled:
                 print(self.summary.render(full=False), file=self._stderr)
@@ -316,19 +420,79 @@ class _Session:
         if self.options.timeline is not None and self._trace_sink is not None:
             # Start-up cost: only with --timeline.
             from tracedsync._cli.timeline import write_timeline
-            from tracedsync._cli.tracefile import read_events
 
             with open(self.options.timeline, "w", encoding="utf-8") as output:
-                write_timeline(read_events(self._trace_sink.path, allow_empty=True), output)
+                write_timeline(
+                    children.run_events(
+                        self._trace_sink.path, self._children_trace or None, allow_empty=True
+                    ),
+                    output,
+                )
             print(f"tracedsync: timeline written to {self.options.timeline}", file=self._stderr)
         if self.options.trace is not None:
             print(f"tracedsync: trace written to {self.options.trace}", file=self._stderr)
         if self._temporary_trace is not None:
             os.unlink(self._temporary_trace)
+        if self._children_directory is not None:
+            shutil.rmtree(self._children_directory, ignore_errors=True)
         self._stderr.flush()
+
+    def _fold_children(self) -> None:
+        """Add the events of every child's trace to the summary."""
+        if not self._children_trace:
+            return
+        from tracedsync._cli.tracefile import read_events  # start-up cost: only with children
+
+        for path in children.child_traces(self._children_trace):
+            # A child still running, or killed, may have left a cut last line.
+            events = read_events(path, on_bad_record=lambda error: None, allow_empty=True)
+            self.summary.add_events(events)
 
 
 _POLICIES = {"continue": "warn", "raise": "raise"}
+
+#: The session of this process's run (or of the run it is a child of).
+_active: _Session | None = None
+
+
+def _open_child_trace(run_trace: str) -> Any:
+    """This process's own trace, as a child of the run whose trace is ``run_trace``."""
+    path = children.child_trace(run_trace, os.getpid())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sink = open_log_file(path)
+    # A multiprocessing child ends with os._exit after threading's shutdown:
+    # its last events are written then.
+    sink._finish_at_thread_shutdown()
+    return sink
+
+
+def start_child() -> None:
+    """Trace this process as a child of the ``tracedsync run`` named in the
+    environment (the start-up hook's call; see :mod:`tracedsync._cli.children`)."""
+    settings_ = children.read_settings()
+    if settings_ is None or _active is not None or not settings.enabled:
+        return
+    options = RunOptions(
+        target="",
+        on_deadlock=str(settings_.get("on_deadlock", "exit")),
+        hang_timeout=float(settings_.get("hang_timeout", 10.0)),
+        log_level=settings_.get("log_level"),
+        races=bool(settings_.get("races")),
+        race_paths=[str(path) for path in settings_.get("race_paths", ())],
+    )
+    if options.on_deadlock not in ON_DEADLOCK:
+        raise ValueError(f"on_deadlock must be one of {', '.join(ON_DEADLOCK)}")
+    _Session(options, child_of=settings_["trace"]).start()
+
+
+def _after_fork_in_child() -> None:
+    session = _active
+    if session is not None and not session._finished:
+        session.become_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _terminate_children() -> None:

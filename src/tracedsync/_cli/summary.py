@@ -111,12 +111,15 @@ class Summary:
         self.merged_lock_events = 0
         #: Whether threads past MAX_THREADS emitted events.
         self.more_threads = False
-        #: Held ``Lock``-s: id -> (sequence number, thread) of the acquire.
-        self._acquirers: dict[int, tuple[int, tuple[int, int]]] = {}
+        #: Held ``Lock``-s: (pid, id) -> (sequence number, thread) of the acquire.
+        self._acquirers: dict[tuple[int, int], tuple[int, tuple[int, int]]] = {}
         #: ``Kind@created`` of the lock classes seen handed off.
         self.handoff_classes: set[str] = set()
         #: (message, lock classes) of each inversion (at most MAX_INVERSIONS).
         self._inversions: list[tuple[str, frozenset[str]]] = []
+        #: The process whose summary this is (the first event's, unless set):
+        #: the findings of other processes (a run's children) name theirs.
+        self.pid: int | None = None
 
     @property
     def threads(self) -> int:
@@ -151,6 +154,13 @@ class Summary:
                 record_data(record),
             )
 
+    def add_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Fold event dictionaries while live records may arrive too (a
+        ``run``'s children's traces, read at its end)."""
+        for event in events:
+            with self._guard:
+                self.add_event(event)
+
     def add_event(self, event: Mapping[str, Any]) -> None:
         """Fold one event dictionary (as read from a trace file)."""
         self._add(
@@ -180,6 +190,8 @@ class Summary:
         data: Mapping[str, Any],
     ) -> None:
         self.events += 1
+        if self.pid is None:
+            self.pid = thread[0]
         if self.first_ns is None or time_ns < self.first_ns:
             self.first_ns = time_ns
         if self.last_ns is None or time_ns > self.last_ns:
@@ -199,7 +211,8 @@ class Summary:
                 stats.max_hold_ns = max(stats.max_hold_ns, held)
         elif event in FINDING_EVENTS:
             message = data.get("message") or _describe(event, thread_name, kind, name, data)
-            self._finding(FINDING_EVENTS[event], str(message))
+            message = self._in_process(thread[0], str(message))
+            self._finding(FINDING_EVENTS[event], message)
             if event == _INVERSION and len(self._inversions) < MAX_INVERSIONS:
                 chain = data.get("chain") or ()
                 classes = frozenset(
@@ -216,8 +229,21 @@ class Summary:
         elif event == "thread.exit" and data.get("outcome") == "raised":
             self.kind_counts["thread_error"] = self.kind_counts.get("thread_error", 0) + 1
             self._finding(
-                "threads that raised", f"thread {thread_name!r} raised {data.get('exception')}"
+                "threads that raised",
+                self._in_process(
+                    thread[0], f"thread {thread_name!r} raised {data.get('exception')}"
+                ),
             )
+
+    def _in_process(self, pid: int, message: str) -> str:
+        """``message`` of a finding in process ``pid``: named when it is not
+        the summary's own process (a child of a ``run``)."""
+        return message if pid == self.pid else f"[process {pid}] {message}"
+
+    @property
+    def processes(self) -> int:
+        """How many processes emitted events (the run's and its children)."""
+        return len({pid for pid, _ in self._threads})
 
     def _stats(self, kind: str, name: str, created: str | None) -> LockStats:
         key = (kind, name, created)
@@ -271,20 +297,22 @@ class Summary:
         release only matches an acquire numbered before it.
         """
         outcome = data.get("outcome")
+        # Ids are per process (a fork child's inherited locks keep theirs).
+        key = (thread[0], primitive_id)
         if event == "lock.acquire":
             # Bounded as the table is: past MAX_LOCKS locks held at once (or
             # acquired and dropped unreleased), new ones are not followed.
             if outcome == "acquired" and (
-                primitive_id in self._acquirers or len(self._acquirers) < MAX_LOCKS
+                key in self._acquirers or len(self._acquirers) < MAX_LOCKS
             ):
-                self._acquirers[primitive_id] = (seq, thread)
+                self._acquirers[key] = (seq, thread)
             return
         if outcome != "released":
             return
-        acquired = self._acquirers.get(primitive_id)
+        acquired = self._acquirers.get(key)
         if acquired is None or acquired[0] > seq:
             return
-        del self._acquirers[primitive_id]
+        del self._acquirers[key]
         if acquired[1] != thread:
             self.handoff_classes.add(lock_class)
 
@@ -311,9 +339,11 @@ class Summary:
         """
         seconds = self.duration_ns / 1e9
         threads = f"more than {self.threads:,}" if self.more_threads else f"{self.threads:,}"
+        processes = self.processes
         lines = [
             f"tracedsync: {self.events:,} events from {threads} "
-            f"thread{'s' if self.threads != 1 else ''} over {seconds:.2f} s"
+            f"thread{'s' if self.threads != 1 else ''}"
+            f"{f' in {processes} processes' if processes > 1 else ''} over {seconds:.2f} s"
         ]
         moot = self._moot_inversions()
         inversions = FINDINGS[_INVERSION].heading

@@ -1,0 +1,263 @@
+"""``tracedsync run`` traces the Python processes the program starts
+(issue 14, part 6): ``multiprocessing`` children of every start method,
+``subprocess`` Pythons and their children, each into its own trace, merged
+by ``run``'s summary, ``report`` and ``timeline``."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import PATIENCE
+from tracedsync._cli.run import DEADLOCK_EXIT_STATUS
+
+#: A child that takes and releases a lock ``pairs`` times, then (``deadlock``)
+#: runs into an AB/BA deadlock between two threads; its events must reach its
+#: own trace, and its deadlock the parent's summary.
+MULTIPROCESSING = """
+import multiprocessing, sys, threading
+
+def child(pairs, deadlock):
+    lock = threading.Lock()
+    for _ in range(pairs):
+        with lock:
+            pass
+    if not deadlock:
+        return
+    a, b = threading.Lock(), threading.Lock()
+    both_hold_one = threading.Barrier(2)
+
+    def one():
+        with a:
+            both_hold_one.wait()
+            with b:
+                pass
+
+    def two():
+        with b:
+            both_hold_one.wait()
+            with a:
+                pass
+
+    threads = [threading.Thread(target=one, name="one"), threading.Thread(target=two, name="two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    for deadlock in sys.argv[2:]:
+        process = context.Process(target=child, args=(300, deadlock == "deadlock"))
+        process.start()
+        process.join(60)
+        print(process.pid, process.exitcode, flush=True)
+"""
+
+METHODS = [
+    pytest.param(
+        method,
+        marks=pytest.mark.skipif(
+            method not in multiprocessing.get_all_start_methods(), reason=f"no {method} here"
+        ),
+    )
+    for method in ("fork", "spawn", "forkserver")
+]
+
+
+def tracedsync_run(
+    *arguments: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracedsync", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=PATIENCE * 3,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def events_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def child_trace(directory: Path, pid: int) -> Path:
+    return directory / f"t.pid-{pid}.jsonl"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", METHODS)
+def test_a_deadlock_in_a_multiprocessing_child_is_reported(tmp_path: Path, method: str) -> None:
+    (tmp_path / "parent.py").write_text(MULTIPROCESSING)
+    stale = child_trace(tmp_path, 1)
+    stale.write_text("an earlier run's child\n")
+    ends = ["deadlock"] if method != "fork" else ["exit", "deadlock"]
+    result = tracedsync_run("run", "--trace", "t.jsonl", "parent.py", method, *ends, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    children = [
+        (int(pid), int(code)) for pid, code in zip(*[iter(result.stdout.split())] * 2, strict=True)
+    ]
+    deadlocked_pid, status = children[-1]
+    assert status == DEADLOCK_EXIT_STATUS, result.stderr
+    # Reported as it happened, on the child's stderr (here the run's) ...
+    assert "Found a deadlock: 2 threads wait for each other in a cycle" in result.stderr
+    assert f"child process {deadlocked_pid} stopped (exit status 86)" in result.stderr
+    # ... and in the run's summary, naming the process.
+    assert "deadlocks: none" not in result.stderr
+    assert f"    [process {deadlocked_pid}] Found a deadlock: 2 threads" in result.stderr
+    assert not stale.exists()
+    # Each process its own trace; the parent's holds none of a child's events.
+    parent_pids = {event["pid"] for event in events_of(tmp_path / "t.jsonl")}
+    assert not parent_pids & {pid for pid, _ in children}
+    for pid, _ in children:
+        events = events_of(child_trace(tmp_path, pid))
+        assert {event["pid"] for event in events} == {pid}
+        counts = Counter(event["event"] for event in events)
+        # Every event of the child up to its end, the last batch included.
+        assert counts["lock.release"] >= 300
+        seqs = sorted(event["seq"] for event in events)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert "deadlock.cycle" in {event["event"] for event in events}
+    if method == "fork":  # the child that ended normally (os._exit) wrote its last batch
+        normal = events_of(child_trace(tmp_path, children[0][0]))
+        assert Counter(event["event"] for event in normal) == {
+            "lock.acquire": 300,
+            "lock.release": 300,
+        }
+
+
+SUBPROCESSES = """
+import os, subprocess, sys, threading
+
+def python(code, **options):
+    return subprocess.run([sys.executable, "-c", code], check=False, **options).returncode
+
+lock = threading.Lock()
+with lock:
+    pass
+# A self re-acquire in a subprocess Python, its stderr captured by the program.
+captured = subprocess.run(
+    [sys.executable, "-c", "import threading\\nl = threading.Lock()\\nl.acquire()\\nl.acquire()"],
+    capture_output=True, text=True, check=False,
+)
+print("self-deadlock", captured.returncode, "re-acquired" in captured.stderr)
+# Another interpreter of the same environment, which starts a grandchild.
+sibling = os.path.join(os.path.dirname(sys.executable), "python3")
+interpreter = sibling if os.path.exists(sibling) else sys.executable
+grandchild = (
+    "import subprocess, sys, threading; e = threading.Event(); e.set(); "
+    "print('grandchild', subprocess.run([sys.executable, '-c', "
+    "'import os, threading; s = threading.Semaphore(); s.acquire(); s.release(); "
+    "print(\\\\'pid\\\\', os.getpid())']).returncode)"
+)
+print("child", subprocess.run([interpreter, "-c", grandchild], check=False).returncode)
+# Not traced: TRACEDSYNC=off.
+off = "import os, threading; l = threading.Lock(); l.acquire(); print('off', os.getpid())"
+python(off, env={**os.environ, "TRACEDSYNC": "off"})
+"""
+
+
+@pytest.mark.timeout(120)
+def test_subprocess_pythons_are_traced_and_merged_by_report_and_timeline(tmp_path: Path) -> None:
+    (tmp_path / "parent.py").write_text(textwrap.dedent(SUBPROCESSES))
+    result = tracedsync_run(
+        "run", "--trace", "t.jsonl", "--timeline", "run-timeline.json", "parent.py", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "self-deadlock 86 True" in lines  # reported on the child's own stderr
+    assert "grandchild 0" in lines and "child 0" in lines
+    grandchild_pid = int(next(line.split()[1] for line in lines if line.startswith("pid ")))
+    off_pid = int(next(line.split()[1] for line in lines if line.startswith("off ")))
+    traces = sorted(path.name for path in tmp_path.glob("t.pid-*.jsonl"))
+    assert len(traces) == 3, traces  # the child, the sibling interpreter, the grandchild
+    assert f"t.pid-{off_pid}.jsonl" not in traces
+    semaphore = events_of(child_trace(tmp_path, grandchild_pid))
+    assert "semaphore.acquire" in {event["event"] for event in semaphore}
+    # The run's summary counts every process and the child's deadlock.
+    assert "events from 4 threads in 4 processes" in result.stderr
+    assert "deadlocks: 1" in result.stderr
+    assert "] Lock 'Lock@<string>:2' re-acquired by thread 'MainThread'" in result.stderr
+
+    report = tracedsync_run("report", "t.jsonl", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "in 4 processes" in report.stdout
+    assert "  deadlocks: 1\n    [process " in report.stdout
+    assert "Lock@<string>:2" in report.stdout and "Semaphore@<string>:1" in report.stdout
+
+    converted = tracedsync_run("timeline", "t.jsonl", "-o", "timeline.json", cwd=tmp_path)
+    assert converted.returncode == 0, converted.stderr
+    for name in ("timeline.json", "run-timeline.json"):
+        timeline = json.loads((tmp_path / name).read_text())["traceEvents"]
+        processes = {
+            event["pid"]
+            for event in timeline
+            if event.get("name") == "process_name" and event["args"]["name"].startswith("threads")
+        }
+        assert len(processes) == 4 and grandchild_pid in processes  # a track per process
+        assert min(event["ts"] for event in timeline if "ts" in event) >= 0
+
+
+@pytest.mark.timeout(60)
+def test_a_childs_own_sitecustomize_still_runs(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import threading\nMARK = 'customised'\n")
+    (tmp_path / "parent.py").write_text(
+        "import subprocess, sys\n"
+        "code = 'import sitecustomize, sys, threading; print(sitecustomize.MARK, "
+        'any("_child_hook" in entry for entry in sys.path)); threading.Lock().acquire()\'\n'
+        "subprocess.run([sys.executable, '-c', code], check=True)\n"
+    )
+    result = tracedsync_run(
+        "run", "--trace", "t.jsonl", "parent.py", cwd=tmp_path, env={"PYTHONPATH": str(site)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["customised False"]
+    (child,) = tmp_path.glob("t.pid-*.jsonl")
+    assert "lock.acquire" in {event["event"] for event in events_of(child)}
+
+
+@pytest.mark.timeout(60)
+def test_nothing_changes_without_children_or_without_run(tmp_path: Path) -> None:
+    """A guard: a program without children leaves no child traces and no
+    directory; a plain ``import tracedsync`` passes nothing to children."""
+    (tmp_path / "alone.py").write_text(
+        "import os, threading\n"
+        "with threading.Lock():\n"
+        "    print(os.environ.get('TRACEDSYNC_RUN') is not None)\n"
+    )
+    before = set(os.listdir(tempfile.gettempdir()))
+    result = tracedsync_run("run", "--trace", "t.jsonl", "alone.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.py", "t.jsonl"]
+    assert not {
+        name for name in set(os.listdir(tempfile.gettempdir())) - before if "tracedsync-run" in name
+    }
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, tracedsync; tracedsync.patch(); "
+            "print(os.environ.get('TRACEDSYNC_RUN'), os.environ.get('PYTHONPATH'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+        check=False,
+    )
+    assert plain.stdout == "None None\n", plain.stderr

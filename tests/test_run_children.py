@@ -152,7 +152,8 @@ captured = subprocess.run(
     [sys.executable, "-c", "import threading\\nl = threading.Lock()\\nl.acquire()\\nl.acquire()"],
     capture_output=True, text=True, check=False,
 )
-print("self-deadlock", captured.returncode, "re-acquired" in captured.stderr)
+print("self-deadlock", captured.returncode, "re-acquired" in captured.stderr,
+      "_blocking.py" in captured.stderr)
 # Another interpreter of the same environment, which starts a grandchild.
 sibling = os.path.join(os.path.dirname(sys.executable), "python3")
 interpreter = sibling if os.path.exists(sibling) else sys.executable
@@ -177,7 +178,8 @@ def test_subprocess_pythons_are_traced_and_merged_by_report_and_timeline(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "self-deadlock 86 True" in lines  # reported on the child's own stderr
+    # Reported on the child's own stderr, its traceback without tracedsync's frames.
+    assert "self-deadlock 86 True False" in lines
     assert "grandchild 0" in lines and "child 0" in lines
     grandchild_pid = int(next(line.split()[1] for line in lines if line.startswith("pid ")))
     off_pid = int(next(line.split()[1] for line in lines if line.startswith("off ")))
@@ -232,18 +234,18 @@ def test_a_childs_own_sitecustomize_still_runs(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_nothing_changes_without_children_or_without_run(tmp_path: Path) -> None:
-    """A guard: a program without children leaves no child traces and no
-    directory; a plain ``import tracedsync`` passes nothing to children."""
+    """A guard: the children's temporary directory is removed; a plain
+    ``import tracedsync`` passes nothing to children."""
     (tmp_path / "alone.py").write_text(
         "import os, threading\n"
         "with threading.Lock():\n"
         "    print(os.environ.get('TRACEDSYNC_RUN') is not None)\n"
     )
     before = set(os.listdir(tempfile.gettempdir()))
-    result = tracedsync_run("run", "--trace", "t.jsonl", "alone.py", cwd=tmp_path)
+    result = tracedsync_run("run", "--timeline", "tl.json", "alone.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.py", "t.jsonl"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.py", "tl.json"]
     assert not {
         name for name in set(os.listdir(tempfile.gettempdir())) - before if "tracedsync-run" in name
     }
@@ -261,3 +263,38 @@ def test_nothing_changes_without_children_or_without_run(tmp_path: Path) -> None
         check=False,
     )
     assert plain.stdout == "None None\n", plain.stderr
+
+
+TERMINATED = """
+import multiprocessing, threading
+
+def child(ready):
+    lock = threading.Lock()
+    for _ in range(300):
+        with lock:
+            pass
+    ready.set()
+    threading.Event().wait()  # until terminated
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    process = context.Process(target=child, args=(ready,))
+    process.start()
+    assert ready.wait(60)
+    process.terminate()
+    process.join(60)
+    print(process.pid, process.exitcode)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_terminated_child_writes_its_last_events(tmp_path: Path) -> None:
+    (tmp_path / "parent.py").write_text(TERMINATED)
+    result = tracedsync_run("run", "--trace", "t.jsonl", "parent.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pid, status = map(int, result.stdout.split())
+    assert status == -15  # it still dies of the SIGTERM
+    counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
+    assert counts["lock.acquire"] == counts["lock.release"] == 300

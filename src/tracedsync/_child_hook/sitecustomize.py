@@ -24,12 +24,13 @@ def _run_hidden_sitecustomize() -> None:
     ``sys.path`` under the name ``sitecustomize``, reporting its failure as
     :mod:`site` does."""
     import importlib.machinery  # only in processes started by tracedsync run
-    import importlib.util  # the same
 
     path = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _HERE]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
+    import importlib.util  # only when there is one to run
+
     module = importlib.util.module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     try:

@@ -142,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         help="print the summary of a saved trace",
         description="Print the summary (findings and contention table) of a JSON Lines trace "
-        "saved by 'tracedsync run --trace'.",
+        "saved by 'tracedsync run --trace', with the traces of the run's child processes "
+        "beside it (TRACE.pid-N.jsonl).",
     )
     report.add_argument("trace", metavar="TRACE", help="the JSON Lines trace")
     report.add_argument(
@@ -153,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     timeline = commands.add_parser(
         "timeline",
         help="convert a saved trace to a Perfetto / Chrome trace timeline",
-        description="Convert a JSON Lines trace to Chrome Trace Event Format JSON, "
+        description="Convert a JSON Lines trace (with the traces of the run's child "
+        "processes beside it, TRACE.pid-N.jsonl) to Chrome Trace Event Format JSON, "
         "which https://ui.perfetto.dev and chrome://tracing open.",
     )
     timeline.add_argument("trace", metavar="TRACE", help="the JSON Lines trace")

@@ -226,11 +226,8 @@ class _Session:
                 with contextlib.suppress(OSError):
                     os.unlink(stale)
         else:
-            # Created by the first child that writes a trace: none for a
-            # program that starts no children.
-            self._children_directory = os.path.join(
-                tempfile.gettempdir(), f"tracedsync-run-{os.getpid()}-{os.urandom(4).hex()}"
-            )
+            # Removed at the end: a child started after that is not traced.
+            self._children_directory = tempfile.mkdtemp(prefix="tracedsync-run-")
             self._children_trace = os.path.join(self._children_directory, "trace.jsonl")
         children.announce(
             self._children_trace,
@@ -457,9 +454,7 @@ _active: _Session | None = None
 
 def _open_child_trace(run_trace: str) -> Any:
     """This process's own trace, as a child of the run whose trace is ``run_trace``."""
-    path = children.child_trace(run_trace, os.getpid())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    sink = open_log_file(path)
+    sink = open_log_file(children.child_trace(run_trace, os.getpid()))
     # A multiprocessing child ends with os._exit after threading's shutdown:
     # its last events are written then.
     sink._finish_at_thread_shutdown()
@@ -482,6 +477,8 @@ def start_child() -> None:
     )
     if options.on_deadlock not in ON_DEADLOCK:
         raise ValueError(f"on_deadlock must be one of {', '.join(ON_DEADLOCK)}")
+    if not os.path.isdir(os.path.dirname(settings_["trace"])):
+        return  # the run is over (its directory is removed): not traced
     _Session(options, child_of=settings_["trace"]).start()
 
 

@@ -298,3 +298,34 @@ def test_a_terminated_child_writes_its_last_events(tmp_path: Path) -> None:
     assert status == -15  # it still dies of the SIGTERM
     counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
     assert counts["lock.acquire"] == counts["lock.release"] == 300
+
+
+@pytest.mark.timeout(60)
+def test_a_child_running_tracedsync_run_is_a_run_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "inner.py").write_text(
+        "import threading\n"
+        "lock = threading.Lock()\n"
+        "def twice():\n"
+        "    with lock:\n"
+        "        lock.acquire()\n"
+        "worker = threading.Thread(target=twice)\n"
+        "worker.start()\n"
+        "worker.join()\n"
+    )
+    (tmp_path / "outer.py").write_text(
+        "import subprocess, sys\n"
+        "inner = [sys.executable, '-m', 'tracedsync', 'run', '--trace', 'inner.jsonl']\n"
+        "inner.append('inner.py')\n"
+        "done = subprocess.run(inner, capture_output=True, text=True, check=False)\n"
+        "print(done.returncode)\n"
+        "sys.stderr.write(done.stderr)\n"
+    )
+    result = tracedsync_run("run", "--trace", "t.jsonl", "outer.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{DEADLOCK_EXIT_STATUS}\n"
+    # The inner run's own summary, then the outer's, which the inner run's
+    # events are not part of.
+    inner, _, outer = result.stderr.partition("tracedsync: trace written to inner.jsonl")
+    assert "  deadlocks: 1\n" in inner and "child process" not in inner
+    assert "deadlocks: none" in outer
+    assert not list(tmp_path.glob("t.pid-*.jsonl"))

@@ -131,6 +131,8 @@ class _Session:
         self._children_trace = child_of or ""
         self._children_directory: str | None = None
         self._race_roots: list[str] = []
+        self._saved_excepthooks: tuple[Any, Any] = (threading.excepthook, sys.excepthook)
+        self._sigterm_handler: Any = None
         self._finishing = _RawRLock()
         self._finished = False
         self._exiting = allocate_lock()
@@ -272,6 +274,28 @@ class _Session:
             os.kill(os.getpid(), signum)
 
         signal.signal(signal.SIGTERM, terminated)
+        self._sigterm_handler = terminated
+
+    def retire(self) -> None:
+        """A child process that runs ``tracedsync run`` itself: that run is
+        its own, and this child's session ends here, quietly (its hooks and
+        handler undone, so the new run's are the only ones)."""
+        with self._finishing:
+            self._finished = True
+        atexit.unregister(self.finish)
+        if self._races is not None:
+            self._races.stop()
+        _patch.unpatch()
+        threading.excepthook, sys.excepthook = self._saved_excepthooks
+        with contextlib.suppress(AttributeError, ValueError):  # no SIGTERM, not main thread
+            if signal.getsignal(signal.SIGTERM) is self._sigterm_handler:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sink = self._trace_sink
+        if sink is not None:
+            sink.close()
+            if not sink.written:
+                with contextlib.suppress(OSError):
+                    os.unlink(sink.path)
 
     def abandon(self) -> None:
         """The program never started (no such module): undo everything,
@@ -558,6 +582,8 @@ def run(options: RunOptions) -> int:
             return 2
         sys.argv = [options.target, *options.arguments]
         sys.path[0] = os.path.dirname(os.path.abspath(options.target))
+    if _active is not None and _active.child_of is not None:
+        _active.retire()  # a child of a run that runs tracedsync run: a run of its own
     session = _Session(options)
     session.start()
     status = _run_program(options, session)

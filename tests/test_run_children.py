@@ -329,3 +329,21 @@ def test_a_child_running_tracedsync_run_is_a_run_of_its_own(tmp_path: Path) -> N
     assert "  deadlocks: 1\n" in inner and "child process" not in inner
     assert "deadlocks: none" in outer
     assert not list(tmp_path.glob("t.pid-*.jsonl"))
+
+
+@pytest.mark.timeout(10)
+def test_child_trace_names_never_reuse_a_file(tmp_path: Path) -> None:
+    from tracedsync._cli.children import child_trace as name_of
+    from tracedsync._cli.children import child_traces, run_traces
+
+    trace = str(tmp_path / "t.jsonl")
+    first = name_of(trace, 42)
+    assert first == str(tmp_path / "t.pid-42.jsonl")
+    Path(first).write_text('{"time_ns": 5}\n')
+    second = name_of(trace, 42)  # a later process with the same pid
+    assert second == str(tmp_path / "t.pid-42-2.jsonl")
+    Path(second).write_text('{"time_ns": 3}\n')
+    for other in ("t.pid-x.jsonl", "t.pid-7.json", "u.pid-7.jsonl", "t.jsonl"):
+        (tmp_path / other).write_text('{"time_ns": 1}\n')
+    assert child_traces(trace) == [first, second]
+    assert run_traces(trace) == [trace, second, first]  # by first event

@@ -66,22 +66,32 @@ _saved: dict[str, str | None] = {}
 
 
 def child_trace(trace: str, pid: int) -> str:
-    """The trace of process ``pid`` of the run whose trace is ``trace``."""
+    """The trace of process ``pid`` of the run whose trace is ``trace``:
+    ``trace.pid-1234.jsonl``, or ``trace.pid-1234-2.jsonl`` when an earlier
+    process of the run had the same pid (pids are reused): no process
+    truncates another's trace."""
     root, extension = os.path.splitext(trace)
-    return f"{root}.pid-{pid}{extension or '.jsonl'}"
+    path = f"{root}.pid-{pid}{extension or '.jsonl'}"
+    reuse = 1
+    while os.path.exists(path):
+        reuse += 1
+        path = f"{root}.pid-{pid}-{reuse}{extension or '.jsonl'}"
+    return path
 
 
 def child_traces(trace: str) -> list[str]:
     """The children's traces of the run whose trace is ``trace``, by pid."""
     root, extension = os.path.splitext(trace)
     extension = extension or ".jsonl"
-    shape = re.compile(re.escape(root) + r"\.pid-(\d+)" + re.escape(extension) + r"\Z")
+    shape = re.compile(
+        re.escape(root) + r"\.pid-(\d+)(?:-(\d+))?" + re.escape(extension) + r"\Z"
+    )
     found = []
     for path in glob.glob(glob.escape(root) + ".pid-*" + glob.escape(extension)):
         match = shape.match(path)
         if match is not None:
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
+            found.append((int(match.group(1)), int(match.group(2) or 1), path))
+    return [path for _, _, path in sorted(found)]
 
 
 def first_event(path: str) -> dict[str, Any]:

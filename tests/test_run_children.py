@@ -174,9 +174,17 @@ python(off, env={**os.environ, "TRACEDSYNC": "off"})
 def test_subprocess_pythons_are_traced_and_merged_by_report_and_timeline(tmp_path: Path) -> None:
     (tmp_path / "parent.py").write_text(textwrap.dedent(SUBPROCESSES))
     result = tracedsync_run(
-        "run", "--trace", "t.jsonl", "--timeline", "run-timeline.json", "parent.py", cwd=tmp_path
+        "run",
+        "--trace",
+        "t.jsonl",
+        "--timeline",
+        "run-timeline.json",
+        "--fail-on",
+        "deadlock",
+        "parent.py",
+        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 87, result.stderr  # --fail-on counts the children's findings
     lines = result.stdout.splitlines()
     # Reported on the child's own stderr, its traceback without tracedsync's frames.
     assert "self-deadlock 86 True False" in lines

@@ -355,3 +355,16 @@ def test_child_trace_names_never_reuse_a_file(tmp_path: Path) -> None:
         (tmp_path / other).write_text('{"time_ns": 1}\n')
     assert child_traces(trace) == [first, second]
     assert run_traces(trace) == [trace, second, first]  # by first event
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_under_tracedsync_off_a_forked_child_traces_and_prints_nothing(tmp_path: Path) -> None:
+    (tmp_path / "parent.py").write_text(TERMINATED)
+    result = tracedsync_run(
+        "run", "--trace", "t.jsonl", "parent.py", cwd=tmp_path, env={"TRACEDSYNC": "off"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] == "-15"
+    assert result.stderr.count("TRACEDSYNC=off: nothing was traced or checked") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["parent.py", "t.jsonl"]

@@ -508,8 +508,13 @@ def start_child() -> None:
 
 def _after_fork_in_child() -> None:
     session = _active
-    if session is not None and not session._finished:
+    if session is None or session._finished:
+        return
+    if session._children_trace:
         session.become_child()
+    else:  # TRACEDSYNC=off: nothing traced, and the run's one line is the parent's
+        session._finishing = _RawRLock()
+        session._finished = True
 
 
 if hasattr(os, "register_at_fork"):

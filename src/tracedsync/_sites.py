@@ -156,7 +156,7 @@ def describe_call(frame: FrameType | None) -> str | None:
     if found is None:
         return None
     site = describe_site(found.f_code, found.f_lineno)
-    caller = found
+    caller: FrameType | None = found
     while caller is not None and library_file(caller.f_code.co_filename):
         caller = caller.f_back
     if caller is None or caller is found:

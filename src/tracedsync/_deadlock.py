@@ -54,6 +54,10 @@ register_internal_module(__file__)
 
 _check_guard = internal_lock()
 
+#: ``threading``'s running threads, by ident (a stale ``_DummyThread`` may
+#: stay listed: it only makes :func:`check_alone` more cautious).
+_active: dict[int, Any] = threading._active  # type: ignore[attr-defined]
+
 #: How often a check is retried when the registry changed while it was read.
 _ATTEMPTS = 3
 
@@ -364,6 +368,8 @@ def check_alone(primitive: Any, frame: FrameType | None) -> None:
     ``KeyboardInterrupt``, ending the wait without granting it) and
     tracedsync's own leaves the wait to the other checks (the watchdog).
     """
+    if len(_active) > 1:  # another thread threading knows: no need to look further
+        return
     me = get_ident()
     if waits.others_exist(me) or _signal_handler_installed():
         return

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tracedsync
-from helpers import PATIENCE, run_python
+from helpers import PATIENCE, run_python, wait_until_blocked
 from tracedsync import _accel
 from tracedsync._cli.run import DEADLOCK_EXIT_STATUS
 
@@ -378,3 +379,33 @@ def test_a_lone_queue_get_that_a_signal_handler_ends_is_not_reported(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert result.stdout == "got 42\n"
     assert "deadlocks: none" in result.stderr
+
+
+def test_a_self_reacquire_another_thread_ends_is_noted_once_after_the_wait() -> None:
+    # Not a deadlock: one note, once the lock was released, with the site it
+    # was held at before the wait (before: a note when the wait began).
+    lock = tracedsync.Lock(name="handoff")
+    me = threading.get_ident()
+
+    def release() -> None:
+        wait_until_blocked(me)
+        lock.release()
+
+    helper = threading.Thread(target=release)
+    with tracedsync.record() as trace:
+        lock.acquire()
+        held_line = sys._getframe().f_lineno - 1
+        helper.start()
+        assert lock.acquire()
+        requested_line = sys._getframe().f_lineno - 1
+        helper.join()
+    lock.release()
+    names = trace.names()
+    assert names.count("lock.self_reacquire") == 1
+    assert names.index("lock.acquire.blocked") < names.index("lock.self_reacquire")
+    note = next(event for event in trace if event["event"] == "lock.self_reacquire")
+    here = os.path.relpath(__file__)
+    assert note["detail"] == "another thread released it"
+    assert note["held_at"] == f"{here}:{held_line} (in {sys._getframe().f_code.co_name})"
+    assert note["requested_at"] == f"{here}:{requested_line} (in {sys._getframe().f_code.co_name})"
+    assert "deadlock.self_reacquire" not in names

@@ -209,6 +209,8 @@ def acquire_contended(
             _hooks.emit(event, lock, frame, data)
         return False
     reported = self_reacquire and _check_self_reacquire(lock, timeout, frame)
+    # Where it was held before the wait: the note below comes after it.
+    before = _sites(lock, frame) if self_reacquire and timeout < 0 else None
     wait = begin_blocked(
         lock,
         event,
@@ -228,10 +230,10 @@ def acquire_contended(
             )
         finally:
             _end(wait.outer)  # not wait.end(): see _end
-        if acquired and self_reacquire and timeout < 0:
+        if acquired and before is not None:
             # Reported only now, once another thread released it: a wait
             # that never ends is reported once, as a deadlock.
-            _warn_self_reacquire(lock, frame, "another thread released it")
+            _warn_self_reacquire(lock, frame, "another thread released it", before)
         if acquired and _hooks.ordering and not quiet:
             _lockorder.acquired(lock, frame, timeout < 0 and not restoring, prepared)
     except BaseException as error:
@@ -330,8 +332,13 @@ def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None
     return describe_offset(lock._acquired_code, lock._acquired_offset), describe_call(frame)
 
 
-def _warn_self_reacquire(lock: Lock | RLock, frame: FrameType, outcome: str) -> None:
-    held_at, requested_at = _sites(lock, frame)
+def _warn_self_reacquire(
+    lock: Lock | RLock,
+    frame: FrameType,
+    outcome: str,
+    sites: tuple[str | None, str | None] | None = None,
+) -> None:
+    held_at, requested_at = _sites(lock, frame) if sites is None else sites
     data = {"held_at": held_at, "requested_at": requested_at, "detail": outcome}
     _hooks.emit("lock.self_reacquire", lock, frame, data, _hooks.WARNING)
 

@@ -409,3 +409,15 @@ def test_a_self_reacquire_another_thread_ends_is_noted_once_after_the_wait() -> 
     assert note["held_at"] == f"{here}:{held_line} (in {sys._getframe().f_code.co_name})"
     assert note["requested_at"] == f"{here}:{requested_line} (in {sys._getframe().f_code.co_name})"
     assert "deadlock.self_reacquire" not in names
+
+
+def test_a_self_reacquire_goes_through_the_deadlock_policy() -> None:
+    # A callback receives the report; strict mode refuses whatever the policy.
+    seen: list[tracedsync.Report] = []
+    tracedsync.configure(on_deadlock=seen.append)
+    lock = tracedsync.Lock(name="strict", strict=True)
+    with lock, pytest.raises(tracedsync.DeadlockError) as raised:
+        lock.acquire()
+    assert len(seen) == 1 and raised.value.report is seen[0]  # type: ignore[attr-defined]
+    assert seen[0].kind == "deadlock"
+    assert seen[0].details["reason"] == "strict mode refuses every blocking self re-acquire"

@@ -35,8 +35,8 @@ class DeadlockError(RuntimeError):
         self.thread_name = thread_name
         self.held_at = held_at
         self.requested_at = requested_at
-        #: The full finding (``tracedsync.Report``) for deadlocks between
-        #: threads; ``None`` for a thread deadlocking on itself.
+        #: The full finding (``tracedsync.Report``), set when the error is
+        #: raised for a finding (every deadlock, a self re-acquire included).
         self.report: object = None
 
 

@@ -172,7 +172,6 @@ class _Session:
         )
         if exiting:
             watchdog.hang_rule = self.hang_reason
-        if exiting:
             threading.excepthook = self._thread_excepthook(threading.excepthook)
         _patch.patch()
         if options.races:

@@ -201,7 +201,9 @@ def test_a_guard_traceback_ends_at_the_user_access() -> None:
 # -- the user's frames and every thread's stack --------------------------------------
 
 
-def test_a_cycle_report_shows_each_thread_stack() -> None:
+def test_a_cycle_report_shows_each_thread_stack(capfd: pytest.CaptureFixture[str]) -> None:
+    tracedsync.configure(log_level="warning")
+    capfd.readouterr()
     first, second = tracedsync.Lock(name="first"), tracedsync.Lock(name="second")
     both_hold_one = tracedsync.Barrier(2)
     errors: list[BaseException] = []
@@ -242,6 +244,7 @@ def test_a_cycle_report_shows_each_thread_stack() -> None:
     for thread in threads:
         thread.join()
     assert len(errors) == 1
+    assert capfd.readouterr().err == ""  # the raised error is the one report
     report = errors[0].report  # type: ignore[attr-defined]
     here = os.path.relpath(__file__)
     stacks = {entry["thread"]: entry["stack"] for entry in report.details["cycle"]}

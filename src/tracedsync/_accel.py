@@ -25,6 +25,7 @@ from typing import Any
 
 from tracedsync import _blocking, _hooks, _lockorder, _sites
 from tracedsync._config import settings
+from tracedsync._errors import REPORTED_ERRORS
 
 __all__ = ["available", "describe", "implementation", "install", "reason", "select"]
 
@@ -113,6 +114,7 @@ def install(lock_class: type, module: ModuleType) -> None:
         release=python["release"],
         exit=python["__exit__"],
         raw_lock_type=type(threading._allocate_lock()),  # type: ignore[attr-defined]
+        reported_errors=REPORTED_ERRORS,
     )
     try:
         acquire, release, exit_ = speedups.install(config)

@@ -26,15 +26,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tracedsync import _control, _hooks, _lockorder
 from tracedsync._config import settings
-from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
-from tracedsync._errors import DeadlockError
-from tracedsync._sites import (
-    describe_offset,
-    describe_site,
-    register_internal_module,
-    user_frame,
-    user_site,
+from tracedsync._deadlock import (
+    MAX_POLL_SECONDS,
+    begin_checked_wait,
+    check_alone,
+    wait_unless_stranded,
 )
+from tracedsync._errors import DeadlockError
+from tracedsync._findings import report_finding
+from tracedsync._report import Report
+from tracedsync._sites import describe_call, describe_offset, register_internal_module, user_site
 from tracedsync._waits import Wait, waits
 
 if TYPE_CHECKING:
@@ -135,15 +136,20 @@ def begin_blocked(
     check_cycle: bool = False,
     self_wait: bool = False,
     refused: dict[str, Any] | None = None,
+    alone_is_stranded: bool = False,
 ) -> Blocked:
     """Begin a blocking wait on ``primitive`` made in ``frame``: emit
     ``<event>.blocked`` with the fields ``blocked`` (while observing) and
     register the wait (see :func:`begin_wait`).  If the cycle check refuses
     it, the ``error`` outcome event (with the fields ``refused``) is emitted
-    and :class:`DeadlockError` propagates."""
+    and :class:`DeadlockError` propagates.  ``alone_is_stranded``: the wait
+    blocks now and only another thread could end it, so in a thread alone
+    it is a deadlock (see :func:`~tracedsync._deadlock.check_alone`)."""
     observing = _hooks.observing
     started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) if observing else 0
     try:
+        if alone_is_stranded and not timed:
+            check_alone(primitive, frame)
         outer = begin_wait(primitive, timed, frame, check_cycle=check_cycle, self_wait=self_wait)
     except DeadlockError as error:
         if observing:
@@ -202,8 +208,9 @@ def acquire_contended(
             data["timeout"] = timeout
             _hooks.emit(event, lock, frame, data)
         return False
-    if self_reacquire:
-        _check_self_reacquire(lock, timeout, frame)
+    reported = self_reacquire and _check_self_reacquire(lock, timeout, frame)
+    # Where it was held before the wait: the note below comes after it.
+    before = _sites(lock, frame) if self_reacquire and timeout < 0 else None
     wait = begin_blocked(
         lock,
         event,
@@ -218,9 +225,15 @@ def acquire_contended(
     prepared = _lockorder.prepared_entry(lock, code, offset) if _hooks.ordering else None
     try:
         try:
-            acquired = _wait_and_take(lock, timeout, frame, me, self_reacquire, code, offset)
+            acquired = _wait_and_take(
+                lock, timeout, frame, me, self_reacquire, reported, code, offset
+            )
         finally:
             _end(wait.outer)  # not wait.end(): see _end
+        if acquired and before is not None:
+            # Reported only now, once another thread released it: a wait
+            # that never ends is reported once, as a deadlock.
+            _warn_self_reacquire(lock, frame, "another thread released it", before)
         if acquired and _hooks.ordering and not quiet:
             _lockorder.acquired(lock, frame, timeout < 0 and not restoring, prepared)
     except BaseException as error:
@@ -241,6 +254,7 @@ def _wait_and_take(
     frame: FrameType,
     me: int,
     self_reacquire: bool,
+    reported: bool,
     code: CodeType | None,
     offset: int,
 ) -> bool:
@@ -265,6 +279,10 @@ def _wait_and_take(
             lock._take(code, offset)
             return True
         return False
+    if reported:  # a self-deadlock reported, and the policy lets it block
+        while not attempt(MAX_POLL_SECONDS):
+            pass
+        return True
     if self_reacquire and timeout < 0:
         _wait_unless_stranded_self(lock, frame, attempt)
         return True
@@ -279,51 +297,59 @@ def _strict(lock: Lock | RLock) -> bool:
     return settings.strict if per_lock is None else bool(per_lock)
 
 
-def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) -> None:
-    """Refuse a self re-acquire that can never succeed; warn about the others."""
+def _check_self_reacquire(lock: Lock | RLock, timeout: float, frame: FrameType) -> bool:
+    """Report a self re-acquire that can never succeed (``deadlock`` policy;
+    strict mode refuses every blocking one); note a timed one.  Whether a
+    deadlock was reported and the policy lets the thread block, as
+    ``threading`` would."""
     if _strict(lock):
-        raise _self_deadlock(lock, frame, "strict mode refuses every blocking self re-acquire")
+        _self_deadlock(lock, frame, "strict mode refuses every blocking self re-acquire", True)
     if timeout < 0 and not waits.others_exist(get_ident()):
-        raise _self_deadlock(lock, frame, "no other thread exists that could release it")
+        _self_deadlock(lock, frame, "no other thread exists that could release it")
+        return True
     if timeout >= 0:
         _warn_self_reacquire(
             lock, frame, f"waiting up to {timeout} s for another thread to release it"
         )
-    else:
-        _warn_self_reacquire(lock, frame, "waiting: another thread may release it")
+    return False
 
 
 def _wait_unless_stranded_self(
     lock: Lock | RLock, frame: FrameType, attempt: Callable[[float], bool]
 ) -> None:
     """Wait, without timeout, for another thread to release a lock we hold;
-    raise :class:`DeadlockError` once no other thread can (see
+    report a deadlock once no other thread can (see
     :func:`~tracedsync._deadlock.wait_unless_stranded`)."""
 
     def refuse() -> None:
-        raise _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
+        _self_deadlock(lock, frame, "every other thread is blocked forever or has exited")
 
     wait_unless_stranded(attempt, lock, frame, refuse)
 
 
 def _sites(lock: Lock | RLock, frame: FrameType) -> tuple[str | None, str | None]:
     """Where the lock was first acquired, and where the new acquire is made."""
-    held_at = describe_offset(lock._acquired_code, lock._acquired_offset)
-    found = user_frame(frame)
-    requested_at = None if found is None else describe_site(found.f_code, found.f_lineno)
-    return held_at, requested_at
+    return describe_offset(lock._acquired_code, lock._acquired_offset), describe_call(frame)
 
 
-def _warn_self_reacquire(lock: Lock | RLock, frame: FrameType, outcome: str) -> None:
-    held_at, requested_at = _sites(lock, frame)
+def _warn_self_reacquire(
+    lock: Lock | RLock,
+    frame: FrameType,
+    outcome: str,
+    sites: tuple[str | None, str | None] | None = None,
+) -> None:
+    held_at, requested_at = _sites(lock, frame) if sites is None else sites
     data = {"held_at": held_at, "requested_at": requested_at, "detail": outcome}
     _hooks.emit("lock.self_reacquire", lock, frame, data, _hooks.WARNING)
 
 
-def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str) -> DeadlockError:
-    """Build (and report) the error for a thread re-acquiring its own lock."""
+def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str, refuse: bool = False) -> None:
+    """Report a thread re-acquiring its own lock through the findings
+    pipeline (``deadlock`` policy: ``DeadlockError`` by default; always
+    with ``refuse``)."""
     held_at, requested_at = _sites(lock, frame)
-    name = thread_name(get_ident())
+    me = get_ident()
+    name = thread_name(me)
     message = (
         f"{describe(lock)} re-acquired by thread {name!r}, which already holds it: "
         f"this acquire would block forever ({reason}).\n"
@@ -331,12 +357,19 @@ def _self_deadlock(lock: Lock | RLock, frame: FrameType, reason: str) -> Deadloc
         f"  acquired again at: {requested_at or 'unknown'}\n"
         "Release it before acquiring it again, or use an RLock if re-entry is intended."
     )
-    data = {"held_at": held_at, "requested_at": requested_at, "reason": reason}
-    _hooks.emit("deadlock.self_reacquire", lock, frame, data, _hooks.ERROR)
-    return DeadlockError(
-        message,
-        primitive=lock.name,
-        thread_name=name,
-        held_at=held_at,
-        requested_at=requested_at,
+    details = {"held_at": held_at, "requested_at": requested_at, "reason": reason}
+    report = Report("deadlock", message, ("self_reacquire", lock.name), details)
+    report_finding(
+        "deadlock.self_reacquire",
+        report,
+        lock,
+        frame,
+        error=lambda: DeadlockError(
+            message,
+            primitive=lock.name,
+            thread_name=name,
+            held_at=held_at,
+            requested_at=requested_at,
+        ),
+        refuse=refuse,
     )

@@ -28,11 +28,22 @@ from typing import Any, NamedTuple
 from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
-from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import describe_offset, describe_wait, register_internal_module
+from tracedsync._report import (
+    Report,
+    current_stack,
+    describe_primitive,
+    thread_label,
+    thread_stack,
+)
+from tracedsync._sites import (
+    describe_call,
+    describe_offset,
+    describe_wait,
+    register_internal_module,
+)
 from tracedsync._waits import Wait, waits
 
-__all__ = ["begin_checked_wait", "find_cycle", "wait_unless_stranded"]
+__all__ = ["begin_checked_wait", "check_alone", "find_cycle", "wait_unless_stranded"]
 
 #: How long a possibly stranded thread waits before confirming that no other
 #: thread can make progress; later checks back off up to the maximum.
@@ -42,6 +53,10 @@ MAX_POLL_SECONDS = 0.1
 register_internal_module(__file__)
 
 _check_guard = internal_lock()
+
+#: ``threading``'s running threads, by ident (a stale ``_DummyThread`` may
+#: stay listed: it only makes :func:`check_alone` more cautious).
+_active: dict[int, Any] = threading._active  # type: ignore[attr-defined]
 
 #: How often a check is retried when the registry changed while it was read.
 _ATTEMPTS = 3
@@ -105,11 +120,13 @@ def _report(edges: list[Edge]) -> Report:
         else:
             held_at = describe_offset(primitive._acquired_code, primitive._acquired_offset)
             held = f"held by thread {thread_label(edge.holder)}, acquired at {held_at or 'unknown'}"
+        stack = thread_stack(edge.thread)
         lines.append(
             f"  thread {thread_label(edge.thread)} waits for {describe_primitive(primitive)}"
             f" at {waits_at}"
         )
         lines.append(f"      {held}")
+        lines.append(f"      stack: {' <- '.join(stack) or 'unknown'}")
         cycle.append(
             {
                 "thread_id": edge.thread,
@@ -119,6 +136,7 @@ def _report(edges: list[Edge]) -> Report:
                 "waits_at": waits_at,
                 "holder_thread_id": edge.holder,
                 "holder_acquired_at": held_at,
+                "stack": stack,
             }
         )
     victim = thread_label(edges[0].thread)
@@ -282,12 +300,30 @@ def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait])
     me = get_ident()
     wait = current.get(me)
     waits_at = describe_wait(me, wait.code, wait.offset) if wait is not None else None
-    holder = holder_of(primitive)
+    _report_stranded(
+        primitive,
+        frame,
+        current,
+        waits_at,
+        "every other thread is blocked forever or has exited: the wait can never end",
+    )
+
+
+def _report_stranded(
+    primitive: Any,
+    frame: FrameType | None,
+    current: dict[int, Wait],
+    waits_at: str | None,
+    why: str,
+) -> None:
+    me = get_ident()
+    stack = thread_stack(me)
     lines = [
         f"Thread {thread_label(me)} waits for {describe_primitive(primitive)} at "
-        f"{waits_at or 'unknown'}, but every other thread is blocked forever or has "
-        "exited: the wait can never end (tracedsync).",
+        f"{waits_at or 'unknown'}, but {why} (tracedsync).",
+        f"  stack: {' <- '.join(stack) or 'unknown'}",
     ]
+    holder = holder_of(primitive)
     if holder is not None and not isinstance(primitive, threading.Thread):
         held_at = describe_offset(primitive._acquired_code, primitive._acquired_offset)
         lines.append(f"  it is held by thread {thread_label(holder)}, acquired at {held_at}")
@@ -296,21 +332,71 @@ def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait])
         if ident == me:
             continue
         other_at = describe_wait(ident, other.code, other.offset) or "unknown"
+        other_stack = thread_stack(ident)
         lines.append(
             f"  thread {thread_label(ident)} waits for {describe_primitive(other.primitive)}"
             f" at {other_at}"
         )
+        lines.append(f"      stack: {' <- '.join(other_stack) or 'unknown'}")
         blocked.append(
             {
                 "thread_id": ident,
                 "waits_for": getattr(other.primitive, "name", None),
                 "waits_at": other_at,
+                "stack": other_stack,
             }
         )
     report = Report(
         "deadlock",
         "\n".join(lines),
         ("stranded", primitive.name),
-        {"stranded_thread_id": me, "waits_at": waits_at, "blocked": blocked},
+        {"stranded_thread_id": me, "waits_at": waits_at, "stack": stack, "blocked": blocked},
     )
     _apply("deadlock.stranded", report, primitive, frame, thread_label(me).strip("'"), waits_at)
+
+
+def check_alone(primitive: Any, frame: FrameType | None) -> None:
+    """Report (``deadlock`` policy) an untimed wait on ``primitive`` that is
+    about to block (a condition, event, semaphore or barrier wait, nothing
+    granting it now) in a thread with no other thread in the process: no
+    thread exists that could ever notify, set or release it.
+
+    Only a signal handler could still end the wait: handlers run in the main
+    thread between bytecodes, and a lock wait is interrupted to run them, so
+    a handler can put to a queue and wake its ``get``.  So any Python signal
+    handler other than the default ``SIGINT`` one (which raises
+    ``KeyboardInterrupt``, ending the wait without granting it) and
+    tracedsync's own leaves the wait to the other checks (the watchdog).
+    """
+    if len(_active) > 1:  # another thread threading knows: no need to look further
+        return
+    me = get_ident()
+    if waits.others_exist(me) or _signal_handler_installed():
+        return
+    _report_stranded(
+        primitive,
+        frame,
+        {},
+        describe_call(frame),
+        "no other thread exists that could end the wait, and no signal handler is "
+        "installed: the wait can never end",
+    )
+
+
+def _signal_handler_installed() -> bool:
+    """Whether a Python signal handler that could act is installed (see
+    :func:`check_alone`)."""
+    import signal  # start-up cost: only for a wait in a thread alone
+
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (ValueError, OSError):  # pragma: no cover - platform specific
+            continue
+        if (
+            callable(handler)
+            and handler is not signal.default_int_handler
+            and not getattr(handler, "tracedsync_internal", False)
+        ):
+            return True
+    return False

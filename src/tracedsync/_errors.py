@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DeadlockError", "LockOrderError", "UnguardedAccessError"]
+__all__ = ["REPORTED_ERRORS", "DeadlockError", "LockOrderError", "UnguardedAccessError"]
 
 
 class DeadlockError(RuntimeError):
@@ -35,8 +35,8 @@ class DeadlockError(RuntimeError):
         self.thread_name = thread_name
         self.held_at = held_at
         self.requested_at = requested_at
-        #: The full finding (``tracedsync.Report``) for deadlocks between
-        #: threads; ``None`` for a thread deadlocking on itself.
+        #: The full finding (``tracedsync.Report``), set when the error is
+        #: raised for a finding (every deadlock, a self re-acquire included).
         self.report: object = None
 
 
@@ -71,3 +71,10 @@ class UnguardedAccessError(AssertionError):
         self.lock = lock
         self.thread_name = thread_name
         self.report: object = None
+
+
+#: The errors a finding raises out of a primitive's operation.  The public
+#: method re-raises them with a fresh traceback (and pytest's
+#: ``__tracebackhide__``), so a traceback ends at the user's call, not in
+#: tracedsync's internals; the C accelerator clears their traceback.
+REPORTED_ERRORS = (DeadlockError, UnguardedAccessError)

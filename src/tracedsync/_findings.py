@@ -44,6 +44,7 @@ def report_finding(
     may_raise: bool = True,
     undo: Callable[[], None] | None = None,
     emit: bool = True,
+    refuse: bool = False,
 ) -> None:
     """Emit the finding ``event`` about ``primitive`` and apply its policy.
 
@@ -55,27 +56,38 @@ def report_finding(
     detector gave an error and ``may_raise``.  ``undo`` runs before any
     exception leaves (a callback's or the error), so an acquire refused or
     interrupted here never leaves its lock held.  Kinds without a policy
-    (a race, a note) stop after the event.
+    (a race, a note) stop after the event.  ``refuse``: the operation is
+    refused whatever the policy (strict mode): ``error()`` is raised after
+    a callback or ``"warn"``.
+
+    One finding, one report: when the error is raised, its message is the
+    report, so the event goes to the sinks (traces, the ``run`` summary,
+    the pytest plugin) but is not also logged.
     """
+    kind = FINDINGS[event].kind
+    policy = policy_for(kind, primitive) if kind in POLICY_KINDS else None
+    raising = policy == "raise" and may_raise and error is not None
     if emit:
         data = {"message": report.message, **report.details}
-        _hooks.emit(event, primitive, frame, data, _LEVELS[event])
-    kind = FINDINGS[event].kind
-    if kind not in POLICY_KINDS:
+        _hooks.emit(event, primitive, frame, data, _LEVELS[event], log=not raising)
+    if policy is None:
         return
-    policy = policy_for(kind, primitive)
     if callable(policy):
         if undo is None:
             policy(report)
+        else:
+            try:
+                policy(report)
+            except BaseException:
+                undo()
+                raise
+        if not (refuse and error is not None):
             return
-        try:
-            policy(report)
-        except BaseException:
-            undo()
-            raise
-    elif policy == "raise" and may_raise and error is not None:
-        if undo is not None:
-            undo()
-        raised = error()
-        raised.report = report
-        raise raised
+    elif not (raising or (refuse and error is not None)):
+        return
+    assert error is not None
+    if undo is not None:
+        undo()
+    raised = error()
+    raised.report = report
+    raise raised

@@ -30,11 +30,11 @@ from typing import Any
 
 from tracedsync import _control
 from tracedsync._config import settings
-from tracedsync._errors import UnguardedAccessError
+from tracedsync._errors import REPORTED_ERRORS, UnguardedAccessError
 from tracedsync._findings import report_finding
 from tracedsync._lock import _LockBase
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import describe_offset, register_internal_module, user_frame
+from tracedsync._sites import describe_call, describe_offset, register_internal_module
 
 __all__ = ["GuardedBy", "guarded_by", "holds"]
 
@@ -121,7 +121,11 @@ class GuardedBy:
             explorer.point_at_caller("guarded read", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
-            self._unguarded(instance, lock, "read")
+            try:
+                self._unguarded(instance, lock, "read")
+            except REPORTED_ERRORS as error:
+                __tracebackhide__ = True
+                raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             return self._storage(instance)[self.name]
         except KeyError:
@@ -135,7 +139,11 @@ class GuardedBy:
             explorer.point_at_caller("guarded write", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
-            self._unguarded(instance, lock, "write")
+            try:
+                self._unguarded(instance, lock, "write")
+            except REPORTED_ERRORS as error:
+                __tracebackhide__ = True
+                raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         self._storage(instance)[self.name] = value
 
     def __delete__(self, instance: object) -> None:
@@ -144,7 +152,11 @@ class GuardedBy:
             explorer.point_at_caller("guarded delete", self.name, 2)
         lock = getattr(instance, self.lock_attribute, _MISSING)
         if lock is _MISSING or not holds(lock):
-            self._unguarded(instance, lock, "delete")
+            try:
+                self._unguarded(instance, lock, "delete")
+            except REPORTED_ERRORS as error:
+                __tracebackhide__ = True
+                raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             del self._storage(instance)[self.name]
         except KeyError:
@@ -169,8 +181,7 @@ class GuardedBy:
     ) -> None:
         me = get_ident()
         thread = thread_label(me).strip("'")
-        found = user_frame(frame)
-        at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
+        at = describe_call(frame)
         verb = {"read": "read", "write": "wrote", "delete": "deleted"}[access]
         lock_name = getattr(lock, "name", None) or f"{self.owner_name}.{self.lock_attribute}"
         described = describe_primitive(lock) if hasattr(lock, "name") else repr(lock_name)

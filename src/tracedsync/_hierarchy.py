@@ -30,10 +30,10 @@ from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import (
     caller_site,
+    describe_call,
     describe_offset,
     describe_site,
     register_internal_module,
-    user_frame,
 )
 
 __all__ = ["check", "declare_level", "declare_order", "ranks"]
@@ -253,8 +253,7 @@ def _violation(
 ) -> None:
     me = get_ident()
     thread = thread_label(me).strip("'")
-    found = user_frame(frame)
-    acquired_at = describe_offset(found.f_code, found.f_lasti) if found is not None else None
+    acquired_at = describe_call(frame)
     stack = current_stack(me)
     lines = [
         "Lock hierarchy violated: "

@@ -247,10 +247,15 @@ def emit(
     frame: FrameType | None,
     data: dict[str, Any] | None = None,
     level: int = DEBUG,
+    *,
+    log: bool = True,
 ) -> int:
-    """Report an operation that just happened; return its timestamp (ns)."""
+    """Report an operation that just happened; return its timestamp (ns).
+
+    ``log`` false hands the record to the sinks only, whatever its level (a
+    finding about to be raised as an exception, which is its report)."""
     now = monotonic_ns()
-    _deliver(next(sequence), now, event, primitive, frame, data, level)
+    _deliver(next(sequence), now, event, primitive, frame, data, level, log)
     return now
 
 
@@ -262,6 +267,7 @@ def _deliver(
     frame: FrameType | None,
     data: dict[str, Any] | None,
     level: int,
+    log: bool = True,
 ) -> None:
     if frame is None:
         code, offset = None, 0
@@ -284,7 +290,7 @@ def _deliver(
             sink(record)
         except Exception as error:  # the fault barrier: see sink_failed
             sink_failed(sink, error)
-    if level >= settings.log_level:
+    if log and level >= settings.log_level:
         render(record)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from tracedsync import _accel, _blocking, _hooks, _lockorder
 from tracedsync._assertions import held_error, not_held_error
 from tracedsync._config import settings
+from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._sites import (
     INTERNAL_FILES,
@@ -282,11 +283,19 @@ class Lock(_LockBase):
                 if held is not None:
                     held.append(entry)
                 elif _hooks.ordering:
-                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                    try:
+                        _lockorder.acquired(self, frame, blocking and timeout < 0)
+                    except REPORTED_ERRORS as error:
+                        __tracebackhide__ = True
+                        raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
                 if _hooks.observing:
                     self._observe_acquired(code, offset, blocking, timeout)
             return True
-        return _blocking.acquire_contended(self, blocking, timeout, frame)
+        try:
+            return _blocking.acquire_contended(self, blocking, timeout, frame)
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
 
     __enter__ = acquire
 
@@ -456,13 +465,21 @@ class RLock(_LockBase):
                 self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
             if _hooks.active:  # _after_acquire, inlined: the hot path
                 if _hooks.ordering:
-                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                    try:
+                        _lockorder.acquired(self, frame, blocking and timeout < 0)
+                    except REPORTED_ERRORS as error:
+                        __tracebackhide__ = True
+                        raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
                 if _hooks.observing:
                     self._observe_acquired(
                         self._acquired_code, self._acquired_offset, blocking, timeout
                     )
             return True
-        return _blocking.acquire_contended(self, blocking, timeout, frame)
+        try:
+            return _blocking.acquire_contended(self, blocking, timeout, frame)
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
 
     __enter__ = acquire
 

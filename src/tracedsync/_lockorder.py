@@ -50,7 +50,7 @@ from tracedsync._hierarchy import check as _check_hierarchy
 from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
-from tracedsync._sites import describe_offset, register_internal_module, user_frame
+from tracedsync._sites import describe_call, describe_offset, register_internal_module
 
 __all__ = [
     "MAX_EDGES",
@@ -267,9 +267,8 @@ class LockOrderGraph:
                     self._watch(before)
                     self._watch(lock)
                 if described is None:
-                    found = user_frame(frame)
                     described = (
-                        describe_offset(found.f_code, found.f_lasti) if found else None,
+                        describe_call(frame),
                         thread_label(_hooks.thread_info()[0]).strip("'"),
                     )
                 after_at, thread = described

@@ -17,10 +17,11 @@ from tracedsync._sites import (
     INTERNAL_FILES,
     current_frames,
     describe_site,
+    library_file,
     register_internal_module,
 )
 
-__all__ = ["Report", "current_stack", "describe_primitive"]
+__all__ = ["Report", "current_stack", "describe_primitive", "thread_stack"]
 
 register_internal_module(__file__)
 
@@ -59,6 +60,24 @@ def current_stack(ident: int, limit: int = 6) -> list[str]:
     lines: list[str] = []
     while frame is not None and len(lines) < limit:
         if frame.f_code.co_filename not in INTERNAL_FILES:
+            site = describe_site(frame.f_code, frame.f_lineno)
+            if site is not None:
+                lines.append(site)
+        frame = frame.f_back
+    frame = None  # no reference cycle through this frame (see _waits)
+    return lines
+
+
+def thread_stack(ident: int, limit: int = 8) -> list[str]:
+    """Thread ``ident``'s stack as deadlock reports show it, innermost first:
+    the frame it waits in (the first outside tracedsync and ``threading``,
+    ``queue.py:171 (in get)`` say), then only the user's own frames, without
+    the standard library's between them."""
+    frame = (current_frames() or {}).get(ident)
+    lines: list[str] = []
+    while frame is not None and len(lines) < limit:
+        filename = frame.f_code.co_filename
+        if filename not in INTERNAL_FILES and (not lines or not library_file(filename)):
             site = describe_site(frame.f_code, frame.f_lineno)
             if site is not None:
                 lines.append(site)

@@ -23,6 +23,7 @@ __all__ = [
     "INTERNAL_FILES",
     "check_name",
     "current_frames",
+    "describe_call",
     "describe_line",
     "describe_offset",
     "describe_site",
@@ -120,7 +121,9 @@ def describe_offset(code: CodeType | None, offset: int) -> str | None:
 _STDLIB = os.path.dirname(os.__file__) + os.sep
 
 
-def _library(filename: str) -> bool:
+def library_file(filename: str) -> bool:
+    """Whether ``filename`` is tracedsync's, ``threading``'s or another
+    module of the standard library (not a third-party package)."""
     return filename in INTERNAL_FILES or (
         filename.startswith(_STDLIB) and "-packages" + os.sep not in filename
     )
@@ -132,16 +135,33 @@ def describe_wait(ident: int, code: CodeType | None, offset: int) -> str | None:
     the user's code that led there: ``"queue.py:171 (in get), called from
     app.py:12 (in main)"``.  The thread must be blocked in that wait now."""
     site = describe_offset(code, offset)
-    if site is None or code is None or not _library(code.co_filename):
+    if site is None or code is None or not library_file(code.co_filename):
         return site
     frame = (current_frames() or {}).get(ident)
     while frame is not None and frame.f_code is not code:
         frame = frame.f_back
-    while frame is not None and _library(frame.f_code.co_filename):
+    while frame is not None and library_file(frame.f_code.co_filename):
         frame = frame.f_back
     caller = None if frame is None else describe_site(frame.f_code, frame.f_lineno)
     frame = None  # no reference cycle through this frame (see _waits)
     return site if caller is None else f"{site}, called from {caller}"
+
+
+def describe_call(frame: FrameType | None) -> str | None:
+    """Where the calling thread's operation made in ``frame`` was called
+    from, as :func:`describe_wait` says it: the first frame outside
+    tracedsync and ``threading`` and, when that is in the standard library,
+    the first frame of the user's code that led there."""
+    found = user_frame(frame)
+    if found is None:
+        return None
+    site = describe_site(found.f_code, found.f_lineno)
+    caller: FrameType | None = found
+    while caller is not None and library_file(caller.f_code.co_filename):
+        caller = caller.f_back
+    if caller is None or caller is found:
+        return site
+    return f"{site}, called from {describe_site(caller.f_code, caller.f_lineno)}"
 
 
 def describe_line(code: CodeType | None, line: int) -> str | None:

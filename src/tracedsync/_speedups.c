@@ -48,6 +48,7 @@ static PyObject *py_acquire;        /* the Python Lock.acquire */
 static PyObject *py_release;        /* the Python Lock.release */
 static PyObject *py_exit;           /* the Python _LockBase.__exit__ */
 static PyObject *raw_lock_type;     /* _thread.LockType */
+static PyObject *reported_errors;   /* tracedsync._errors.REPORTED_ERRORS */
 static PyObject *raw_acquire;       /* _thread.LockType.acquire (method descriptor) */
 static PyObject *raw_release;       /* _thread.LockType.release (method descriptor) */
 static PyObject *minus_one, *zero;
@@ -361,7 +362,44 @@ slots_ready(PyObject *self)
 /* ---- Lock.acquire ------------------------------------------------------- */
 
 static PyObject *
+lock_acquire_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+
+/* A finding's error (REPORTED_ERRORS) leaves acquire with no traceback: the
+ * frames tracedsync's Python code added are its own, and the caller's frame,
+ * where the C method was called, is added as the error leaves it.  So the
+ * traceback ends at the user's call (the Python method keeps one frame). */
+static void
+trim_traceback(void)
+{
+    if (reported_errors == NULL || !PyErr_ExceptionMatches(reported_errors))
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *error = PyErr_GetRaisedException();
+    if (PyException_SetTraceback(error, Py_None) < 0)
+        PyErr_Clear();
+    PyErr_SetRaisedException(error);
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    Py_XDECREF(traceback);
+    if (value != NULL && PyException_SetTraceback(value, Py_None) < 0)
+        PyErr_Clear();
+    PyErr_Restore(type, value, NULL);
+#endif
+}
+
+static PyObject *
 lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *result = lock_acquire_impl(self, args, nargs, kwnames);
+    if (result == NULL)
+        trim_traceback();
+    return result;
+}
+
+static PyObject *
+lock_acquire_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *blocking = Py_True, *timeout = no_timeout;
     if (nargs > 2 || !slots_ready(self))
@@ -771,6 +809,7 @@ install(PyObject *module, PyObject *config)
     TAKE(py_exit, "exit");
     TAKE(raw_lock_type, "raw_lock_type");
     TAKE(lock_class, "cls");
+    TAKE(reported_errors, "reported_errors");
 #undef TAKE
 #undef OFFSET
     if (!PyDict_Check(lock_globals) || !PyDict_Check(hooks_dict) || !PyDict_Check(lockorder_dict)

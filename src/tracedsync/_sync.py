@@ -23,6 +23,7 @@ from typing import Any
 from tracedsync import _hooks
 from tracedsync._blocking import begin_blocked
 from tracedsync._config import settings
+from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
 from tracedsync._sites import caller_site, check_name, default_name, register_internal_module
@@ -85,9 +86,18 @@ class Condition(_Named, threading.Condition):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until notified or until ``timeout`` seconds pass."""
-        wait = begin_blocked(
-            self, "condition.wait", _getframe(1), timeout is not None, {"timeout": timeout}
-        )
+        try:
+            wait = begin_blocked(
+                self,
+                "condition.wait",
+                _getframe(1),
+                timeout is not None,
+                {"timeout": timeout},
+                alone_is_stranded=timeout is None and self._is_owned(),  # type: ignore[attr-defined]
+            )
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             notified = super().wait(timeout)
         except BaseException as error:
@@ -150,9 +160,18 @@ class Semaphore(_Named, threading.Semaphore):
                 }
                 _hooks.emit("semaphore.acquire", self, _getframe(1), data)
             return acquired
-        wait = begin_blocked(
-            self, "semaphore.acquire", _getframe(1), timeout is not None, {"timeout": timeout}
-        )
+        try:
+            wait = begin_blocked(
+                self,
+                "semaphore.acquire",
+                _getframe(1),
+                timeout is not None,
+                {"timeout": timeout},
+                alone_is_stranded=True,
+            )
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             acquired = super().acquire(True, timeout)
         except BaseException as error:
@@ -228,9 +247,18 @@ class Event(_Named, threading.Event):
                 data = {"outcome": "set", "flag": True, "waited_ns": 0, "timeout": timeout}
                 _hooks.emit("event.wait", self, _getframe(1), data)
             return True
-        wait = begin_blocked(
-            self, "event.wait", _getframe(1), timeout is not None, {"timeout": timeout}
-        )
+        try:
+            wait = begin_blocked(
+                self,
+                "event.wait",
+                _getframe(1),
+                timeout is not None,
+                {"timeout": timeout},
+                alone_is_stranded=True,
+            )
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             flag = super().wait(timeout)
         except BaseException as error:
@@ -266,7 +294,18 @@ class Barrier(_Named, threading.Barrier):
             if _hooks.observing
             else {}
         )
-        wait = begin_blocked(self, "barrier.wait", _getframe(1), timed, blocked)
+        try:
+            wait = begin_blocked(
+                self,
+                "barrier.wait",
+                _getframe(1),
+                timed,
+                blocked,
+                alone_is_stranded=not self.broken and self.n_waiting + 1 < self.parties,
+            )
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         if wait.observing and _hooks.release_edge is not None:  # arriving is release-like
             _hooks.release_edge(self)
         try:

@@ -24,6 +24,7 @@ from tracedsync import _control, _hooks
 from tracedsync._blocking import begin_blocked
 from tracedsync._config import settings
 from tracedsync._deadlock import wait_unless_stranded
+from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
@@ -153,9 +154,18 @@ class Thread(threading.Thread):
         joining_self = self.ident == me
         frame = _getframe(1)
         blocked = {"timeout": timeout, "joined_thread_id": self.ident}
-        wait = begin_blocked(
-            self, "thread.join", frame, timeout is not None, blocked, check_cycle=not joining_self
-        )
+        try:
+            wait = begin_blocked(
+                self,
+                "thread.join",
+                frame,
+                timeout is not None,
+                blocked,
+                check_cycle=not joining_self,
+            )
+        except REPORTED_ERRORS as error:
+            __tracebackhide__ = True
+            raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
         try:
             explorer = None if joining_self else _control.controlled()
             if explorer is not None:
@@ -167,6 +177,9 @@ class Thread(threading.Thread):
                 super().join(timeout)
         except BaseException as error:
             wait.failed(error)
+            if isinstance(error, REPORTED_ERRORS):
+                __tracebackhide__ = True
+                raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
             raise
         finally:
             wait.end()

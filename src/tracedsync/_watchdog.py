@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from _thread import allocate_lock, get_ident, start_new_thread
+from collections.abc import Callable
 from time import monotonic_ns
 from typing import Any
 
@@ -48,6 +49,13 @@ class Watchdog:
         self.threshold_ns = 0
         #: (thread ident, wait start) of every wait already reported.
         self._reported: set[tuple[int, int]] = set()
+        #: ``tracedsync run``'s rule: called as ``hang_rule(ident, wait)`` for
+        #: a long wait, it returns why the wait is a hang, or ``None``.  A
+        #: hang is reported instead of the long wait, as one ``run.hang``
+        #: finding (``deadlock`` policy).
+        self.hang_rule: Callable[[int, Wait], str | None] | None = None
+        #: Long waits found by the last scan, reported by the next (see scan).
+        self._pending: set[tuple[int, int]] = set()
 
     @property
     def running(self) -> bool:
@@ -82,7 +90,14 @@ class Watchdog:
             finished.release()
 
     def scan(self) -> None:
-        """Report every wait older than the threshold not reported yet."""
+        """Report every wait older than the threshold not reported yet.
+
+        With a :attr:`hang_rule`, a hang among them is the one report (the
+        other long waits are its consequences: a join of a thread stuck
+        behind it...), and a plain long wait is reported one scan later, so
+        that a hang that reaches the threshold just after it is still found
+        first.
+        """
         threshold = self.threshold_ns
         if not threshold:
             return
@@ -90,24 +105,41 @@ class Watchdog:
         _, current = waits.snapshot()
         live = {(ident, wait.since_ns) for ident, wait in current.items()}
         self._reported &= live
-        for ident, wait in current.items():
-            key = (ident, wait.since_ns)
-            if key not in self._reported and now - wait.since_ns >= threshold:
-                self._reported.add(key)
-                _report(ident, wait, now)
+        overdue = [
+            (ident, wait)
+            for ident, wait in current.items()
+            if (ident, wait.since_ns) not in self._reported and now - wait.since_ns >= threshold
+        ]
+        rule = self.hang_rule
+        if rule is not None:
+            for ident, wait in overdue:
+                hang = rule(ident, wait)
+                if hang is not None:
+                    self._reported.update((other, w.since_ns) for other, w in overdue)
+                    _report(ident, wait, now, hang)
+                    return
+            pending, self._pending = self._pending, {(i, w.since_ns) for i, w in overdue}
+            overdue = [(i, w) for i, w in overdue if (i, w.since_ns) in pending]
+        for ident, wait in overdue:
+            self._reported.add((ident, wait.since_ns))
+            _report(ident, wait, now)
 
     def reset_after_fork(self) -> None:
         """In a forked child the watchdog thread does not exist."""
         self._stop = self._finished = None
         self._reported = set()
+        self._pending = set()
 
 
-def _report(ident: int, wait: Wait, now: int) -> None:
+def _report(ident: int, wait: Wait, now: int, hang: str | None = None) -> None:
+    """Report the long wait ``wait`` of thread ``ident``; as a hang (``run.hang``,
+    ``deadlock`` policy) when ``hang`` says why it is one."""
     primitive: Any = wait.primitive
     seconds = (now - wait.since_ns) / 1e9
     waits_at = describe_wait(ident, wait.code, wait.offset) or "unknown"
+    heading = "Long wait" if hang is None else f"Hang ({hang})"
     lines = [
-        f"Long wait: thread {thread_label(ident)} has waited {seconds:.1f} s for "
+        f"{heading}: thread {thread_label(ident)} has waited {seconds:.1f} s for "
         f"{describe_primitive(primitive)} at {waits_at} (tracedsync).",
     ]
     details: dict[str, Any] = {
@@ -135,6 +167,11 @@ def _report(ident: int, wait: Wait, now: int) -> None:
         shown = " <- ".join(stack) or "(no user frames)"
         lines.append(f"    {thread_label(other)}: {shown}")
     details["stacks"] = stacks
+    if hang is not None:
+        details["reason"] = hang
+        report = Report("deadlock", "\n".join(lines), ("hang", ident, wait.since_ns), details)
+        report_finding("run.hang", report, primitive)
+        return
     report = Report("long_wait", "\n".join(lines), ("long_wait", ident, wait.since_ns), details)
     report_finding("wait.long", report, primitive)
 

@@ -42,6 +42,7 @@ def reset() -> None:
     _config.restore()
     _policy.reset_global()
     _watchdog.watchdog.configure(_watchdog.seconds_from_environment)
+    _watchdog.watchdog.hang_rule = None
     _lockorder.graph.clear()
     _lockorder.forget_held()
     waits.withdraw()

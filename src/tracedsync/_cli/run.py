@@ -73,7 +73,8 @@ from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
-from tracedsync._waits import waits
+from tracedsync._waits import Wait, waits
+from tracedsync._watchdog import watchdog
 
 __all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run", "start_child"]
 
@@ -193,9 +194,9 @@ class _Session:
             log_level=level,
             on_deadlock=self.deadlock_found if exiting else _POLICIES[options.on_deadlock],
             wait_warning=options.hang_timeout,
-            on_long_wait=self.long_wait if exiting else "warn",
         )
         if exiting:
+            watchdog.hang_rule = self.hang_reason
             threading.excepthook = self._thread_excepthook(threading.excepthook)
             if self.child_of is not None:  # the parent's runpy catches it (_run_program)
                 sys.excepthook = self._main_excepthook(sys.excepthook)
@@ -273,6 +274,9 @@ class _Session:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
+        # It ends the process: no wait it interrupts can go on (see
+        # _deadlock.check_alone).
+        terminated.tracedsync_internal = True  # type: ignore[attr-defined]
         signal.signal(signal.SIGTERM, terminated)
         self._sigterm_handler = terminated
 
@@ -283,6 +287,7 @@ class _Session:
         with self._finishing:
             self._finished = True
         atexit.unregister(self.finish)
+        watchdog.hang_rule = None
         if self._races is not None:
             self._races.stop()
         _patch.unpatch()
@@ -303,6 +308,7 @@ class _Session:
         with self._finishing:
             self._finished = True
         children.withdraw()
+        watchdog.hang_rule = None
         if self._races is not None:
             self._races.stop()
         _patch.unpatch()
@@ -342,31 +348,22 @@ class _Session:
         event is already reported; stop the program."""
         self.exit_for_deadlock(report.message)
 
-    def long_wait(self, report: Report) -> None:
-        """The ``on_long_wait`` policy of ``--on-deadlock exit``."""
-        details = report.details
-        blocked = details.get("blocked_thread_id")
-        wait = waits.get(blocked) if blocked is not None else None
-        if wait is None:
-            return  # it ended meanwhile
+    def hang_reason(self, ident: int, wait: Wait) -> str | None:
+        """The watchdog's hang rule under ``--on-deadlock exit``: why the
+        long wait ``wait`` of thread ``ident`` is a hang, or ``None``."""
+        if waits.get(ident) is not wait:
+            return None  # it ended meanwhile
         primitive: Any = wait.primitive
         is_lock_wait = getattr(primitive, "_kind", "") in {"Lock", "RLock"}
         # A lock wait is a hang while the lock stays taken (behind something
         # tracedsync cannot see); a free lock has been granted to a waiter.
-        stuck_on_lock = is_lock_wait and not wait.timed and primitive._lock.locked()
-        if stuck_on_lock or not waits.others_can_progress(None)[0]:
-            reason = (
-                "a lock acquire blocked that long"
-                if stuck_on_lock
-                else "every thread is blocked in a wait without timeout"
-            )
-            first_line = report.message.splitlines()[0]
-            message = (
-                f"Hang (--hang-timeout {self.options.hang_timeout:g} s: {reason}): "
-                f"{first_line} See the long wait reported above for every thread's stack."
-            )
-            _hooks.emit("run.hang", wait.primitive, None, {"message": message}, _hooks.ERROR)
-            self.exit_for_deadlock(f"{report.message}\n{message}")
+        if is_lock_wait and not wait.timed and primitive._lock.locked():
+            reason = "a lock acquire blocked that long"
+        elif not waits.others_can_progress(None)[0]:
+            reason = "every thread is blocked in a wait without timeout"
+        else:
+            return None
+        return f"--hang-timeout {self.options.hang_timeout:g} s: {reason}"
 
     def exit_for_deadlock(self, finding: str = "") -> None:
         """Report, then end the process with :data:`DEADLOCK_EXIT_STATUS`.
@@ -411,6 +408,7 @@ class _Session:
             self._finish()
 
     def _finish(self) -> None:
+        watchdog.hang_rule = None
         if self._races is not None:
             self._races.stop()
         _patch.unpatch()
@@ -578,6 +576,9 @@ def run(options: RunOptions) -> int:
     """Run the program under tracing; return its exit status."""
     if options.on_deadlock not in ON_DEADLOCK:
         raise ValueError(f"on_deadlock must be one of {', '.join(ON_DEADLOCK)}")
+    launcher = getattr(sys.modules.get("__main__"), "__file__", None)
+    if launcher:  # the console script: its frame is not the program's either
+        register_internal_module(launcher)
     if options.module:
         sys.argv = [options.target, *options.arguments]
         sys.path[0] = os.getcwd()

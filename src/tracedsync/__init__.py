@@ -24,15 +24,6 @@ from tracedsync import (
 from tracedsync._assertions import assert_no_locks_held, held_locks
 from tracedsync._configure import configure
 from tracedsync._errors import DeadlockError, LockOrderError, UnguardedAccessError
-from tracedsync._explore.runs import (
-    ExploreResult,
-    IncompleteExplorationError,
-    InterleavingError,
-    explore,
-    replay,
-    yield_point,
-)
-from tracedsync._explore.schedules import schedules
 from tracedsync._guarded import guarded_by
 from tracedsync._hierarchy import declare_level, declare_order
 from tracedsync._lock import Lock, RLock
@@ -45,6 +36,18 @@ from tracedsync._schema import SCHEMA_VERSION
 from tracedsync._switch import disable, enable, is_enabled
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
+from tracedsync._typenames import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracedsync._explore.runs import (
+        ExploreResult,
+        IncompleteExplorationError,
+        InterleavingError,
+        explore,
+        replay,
+        yield_point,
+    )
+    from tracedsync._explore.schedules import schedules
 
 for _public in (
     Lock,
@@ -55,10 +58,39 @@ for _public in (
     Trace,
     LockTrace,
     UnguardedAccessError,
-    InterleavingError,
 ):
     _public.__module__ = "tracedsync"
 del _public
+
+#: The explorer's names, loaded at their first use (:func:`__getattr__`): the
+#: explorer costs a third of the package's import time and most programs
+#: never explore.
+_EXPLORER = {
+    "ExploreResult": "runs",
+    "IncompleteExplorationError": "runs",
+    "InterleavingError": "runs",
+    "explore": "runs",
+    "replay": "runs",
+    "yield_point": "runs",
+    "schedules": "schedules",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The explorer's public names, imported when first asked for (PEP 562)."""
+    module = _EXPLORER.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracedsync' has no attribute {name!r}")
+    # Start-up cost: the explorer loads only when a program uses it.
+    from tracedsync._explore import runs
+    from tracedsync._explore import schedules as _schedules
+
+    runs.InterleavingError.__module__ = "tracedsync"
+    source = runs if module == "runs" else _schedules
+    value = getattr(source, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SCHEMA_VERSION",

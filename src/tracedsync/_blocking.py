@@ -22,7 +22,6 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Protocol
 
 from tracedsync import _control, _hooks, _lockorder
 from tracedsync._config import settings
@@ -35,6 +34,7 @@ from tracedsync._sites import (
     user_frame,
     user_site,
 )
+from tracedsync._typenames import TYPE_CHECKING, Any, Protocol
 from tracedsync._waits import Wait, waits
 
 if TYPE_CHECKING:

@@ -23,13 +23,13 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, NamedTuple
 
 from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, describe_wait, register_internal_module
+from tracedsync._typenames import Any, NamedTuple
 from tracedsync._waits import Wait, waits
 
 __all__ = ["begin_checked_wait", "find_cycle", "wait_unless_stranded"]

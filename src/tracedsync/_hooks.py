@@ -21,7 +21,6 @@ never shows an acquire before the release that enabled it.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sys
@@ -30,11 +29,11 @@ from _thread import _local, get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import Any, Protocol
 
 from tracedsync._config import LOG_LEVELS, settings
 from tracedsync._guards import internal_lock
 from tracedsync._sites import INTERNAL_FILES, describe_line, register_internal_module, user_frame
+from tracedsync._typenames import Any, Protocol
 
 __all__ = [
     "DEBUG",
@@ -381,8 +380,11 @@ def render(record: Record) -> None:
 
 def _say(line: str) -> None:
     """Write a line of tracedsync's own to stderr, if stderr still works."""
-    with contextlib.suppress(Exception):  # a closed or broken stderr: nothing to tell
+    # Not contextlib.suppress: contextlib costs start-up time.
+    try:  # noqa: SIM105
         print(line, file=sys.stderr, flush=True)
+    except Exception:  # a closed or broken stderr: nothing to tell
+        pass
 
 
 def _check_room(seq: int) -> None:

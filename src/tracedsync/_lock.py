@@ -23,7 +23,6 @@ import weakref
 from _thread import allocate_lock, get_ident
 from time import monotonic_ns
 from types import CodeType, FrameType, TracebackType
-from typing import Any
 
 from tracedsync import _accel, _blocking, _hooks, _lockorder
 from tracedsync._assertions import held_error, not_held_error
@@ -38,6 +37,7 @@ from tracedsync._sites import (
     user_frame,
     user_site,
 )
+from tracedsync._typenames import Any
 
 __all__ = ["Lock", "RLock"]
 

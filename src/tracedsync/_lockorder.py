@@ -41,7 +41,6 @@ import sys
 import weakref
 from _thread import _local, get_ident
 from types import CodeType, FrameType
-from typing import Any, NamedTuple
 
 from tracedsync import _hooks
 from tracedsync._findings import report_finding
@@ -51,6 +50,7 @@ from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module, user_frame
+from tracedsync._typenames import Any, NamedTuple
 
 __all__ = [
     "MAX_EDGES",

@@ -17,7 +17,8 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any, TypeVar
+
+from tracedsync._typenames import Any, TypeVar
 
 __all__ = [
     "INTERNAL_FILES",

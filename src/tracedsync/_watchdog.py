@@ -19,7 +19,6 @@ import os
 import sys
 from _thread import allocate_lock, get_ident, start_new_thread
 from time import monotonic_ns
-from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._findings import report_finding
@@ -31,6 +30,7 @@ from tracedsync._sites import (
     live_threads,
     register_internal_module,
 )
+from tracedsync._typenames import Any
 from tracedsync._waits import Wait, waits
 
 __all__ = ["watchdog"]

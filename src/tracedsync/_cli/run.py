@@ -48,13 +48,11 @@ import os
 import runpy
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 from _thread import RLock as _RawRLock
 from _thread import allocate_lock, get_ident
 from dataclasses import dataclass, field
-from typing import Any
 
 from tracedsync import _hooks, _patch
 from tracedsync._cli.summary import Summary
@@ -64,6 +62,7 @@ from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
+from tracedsync._typenames import Any
 from tracedsync._waits import waits
 
 __all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run"]
@@ -154,6 +153,8 @@ class _Session:
         self._save_stderr()
         trace = options.trace
         if trace is None and options.timeline is not None:
+            import tempfile  # start-up cost: only for a run that needs a trace file
+
             handle, trace = tempfile.mkstemp(prefix="tracedsync-", suffix=".jsonl")
             os.close(handle)
             self._temporary_trace = trace

@@ -120,7 +120,9 @@ class Blocked:
         if not self.observing:
             return 0
         stamped = _hooks.stamp()
-        data = {"outcome": outcome, "waited_ns": stamped[1] - self.started_ns, **fields}
+        # Less tracedsync's time in this thread meanwhile (see _hooks.spent).
+        waited = stamped[1] - _hooks.spent.get(get_ident(), 0) - self.started_ns
+        data = {"outcome": outcome, "waited_ns": waited, **fields}
         _hooks.deliver(stamped, self.event, self.primitive, self.frame, data)
         return stamped[1]
 
@@ -142,7 +144,10 @@ def begin_blocked(
     it, the ``error`` outcome event (with the fields ``refused``) is emitted
     and :class:`DeadlockError` propagates."""
     observing = _hooks.observing
-    started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) if observing else 0
+    started_ns = 0
+    if observing:  # less tracedsync's time in this thread so far (see _hooks.spent)
+        base = _hooks.spent.get(get_ident(), 0)
+        started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) - base
     try:
         outer = begin_wait(primitive, timed, frame, check_cycle=check_cycle, self_wait=self_wait)
     except DeadlockError as error:
@@ -229,9 +234,10 @@ def acquire_contended(
     if wait.observing and not quiet:
         depth = lock._depth_data() if acquired else {}
         outcome = "acquired" if acquired else "timed_out"
+        base = _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         stamped_ns = wait.outcome(outcome, blocking=True, timeout=timeout, **depth)
         if acquired:
-            lock._acquired_ns = stamped_ns
+            lock._acquired_ns = stamped_ns - base
     return acquired
 
 

@@ -302,8 +302,9 @@ class Lock(_LockBase):
             data = _ACQUIRED
         else:
             data = _acquired_data(blocking, timeout)
+        base = now - _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         _hooks.publish(next(_sequence), now, "lock.acquire", self, code, offset, data)
-        self._acquired_ns = now
+        self._acquired_ns = base
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
@@ -345,7 +346,9 @@ class Lock(_LockBase):
                 {"outcome": "error", "error": _hooks.describe_error(error)},
             )
             raise
-        held_ns = now - acquired_ns if acquired_ns else None
+        # Less tracedsync's time in the holder meanwhile (see _hooks.spent).
+        spent = _hooks.spent.get(owner or 0, 0)
+        held_ns = now - spent - acquired_ns if acquired_ns else None
         code, offset = _site(frame)
         data = ("outcome", "released", "held_ns", held_ns)
         _hooks.publish(seq, now, "lock.release", self, code, offset, data)
@@ -483,9 +486,10 @@ class RLock(_LockBase):
             data = _RLOCK_ACQUIRED[depth]
         else:
             data = _acquired_data(blocking, timeout, "depth", depth)
+        base = now - _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         _hooks.publish(next(_sequence), now, "rlock.acquire", self, code, offset, data)
         if depth == 1:  # a recursive acquire does not restart the hold
-            self._acquired_ns = now
+            self._acquired_ns = base
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
@@ -537,8 +541,8 @@ class RLock(_LockBase):
         held_ns = None
         self._depth = depth
         if depth == 0:
-            if self._acquired_ns:
-                held_ns = now - self._acquired_ns
+            if self._acquired_ns:  # less tracedsync's time meanwhile (see _hooks.spent)
+                held_ns = now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns
             self._acquired_ns = 0
             self._owner = None
             if _hooks.release_edge is not None:
@@ -577,7 +581,8 @@ class RLock(_LockBase):
             _lockorder.acquired(self, frame, False)
         if _hooks.observing:
             data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
-            self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data)
+            base = _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
+            self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data) - base
 
     if sys.version_info >= (3, 11):
 

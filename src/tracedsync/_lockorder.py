@@ -40,6 +40,7 @@ import itertools
 import sys
 import weakref
 from _thread import _local, get_ident
+from time import monotonic_ns
 from types import CodeType, FrameType
 
 from tracedsync import _hooks
@@ -224,11 +225,59 @@ class LockOrderGraph:
             dead = self._dead
             self._watched[instance] = weakref.ref(lock, lambda _: dead.append(instance))
 
+    def _sources(
+        self, held: list[Held], lock: Any, key: str, chain_known: bool
+    ) -> list[tuple[int, Any]]:
+        """The held locks (position, lock) that :meth:`add_chain` orders
+        before ``lock``: the outermost live one of each other class (unless
+        ``chain_known``), then the innermost live one of ``key``'s class."""
+        handoff_classes = self.handoff_classes
+        chosen: list[tuple[int, Any]] = []
+        if not chain_known:
+            seen = {key}
+            for position, entry in enumerate(held):
+                if entry[1] in seen or entry[1] in handoff_classes:
+                    continue
+                before = entry[0]()
+                if before is not None and not getattr(before, "_handoff", False):
+                    seen.add(entry[1])
+                    chosen.append((position, before))
+        if key not in handoff_classes:  # the innermost of the class: look from the end
+            for position in range(len(held) - 1, -1, -1):
+                entry = held[position]
+                if entry[1] == key:
+                    before = entry[0]()
+                    if (
+                        before is not None
+                        and before is not lock
+                        and not getattr(before, "_handoff", False)
+                    ):
+                        chosen.append((position, before))
+                        break
+        return chosen
+
     def add_chain(
-        self, held: list[Held], lock: Any, key: str, frame: FrameType | None, chain: int
+        self,
+        held: list[Held],
+        lock: Any,
+        key: str,
+        frame: FrameType | None,
+        chain: int,
+        chain_known: bool = False,
     ) -> tuple[int, list[EdgeInfo] | None]:
-        """Add the edges from every held lock to ``lock``; return the new
-        chain id and the first new cycle found (its edges), if any."""
+        """Add the orders from the held locks to ``lock``; return the new
+        chain id and the first new cycle found (its edges), if any.
+
+        Bounded by the classes held, not by the locks held: of each other
+        class only the outermost lock held gives an edge (the class edge; it
+        has the fewest gate locks under it, the only ones that count), and of
+        ``lock``'s own class only the innermost gives an instance edge (the
+        instances held before it are ordered before that one already, so a
+        path through it stands for their edges).  A program holding n locks
+        of one class (``as_completed`` takes every future's condition) adds
+        n - 1 edges, not n²/2.  ``chain_known``: the chain of classes was seen
+        before (its class edges are in the graph), so only the instance edge
+        is looked at."""
         #: Where and by whom, computed only for a new edge: a known chain of
         #: instances (locks made at one site) is checked on every acquire.
         described: tuple[str | None, str] | None = None
@@ -237,15 +286,9 @@ class LockOrderGraph:
             return UNKNOWN_CHAIN, None  # not learnt this time: see PATIENCE_SECONDS
         try:
             self._purge_dead_locked()
-            for position, entry in enumerate(held):
-                before = entry[0]()
-                if (
-                    before is None
-                    or before is lock
-                    or getattr(before, "_handoff", False)
-                    or entry[1] in self.handoff_classes
-                ):
-                    continue
+            chosen = self._sources(held, lock, key, chain_known)
+            for position, before in chosen:
+                entry = held[position]
                 same_class = entry[1] == key
                 edge = (id(before), id(lock)) if same_class else (entry[1], key)
                 gates = frozenset(
@@ -475,7 +518,10 @@ def acquired(
     following = graph._chains.get((chain, key))
     cycle = None
     if following is None or following < 0:
-        following, cycle = graph.add_chain(held, lock, key, frame, chain)
+        known = following is not None  # a chain holding two locks of one class
+        started = monotonic_ns()
+        following, cycle = graph.add_chain(held, lock, key, frame, chain, known)
+        _hooks.charge(started, get_ident())
     held.append((reference, key, lock._acquired_code, lock._acquired_offset, following))
     if cycle is not None:
         _inversion(lock, frame, cycle, may_raise)
@@ -504,8 +550,21 @@ def released(lock: Any) -> None:
 
 def _remove(held: list[Held], position: int) -> None:
     """Remove ``held[position]``: the locks taken after it now sit on a
-    shorter chain."""
+    shorter chain.
+
+    Unless a lock of the same class stays next to it: then every later chain
+    holds the same classes as before, only one lock fewer of that class, and
+    the entries keep their chain ids.  Those are negative (two locks of one
+    class), so acquisitions on top of them still order every new lock (the
+    slow path); only the multiplicity is off, which nothing depends on.  This
+    keeps ``as_completed``, which releases the conditions of every future,
+    all of one class, in no particular order, linear instead of quadratic."""
+    key = held[position][1]
     del held[position]
+    if (position > 0 and held[position - 1][1] == key) or (
+        position < len(held) and held[position][1] == key
+    ):
+        return
     for index in range(position, len(held)):
         entry = held[index]
         chain: int | None = None  # the outermost lock: resolved lazily

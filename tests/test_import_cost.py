@@ -42,6 +42,9 @@ HEAVY = (
     "tracedsync._races",
     "tracedsync._cli",
     "tracedsync._log",
+    "tracedsync._guarded",
+    "tracedsync._locktrace",
+    "tracedsync._patch",
 )
 
 
@@ -86,31 +89,28 @@ def test_the_explorer_loads_at_its_first_use() -> None:
     assert "tracedsync._explore.schedules" in loaded
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ExploreResult",
-        "IncompleteExplorationError",
-        "InterleavingError",
-        "explore",
-        "replay",
-        "yield_point",
-        "schedules",
-    ],
-)
-def test_the_explorer_names_are_the_explorers(name: str) -> None:
-    import tracedsync
-    from tracedsync._explore import runs, schedules
+def test_every_lazy_name_is_its_modules_and_public() -> None:
+    import importlib
 
-    source = schedules if name == "schedules" else runs
-    assert getattr(tracedsync, name) is getattr(source, name)
-    assert name in tracedsync.__all__
-
-
-def test_interleaving_error_is_shown_as_tracedsyncs() -> None:
     import tracedsync
 
-    assert tracedsync.InterleavingError.__module__ == "tracedsync"
+    assert len(tracedsync._LAZY) == 13
+    for name, source in tracedsync._LAZY.items():
+        where = source
+        if source == "_explore":
+            where = "_explore.schedules" if name == "schedules" else "_explore.runs"
+        module = importlib.import_module(f"tracedsync.{where}")
+        assert getattr(tracedsync, name) is getattr(module, name)
+        assert name in tracedsync.__all__
+
+
+def test_lazy_classes_are_shown_as_tracedsyncs_however_imported() -> None:
+    loaded = _loaded_by(
+        "from tracedsync._explore.runs import InterleavingError\n"
+        "from tracedsync._locktrace import LockTrace\n"
+        "assert InterleavingError.__module__ == LockTrace.__module__ == 'tracedsync'"
+    )
+    assert "tracedsync._locktrace" in loaded
 
 
 def test_an_unknown_attribute_is_still_an_attribute_error() -> None:

@@ -163,3 +163,7 @@ class LockTrace(Trace):
 
     def __repr__(self) -> str:
         return f"<LockTrace events={len(self)} dropped={self.dropped} capacity={self.capacity}>"
+
+
+# Shown as the package's: ``tracedsync.LockTrace`` is its public name.
+LockTrace.__module__ = "tracedsync"

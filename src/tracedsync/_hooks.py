@@ -224,8 +224,8 @@ def identity(primitive: Any) -> Identity:
 
 
 #: Per thread (by ident): the nanoseconds tracedsync has spent on the
-#: thread's behalf in its costly parts, handing records to the sinks and
-#: learning lock orders.  The holds and waits the events report leave that
+#: thread's behalf in its costly parts, handing records to the sinks and to
+#: structlog, and learning lock orders.  The holds and waits the events report leave that
 #: time out (a lock held while tracedsync works is not the program's hold):
 #: a start is stored less the thread's count then, an end subtracts its count
 #: then (see ``Lock._observe_acquired``).  Each thread writes its own entry.
@@ -298,9 +298,9 @@ def _deliver(
             sink(record)
         except Exception as error:  # the fault barrier: see sink_failed
             sink_failed(sink, error)
-    charge(started, info[0])
     if level >= settings.log_level:
         render(record)
+    charge(started, info[0])
 
 
 def publish(
@@ -334,9 +334,9 @@ def publish(
             sink(record)
         except Exception as error:  # the fault barrier: see sink_failed
             sink_failed(sink, error)
-    charge(started, info[0])
     if _logging_debug:
         render(record)
+    charge(started, info[0])
 
 
 def sink_failed(sink: Sink, error: Exception) -> None:

@@ -27,7 +27,9 @@ False positives the classic tools fell into, avoided here:
   :func:`is_handoff_class`, which the pytest plugin uses);
 * two locks of the same class nested (``locks[i]`` then ``locks[j]``) are not
   a cycle by themselves; instances of one class are ordered by an instance
-  graph instead, which forgets a lock when it is garbage collected;
+  graph instead, which forgets a lock when it is garbage collected (each new
+  lock after the innermost held one of its class only: n locks of one class
+  held at once make n - 1 edges, not n²/2);
 * non-blocking and timed acquires add edges but never raise.
 
 The graph is bounded: past :data:`MAX_EDGES` edges it stops growing and says

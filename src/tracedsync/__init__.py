@@ -62,7 +62,7 @@ for _public in (
 del _public
 
 #: Names loaded at their first use (:func:`__getattr__`), by module: the
-#: explorer alone cost a third of the package's import time, and most
+#: explorer alone was a sixth of the package's import time, and most
 #: programs never explore, patch, guard attributes or trace locks in tests.
 _LAZY = {
     "ExploreResult": "_explore",

@@ -86,3 +86,24 @@ def test_smoke_run_reports_every_group_with_finite_figures(tmp_path: Path) -> No
     assert "### Targets" in text
     assert "### Data-race checking" in text
     assert "### Peer libraries" in text
+
+
+@pytest.mark.timeout(300)
+def test_startup_benchmark_smoke_runs_and_reports_finite_figures() -> None:
+    """``benchmarks/startup.py`` (import, ``run`` start-up, the executor
+    program): every command succeeds, no lock-order graph fills, and every
+    figure is a positive finite number."""
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=280,
+    )
+    results = json.loads(finished.stdout[finished.stdout.index("\n{") :])
+    assert set(results) >= {"import", "startup", "executor"}
+    assert set(results["executor"]) >= {"plain", "run", "run_summary", "ratio_run"}
+    numbers = _numbers(results)
+    assert numbers
+    assert all(math.isfinite(number) and number > 0 for number in numbers)
+    assert "| `tracedsync run` |" in finished.stdout

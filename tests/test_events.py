@@ -63,7 +63,8 @@ def test_lock_events_carry_every_documented_field() -> None:
     assert (acquire["outcome"], acquire["waited_ns"], acquire["blocking"]) == ("acquired", 0, True)
     assert release["event"] == "lock.release"
     assert release["outcome"] == "released"
-    assert release["held_ns"] == release["time_ns"] - acquire["time_ns"] >= 0
+    # Less the time tracedsync spent in this thread meanwhile (its sinks).
+    assert 0 <= release["held_ns"] <= release["time_ns"] - acquire["time_ns"]
     assert acquire["seq"] < release["seq"]
 
 
@@ -101,7 +102,8 @@ def test_contended_acquire_is_visible_when_it_starts_and_when_it_ends() -> None:
     assert blocked["holder_thread_id"] == holder.ident
     acquired = trace.events("lock.acquire", thread=waiter)[0]
     assert acquired["outcome"] == "acquired"
-    assert acquired["waited_ns"] == acquired["time_ns"] - blocked["time_ns"]
+    # Less the time tracedsync spent in the waiter meanwhile (its sinks).
+    assert 0 < acquired["waited_ns"] <= acquired["time_ns"] - blocked["time_ns"]
     holder_release = trace.events("lock.release", thread=holder)[0]
     assert holder_release["seq"] < acquired["seq"]
     trace.assert_pairing()

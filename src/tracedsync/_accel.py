@@ -13,19 +13,15 @@ the extension is missing, or the interpreter is not a GIL build of CPython.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import platform
 import sys
-import sysconfig
 import threading
 from types import ModuleType
-from typing import Any
 
 from tracedsync import _blocking, _hooks, _lockorder, _sites
 from tracedsync._config import settings
 from tracedsync._errors import REPORTED_ERRORS
+from tracedsync._typenames import Any
 
 __all__ = ["available", "describe", "implementation", "install", "reason", "select"]
 
@@ -47,22 +43,35 @@ _lock_class: type | None = None
 
 def _unsupported() -> str | None:
     """Why this interpreter cannot use the accelerator, or ``None``."""
-    if platform.python_implementation() != "CPython":
-        return f"{platform.python_implementation()} is not CPython"
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    # ``sys`` answers both questions; ``platform`` and ``sysconfig`` cost
+    # more to import than the accelerator saves in a short program.
+    if sys.implementation.name != "cpython":
+        return f"{sys.implementation.name} is not CPython"
+    if _free_threaded():
         return "free-threaded CPython: the accelerator supports GIL builds only"
     return None
+
+
+def _free_threaded() -> bool:
+    """Whether this is a free-threaded build (``Py_GIL_DISABLED``)."""
+    abiflags = getattr(sys, "abiflags", None)
+    if abiflags is not None:  # POSIX: "t" marks a free-threaded build
+        return "t" in abiflags
+    import sysconfig  # start-up cost: only where sys.abiflags is missing
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def _load() -> tuple[ModuleType | None, str | None]:
     reason = _unsupported()
     if reason is not None:
         return None, reason
-    if importlib.util.find_spec("tracedsync._speedups") is None:
-        return None, "the C extension is not built"
     try:
-        speedups = importlib.import_module("tracedsync._speedups")
+        # Imported here: the extension is optional (and TRACEDSYNC_IMPL may refuse it).
+        import tracedsync._speedups as speedups  # type: ignore[import-not-found]
     except ImportError as error:
+        if isinstance(error, ModuleNotFoundError) and error.name == "tracedsync._speedups":
+            return None, "the C extension is not built"
         return None, f"the C extension does not load ({error})"
     return speedups, None
 

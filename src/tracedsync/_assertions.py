@@ -13,11 +13,11 @@ functions then raise :class:`RuntimeError` rather than answer wrongly.
 from __future__ import annotations
 
 from _thread import get_ident
-from typing import TYPE_CHECKING, Any
 
 from tracedsync import _hooks, _lockorder
 from tracedsync._report import describe_primitive, thread_label
 from tracedsync._sites import describe_offset, register_internal_module
+from tracedsync._typenames import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracedsync._lock import Lock, RLock

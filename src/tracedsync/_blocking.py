@@ -22,7 +22,6 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Protocol
 
 from tracedsync import _control, _hooks, _lockorder
 from tracedsync._config import settings
@@ -36,6 +35,7 @@ from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
 from tracedsync._report import Report
 from tracedsync._sites import describe_call, describe_offset, register_internal_module, user_site
+from tracedsync._typenames import TYPE_CHECKING, Any, Protocol
 from tracedsync._waits import Wait, waits
 
 if TYPE_CHECKING:
@@ -121,7 +121,9 @@ class Blocked:
         if not self.observing:
             return 0
         stamped = _hooks.stamp()
-        data = {"outcome": outcome, "waited_ns": stamped[1] - self.started_ns, **fields}
+        # Less tracedsync's time in this thread meanwhile (see _hooks.spent).
+        waited = stamped[1] - _hooks.spent.get(get_ident(), 0) - self.started_ns
+        data = {"outcome": outcome, "waited_ns": waited, **fields}
         _hooks.deliver(stamped, self.event, self.primitive, self.frame, data)
         return stamped[1]
 
@@ -146,7 +148,10 @@ def begin_blocked(
     blocks now and only another thread could end it, so in a thread alone
     it is a deadlock (see :func:`~tracedsync._deadlock.check_alone`)."""
     observing = _hooks.observing
-    started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) if observing else 0
+    started_ns = 0
+    if observing:  # less tracedsync's time in this thread so far (see _hooks.spent)
+        base = _hooks.spent.get(get_ident(), 0)
+        started_ns = _hooks.emit(event + ".blocked", primitive, frame, blocked) - base
     try:
         if alone_is_stranded and not timed:
             check_alone(primitive, frame)
@@ -242,9 +247,10 @@ def acquire_contended(
     if wait.observing and not quiet:
         depth = lock._depth_data() if acquired else {}
         outcome = "acquired" if acquired else "timed_out"
+        base = _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         stamped_ns = wait.outcome(outcome, blocking=True, timeout=timeout, **depth)
         if acquired:
-            lock._acquired_ns = stamped_ns
+            lock._acquired_ns = stamped_ns - base
     return acquired
 
 

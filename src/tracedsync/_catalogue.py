@@ -14,7 +14,7 @@ not list.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from tracedsync._typenames import NamedTuple
 
 __all__ = [
     "FINDINGS",

@@ -9,12 +9,12 @@ that reading a setting never imports the parts a change must reach.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from tracedsync import _hooks, _policy
 from tracedsync._config import LOG_FORMATS, LOG_LEVELS, settings
 from tracedsync._jsonl import open_log_file
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 from tracedsync._watchdog import watchdog
 
 __all__ = ["configure"]

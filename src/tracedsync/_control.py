@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+
+from tracedsync._typenames import Any, Protocol
 
 __all__ = ["Explorer", "controlled", "explorer", "install", "uninstall"]
 

@@ -23,7 +23,6 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, NamedTuple
 
 from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
@@ -41,6 +40,7 @@ from tracedsync._sites import (
     describe_wait,
     register_internal_module,
 )
+from tracedsync._typenames import Any, NamedTuple
 from tracedsync._waits import Wait, waits
 
 __all__ = ["begin_checked_wait", "check_alone", "find_cycle", "wait_unless_stranded"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._catalogue import FINDINGS, POLICY_KINDS
@@ -25,6 +24,7 @@ from tracedsync._errors import DeadlockError, UnguardedAccessError
 from tracedsync._policy import policy_for
 from tracedsync._report import Report
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["report_finding"]
 

@@ -26,7 +26,6 @@ import sys
 import threading
 from _thread import get_ident
 from types import FrameType
-from typing import Any
 
 from tracedsync import _control
 from tracedsync._config import settings
@@ -35,6 +34,7 @@ from tracedsync._findings import report_finding
 from tracedsync._lock import _LockBase
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_call, describe_offset, register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["GuardedBy", "guarded_by", "holds"]
 

@@ -21,7 +21,6 @@ import weakref
 from _thread import get_ident
 from collections.abc import Iterable
 from types import FrameType
-from typing import Any
 
 from tracedsync._config import settings
 from tracedsync._findings import report_finding
@@ -35,6 +34,7 @@ from tracedsync._sites import (
     describe_site,
     register_internal_module,
 )
+from tracedsync._typenames import Any
 
 __all__ = ["check", "declare_level", "declare_order", "ranks"]
 

@@ -21,7 +21,6 @@ never shows an acquire before the release that enabled it.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sys
@@ -30,11 +29,11 @@ from _thread import _local, get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import Any, Protocol
 
 from tracedsync._config import LOG_LEVELS, settings
 from tracedsync._guards import internal_lock
 from tracedsync._sites import INTERNAL_FILES, describe_line, register_internal_module, user_frame
+from tracedsync._typenames import Any, Protocol
 
 __all__ = [
     "DEBUG",
@@ -224,6 +223,20 @@ def identity(primitive: Any) -> Identity:
     return found
 
 
+#: Per thread (by ident): the nanoseconds tracedsync has spent on the
+#: thread's behalf in its costly parts, handing records to the sinks and to
+#: structlog, and learning lock orders.  The holds and waits the events report leave that
+#: time out (a lock held while tracedsync works is not the program's hold):
+#: a start is stored less the thread's count then, an end subtracts its count
+#: then (see ``Lock._observe_acquired``).  Each thread writes its own entry.
+spent: dict[int, int] = {}
+
+
+def charge(started_ns: int, ident: int) -> None:
+    """Count the time since ``started_ns`` as tracedsync's, in thread ``ident``."""
+    spent[ident] = spent.get(ident, 0) + monotonic_ns() - started_ns
+
+
 def stamp() -> tuple[int, int]:
     """Take the next sequence number and the time, for :func:`deliver`."""
     return next(sequence), monotonic_ns()
@@ -285,6 +298,7 @@ def _deliver(
     record: Record = (seq, now, info, event, level, found, code, offset, data)
     if seq >= _room_check_at:
         _check_room(seq)
+    started = monotonic_ns()
     for sink in _sinks:
         try:
             sink(record)
@@ -292,6 +306,7 @@ def _deliver(
             sink_failed(sink, error)
     if log and level >= settings.log_level:
         render(record)
+    charge(started, info[0])
 
 
 def publish(
@@ -319,6 +334,7 @@ def publish(
     record: Record = (seq, now, info, event, DEBUG, found, code, offset, data)
     if seq >= _room_check_at:
         _check_room(seq)
+    started = monotonic_ns()
     for sink in _sinks:
         try:
             sink(record)
@@ -326,6 +342,8 @@ def publish(
             sink_failed(sink, error)
     if _logging_debug:
         render(record)
+    ident = info[0]  # charge(), inlined: the hot path
+    spent[ident] = spent.get(ident, 0) + monotonic_ns() - started
 
 
 def sink_failed(sink: Sink, error: Exception) -> None:
@@ -387,8 +405,11 @@ def render(record: Record) -> None:
 
 def _say(line: str) -> None:
     """Write a line of tracedsync's own to stderr, if stderr still works."""
-    with contextlib.suppress(Exception):  # a closed or broken stderr: nothing to tell
+    # Not contextlib.suppress: contextlib costs start-up time.
+    try:  # noqa: SIM105
         print(line, file=sys.stderr, flush=True)
+    except Exception:  # a closed or broken stderr: nothing to tell
+        pass
 
 
 def _check_room(seq: int) -> None:

@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import os
 import sys
 import threading
 from _thread import RLock
+from collections.abc import Callable
 from types import CodeType
-from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._hooks import Identity, Record, ThreadInfo
 from tracedsync._schema import LEVEL_NAMES, SCHEMA_VERSION, line_of, record_to_dict
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["OWNER_VARIABLE", "JsonLinesSink", "open_log_file", "record_to_json"]
 
@@ -50,10 +50,24 @@ BATCH = 2048
 #: inherited by the processes it starts: see the module docstring.
 OWNER_VARIABLE = "TRACEDSYNC_LOG_FILE_OWNER"
 
-#: The one encoder behind every line (``json.dumps`` with arguments builds a
-#: new encoder per call).
-_encode = json.JSONEncoder(separators=(",", ":"), default=repr).encode
-_quote = json.encoder.encode_basestring_ascii
+try:  # ``json.encoder.encode_basestring_ascii`` itself, without importing ``json``
+    from _json import encode_basestring_ascii as _quote
+except ImportError:  # an interpreter without the C module  # pragma: no cover
+    from json.encoder import encode_basestring_ascii as _quote
+
+
+def _first_encode(value: Any) -> str:
+    """``value`` as JSON, through the one encoder behind every line (``json.dumps``
+    with arguments builds a new encoder per call), made at the first use and
+    then called directly: ``json`` is only imported when a value needs it."""
+    global _encode
+    import json  # start-up cost: only once a value is not a string, number, bool or None
+
+    _encode = json.JSONEncoder(separators=(",", ":"), default=repr).encode
+    return _encode(value)
+
+
+_encode: Callable[[Any], str] = _first_encode
 
 #: The fields every event has (``_schema.record_to_dict``), which an
 #: operation's own fields must not shadow for the fast encoding to apply.
@@ -64,6 +78,8 @@ _COMMON_FIELDS = frozenset(
 
 def _reference_json(record: Record) -> str:
     """The definition of a line: the event dictionary as compact JSON."""
+    import json  # start-up cost: see _encode
+
     return json.dumps(record_to_dict(record), separators=(",", ":"), default=repr)
 
 

@@ -23,7 +23,6 @@ import weakref
 from _thread import allocate_lock, get_ident
 from time import monotonic_ns
 from types import CodeType, FrameType, TracebackType
-from typing import Any
 
 from tracedsync import _accel, _blocking, _hooks, _lockorder
 from tracedsync._assertions import held_error, not_held_error
@@ -39,6 +38,7 @@ from tracedsync._sites import (
     user_frame,
     user_site,
 )
+from tracedsync._typenames import Any
 
 __all__ = ["Lock", "RLock"]
 
@@ -311,8 +311,9 @@ class Lock(_LockBase):
             data = _ACQUIRED
         else:
             data = _acquired_data(blocking, timeout)
+        base = now - _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         _hooks.publish(next(_sequence), now, "lock.acquire", self, code, offset, data)
-        self._acquired_ns = now
+        self._acquired_ns = base
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
@@ -354,7 +355,9 @@ class Lock(_LockBase):
                 {"outcome": "error", "error": _hooks.describe_error(error)},
             )
             raise
-        held_ns = now - acquired_ns if acquired_ns else None
+        # Less tracedsync's time in the holder meanwhile (see _hooks.spent).
+        spent = _hooks.spent.get(owner or 0, 0)
+        held_ns = now - spent - acquired_ns if acquired_ns else None
         code, offset = _site(frame)
         data = ("outcome", "released", "held_ns", held_ns)
         _hooks.publish(seq, now, "lock.release", self, code, offset, data)
@@ -500,9 +503,10 @@ class RLock(_LockBase):
             data = _RLOCK_ACQUIRED[depth]
         else:
             data = _acquired_data(blocking, timeout, "depth", depth)
+        base = now - _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
         _hooks.publish(next(_sequence), now, "rlock.acquire", self, code, offset, data)
         if depth == 1:  # a recursive acquire does not restart the hold
-            self._acquired_ns = now
+            self._acquired_ns = base
 
     def release(self) -> None:
         """Release one level; the last release unlocks.  Only the owner may call it."""
@@ -554,8 +558,8 @@ class RLock(_LockBase):
         held_ns = None
         self._depth = depth
         if depth == 0:
-            if self._acquired_ns:
-                held_ns = now - self._acquired_ns
+            if self._acquired_ns:  # less tracedsync's time meanwhile (see _hooks.spent)
+                held_ns = now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns
             self._acquired_ns = 0
             self._owner = None
             if _hooks.release_edge is not None:
@@ -594,7 +598,8 @@ class RLock(_LockBase):
             _lockorder.acquired(self, frame, False)
         if _hooks.observing:
             data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
-            self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data)
+            base = _hooks.spent.get(get_ident(), 0)  # see _hooks.spent
+            self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data) - base
 
     if sys.version_info >= (3, 11):
 

@@ -27,7 +27,9 @@ False positives the classic tools fell into, avoided here:
   :func:`is_handoff_class`, which the pytest plugin uses);
 * two locks of the same class nested (``locks[i]`` then ``locks[j]``) are not
   a cycle by themselves; instances of one class are ordered by an instance
-  graph instead, which forgets a lock when it is garbage collected;
+  graph instead, which forgets a lock when it is garbage collected (each new
+  lock after the innermost held one of its class only: n locks of one class
+  held at once make n - 1 edges, not n²/2);
 * non-blocking and timed acquires add edges but never raise.
 
 The graph is bounded: past :data:`MAX_EDGES` edges it stops growing and says
@@ -40,8 +42,8 @@ import itertools
 import sys
 import weakref
 from _thread import _local, get_ident
+from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import Any, NamedTuple
 
 from tracedsync import _hooks
 from tracedsync._findings import report_finding
@@ -51,6 +53,7 @@ from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import order_error
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
 from tracedsync._sites import describe_call, describe_offset, register_internal_module
+from tracedsync._typenames import Any, NamedTuple
 
 __all__ = [
     "MAX_EDGES",
@@ -224,11 +227,59 @@ class LockOrderGraph:
             dead = self._dead
             self._watched[instance] = weakref.ref(lock, lambda _: dead.append(instance))
 
+    def _sources(
+        self, held: list[Held], lock: Any, key: str, chain_known: bool
+    ) -> list[tuple[int, Any]]:
+        """The held locks (position, lock) that :meth:`add_chain` orders
+        before ``lock``: the outermost live one of each other class (unless
+        ``chain_known``), then the innermost live one of ``key``'s class."""
+        handoff_classes = self.handoff_classes
+        chosen: list[tuple[int, Any]] = []
+        if not chain_known:
+            seen = {key}
+            for position, entry in enumerate(held):
+                if entry[1] in seen or entry[1] in handoff_classes:
+                    continue
+                before = entry[0]()
+                if before is not None and not getattr(before, "_handoff", False):
+                    seen.add(entry[1])
+                    chosen.append((position, before))
+        if key not in handoff_classes:  # the innermost of the class: look from the end
+            for position in range(len(held) - 1, -1, -1):
+                entry = held[position]
+                if entry[1] == key:
+                    before = entry[0]()
+                    if (
+                        before is not None
+                        and before is not lock
+                        and not getattr(before, "_handoff", False)
+                    ):
+                        chosen.append((position, before))
+                        break
+        return chosen
+
     def add_chain(
-        self, held: list[Held], lock: Any, key: str, frame: FrameType | None, chain: int
+        self,
+        held: list[Held],
+        lock: Any,
+        key: str,
+        frame: FrameType | None,
+        chain: int,
+        chain_known: bool = False,
     ) -> tuple[int, list[EdgeInfo] | None]:
-        """Add the edges from every held lock to ``lock``; return the new
-        chain id and the first new cycle found (its edges), if any."""
+        """Add the orders from the held locks to ``lock``; return the new
+        chain id and the first new cycle found (its edges), if any.
+
+        Bounded by the classes held, not by the locks held: of each other
+        class only the outermost lock held gives an edge (the class edge; it
+        has the fewest gate locks under it, the only ones that count), and of
+        ``lock``'s own class only the innermost gives an instance edge (the
+        instances held before it are ordered before that one already, so a
+        path through it stands for their edges).  A program holding n locks
+        of one class (``as_completed`` takes every future's condition) adds
+        n - 1 edges, not n²/2.  ``chain_known``: the chain of classes was seen
+        before (its class edges are in the graph), so only the instance edge
+        is looked at."""
         #: Where and by whom, computed only for a new edge: a known chain of
         #: instances (locks made at one site) is checked on every acquire.
         described: tuple[str | None, str] | None = None
@@ -237,15 +288,9 @@ class LockOrderGraph:
             return UNKNOWN_CHAIN, None  # not learnt this time: see PATIENCE_SECONDS
         try:
             self._purge_dead_locked()
-            for position, entry in enumerate(held):
-                before = entry[0]()
-                if (
-                    before is None
-                    or before is lock
-                    or getattr(before, "_handoff", False)
-                    or entry[1] in self.handoff_classes
-                ):
-                    continue
+            chosen = self._sources(held, lock, key, chain_known)
+            for position, before in chosen:
+                entry = held[position]
                 same_class = entry[1] == key
                 edge = (id(before), id(lock)) if same_class else (entry[1], key)
                 gates = frozenset(
@@ -474,7 +519,10 @@ def acquired(
     following = graph._chains.get((chain, key))
     cycle = None
     if following is None or following < 0:
-        following, cycle = graph.add_chain(held, lock, key, frame, chain)
+        known = following is not None  # a chain holding two locks of one class
+        started = monotonic_ns()
+        following, cycle = graph.add_chain(held, lock, key, frame, chain, known)
+        _hooks.charge(started, get_ident())
     held.append((reference, key, lock._acquired_code, lock._acquired_offset, following))
     if cycle is not None:
         _inversion(lock, frame, cycle, may_raise)
@@ -503,8 +551,21 @@ def released(lock: Any) -> None:
 
 def _remove(held: list[Held], position: int) -> None:
     """Remove ``held[position]``: the locks taken after it now sit on a
-    shorter chain."""
+    shorter chain.
+
+    Unless a lock of the same class stays next to it: then every later chain
+    holds the same classes as before, only one lock fewer of that class, and
+    the entries keep their chain ids.  Those are negative (two locks of one
+    class), so acquisitions on top of them still order every new lock (the
+    slow path); only the multiplicity is off, which nothing depends on.  This
+    keeps ``as_completed``, which releases the conditions of every future,
+    all of one class, in no particular order, linear instead of quadratic."""
+    key = held[position][1]
     del held[position]
+    if (position > 0 and held[position - 1][1] == key) or (
+        position < len(held) and held[position][1] == key
+    ):
+        return
     for index in range(position, len(held)):
         entry = held[index]
         chain: int | None = None  # the outermost lock: resolved lazily

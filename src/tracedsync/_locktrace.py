@@ -7,10 +7,9 @@ events alone, so it says what happened in this run, in every thread.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tracedsync._recorder import DEFAULT_CAPACITY, Trace
 from tracedsync._sites import register_internal_module, short_path
+from tracedsync._typenames import Any
 
 __all__ = ["LockTrace"]
 
@@ -164,3 +163,7 @@ class LockTrace(Trace):
 
     def __repr__(self) -> str:
         return f"<LockTrace events={len(self)} dropped={self.dropped} capacity={self.capacity}>"
+
+
+# Shown as the package's: ``tracedsync.LockTrace`` is its public name.
+LockTrace.__module__ = "tracedsync"

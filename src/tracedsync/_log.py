@@ -14,13 +14,13 @@ here; see :func:`tracedsync.configure`.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from tracedsync._config import settings
 from tracedsync._schema import record_to_dict
 from tracedsync._sites import register_internal_module, short_path
+from tracedsync._typenames import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracedsync._hooks import Record

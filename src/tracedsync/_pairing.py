@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["pairing_violations"]
 

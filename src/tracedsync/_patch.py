@@ -46,16 +46,15 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from tracedsync._guards import internal_lock
 from tracedsync._lock import Lock, RLock
 from tracedsync._sites import module_in, register_internal_module
 from tracedsync._sync import Barrier, BoundedSemaphore, Condition, Event, Semaphore
 from tracedsync._threads import Thread, Timer
+from tracedsync._typenames import TYPE_CHECKING, Any
 from tracedsync._waits import note_foreign_start
 
 if TYPE_CHECKING:
@@ -203,15 +202,28 @@ def is_patched() -> bool:
     return _patcher.active
 
 
-@contextmanager
-def patched(*, exclude: Iterable[str] = ()) -> Iterator[None]:
+class _Patched:
+    """What :func:`patched` returns (a class, not ``contextlib.contextmanager``:
+    contextlib costs start-up time)."""
+
+    __slots__ = ("_exclude", "_patching")
+
+    def __init__(self, exclude: Iterable[str]) -> None:
+        self._exclude = exclude
+        self._patching = False
+
+    def __enter__(self) -> None:
+        self._patching = not _patcher.active
+        if self._patching:
+            patch(exclude=self._exclude)
+
+    def __exit__(self, *_exc_info: object) -> None:
+        if self._patching:
+            self._patching = False
+            unpatch()
+
+
+def patched(*, exclude: Iterable[str] = ()) -> _Patched:
     """``with tracedsync.patched():`` patch for the block; a block entered while
     already patched leaves the patch in place when it ends."""
-    if _patcher.active:
-        yield
-        return
-    patch(exclude=exclude)
-    try:
-        yield
-    finally:
-        unpatch()
+    return _Patched(exclude)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
 
 from tracedsync._catalogue import POLICY_KINDS
 from tracedsync._errors import LockOrderError
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
     from tracedsync._report import Report
@@ -24,7 +24,7 @@ __all__ = ["KINDS", "Policy", "check_policy", "order_error", "policy_for", "set_
 register_internal_module(__file__)
 
 #: A policy: ``"raise"``, ``"warn"``, or a callable receiving the report.
-Policy = Union[str, Callable[["Report"], object]]  # noqa: UP007 - a runtime alias on 3.10
+Policy = Union[str, Callable[["Report"], object]]
 
 #: The kinds of finding and their default policies (see the catalogue).
 KINDS: dict[str, Policy] = dict(POLICY_KINDS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, Any
 
 from tracedsync import _hooks, _pairing
 from tracedsync._guards import internal_lock
@@ -20,6 +19,7 @@ from tracedsync._hooks import Record
 from tracedsync._jsonl import record_to_json
 from tracedsync._schema import record_to_dict
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import IO, Any
 
 __all__ = ["Trace", "record"]
 

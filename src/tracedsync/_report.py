@@ -10,8 +10,6 @@ code, never tracedsync's.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import Any
 
 from tracedsync._sites import (
     INTERNAL_FILES,
@@ -20,13 +18,13 @@ from tracedsync._sites import (
     library_file,
     register_internal_module,
 )
+from tracedsync._typenames import Any
 
 __all__ = ["Report", "current_stack", "describe_primitive", "thread_stack"]
 
 register_internal_module(__file__)
 
 
-@dataclass(frozen=True)
 class Report:
     """One finding of a detector.
 
@@ -37,12 +35,58 @@ class Report:
     ``message`` the text shown to people; ``signature`` identifies the
     finding for deduplication; ``details`` holds the same facts as data (the
     fields of the corresponding event).
+
+    Immutable, compared and shown by its four fields, as a frozen dataclass
+    would be (written out: ``dataclasses`` costs more to import than the
+    rest of tracedsync's findings code).
     """
+
+    __slots__ = ("details", "kind", "message", "signature")
 
     kind: str
     message: str
     signature: tuple[Any, ...]
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any]
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        signature: tuple[Any, ...],
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "kind", kind)
+        setter(self, "message", message)
+        setter(self, "signature", signature)
+        setter(self, "details", {} if details is None else details)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.kind, self.message, self.signature, self.details)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Report)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Report(kind={self.kind!r}, message={self.message!r}, "
+            f"signature={self.signature!r}, details={self.details!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, self._fields())
 
     def __str__(self) -> str:
         return self.message

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from types import CodeType
-from typing import TYPE_CHECKING, Any
 
 from tracedsync._config import LOG_LEVELS
 from tracedsync._sites import line_at, register_internal_module
+from tracedsync._typenames import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracedsync._hooks import Record

@@ -17,7 +17,8 @@ import threading
 from _thread import get_ident
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any, TypeVar
+
+from tracedsync._typenames import Any, TypeVar
 
 __all__ = [
     "INTERNAL_FILES",
@@ -76,12 +77,30 @@ def caller_site(depth: int) -> tuple[CodeType | None, int]:
     return frame.f_code, frame.f_lineno
 
 
+#: :func:`short_path`'s answers by (working directory, file name): reports
+#: and lock-order edges describe the same few files over and over.
+_short_paths: dict[tuple[str, str], str] = {}
+
+
 def short_path(filename: str) -> str:
     """``filename`` relative to the working directory when it lies inside it.
 
     Paths outside the working directory keep their last two components
     (``package/module.py``), enough to recognise them in a one-line report.
     """
+    try:
+        key = (os.getcwd(), filename)
+    except OSError:  # the working directory was removed
+        return _short_path(filename)
+    found = _short_paths.get(key)
+    if found is None:
+        if len(_short_paths) >= 4096:
+            _short_paths.clear()
+        found = _short_paths[key] = _short_path(filename)
+    return found
+
+
+def _short_path(filename: str) -> str:
     try:
         relative = os.path.relpath(filename)
     except ValueError:  # another drive on Windows

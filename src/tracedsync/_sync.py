@@ -18,7 +18,6 @@ import sys
 import threading
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._blocking import begin_blocked
@@ -27,6 +26,7 @@ from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
 from tracedsync._sites import caller_site, check_name, default_name, register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Semaphore"]
 

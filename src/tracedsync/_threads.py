@@ -18,7 +18,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any
 
 from tracedsync import _control, _hooks
 from tracedsync._blocking import begin_blocked
@@ -28,6 +27,7 @@ from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
+from tracedsync._typenames import Any
 from tracedsync._waits import waits
 
 __all__ = ["Thread", "Timer"]

@@ -21,10 +21,10 @@ from _thread import get_ident
 from collections.abc import Callable
 from time import monotonic_ns
 from types import CodeType, FrameType
-from typing import Any, NamedTuple
 
 from tracedsync._guards import internal_lock
 from tracedsync._sites import live_threads, register_internal_module, user_frame
+from tracedsync._typenames import Any, NamedTuple
 
 __all__ = ["Wait", "WaitRegistry", "waits"]
 

@@ -20,7 +20,6 @@ import sys
 from _thread import allocate_lock, get_ident, start_new_thread
 from collections.abc import Callable
 from time import monotonic_ns
-from typing import Any
 
 from tracedsync import _hooks
 from tracedsync._findings import report_finding
@@ -32,6 +31,7 @@ from tracedsync._sites import (
     live_threads,
     register_internal_module,
 )
+from tracedsync._typenames import Any
 from tracedsync._waits import Wait, waits
 
 __all__ = ["watchdog"]

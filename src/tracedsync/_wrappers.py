@@ -13,11 +13,11 @@ import importlib
 import sys
 from collections.abc import Callable
 from types import MethodType
-from typing import Any
 
 import wrapt
 
 from tracedsync._sites import module_in, register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["ConstructorWrapper"]
 

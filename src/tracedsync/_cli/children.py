@@ -37,9 +37,9 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = [
     "HOOK_DIRECTORY",
@@ -83,9 +83,7 @@ def child_traces(trace: str) -> list[str]:
     """The children's traces of the run whose trace is ``trace``, by pid."""
     root, extension = os.path.splitext(trace)
     extension = extension or ".jsonl"
-    shape = re.compile(
-        re.escape(root) + r"\.pid-(\d+)(?:-(\d+))?" + re.escape(extension) + r"\Z"
-    )
+    shape = re.compile(re.escape(root) + r"\.pid-(\d+)(?:-(\d+))?" + re.escape(extension) + r"\Z")
     found = []
     for path in glob.glob(glob.escape(root) + ".pid-*" + glob.escape(extension)):
         match = shape.match(path)

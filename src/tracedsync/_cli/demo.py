@@ -12,9 +12,9 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import TextIO
 
 import tracedsync
+from tracedsync._typenames import TextIO
 
 __all__ = ["run_demo"]
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from tracedsync import __version__, _accel
 from tracedsync._catalogue import GATE_KINDS
+from tracedsync._typenames import Any
 
 __all__ = ["main"]
 
@@ -46,6 +47,15 @@ def _version() -> str:
     except PackageNotFoundError:  # run from a source tree
         number = __version__
     return f"tracedsync {number} ({_accel.describe()}, Python {sys.version.split()[0]})"
+
+
+class _VersionAction(argparse._VersionAction):
+    """``--version``, its text computed only when asked for: it reads the
+    installed metadata, and ``importlib.metadata`` costs start-up time."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.version = _version()
+        super().__call__(*args, **kwargs)
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -82,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="tracedsync",
         description="Make thread synchronisation visible and checkable.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",

@@ -56,13 +56,11 @@ import runpy
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 from _thread import RLock as _RawRLock
 from _thread import allocate_lock, get_ident
 from dataclasses import dataclass, field
-from typing import Any
 
 from tracedsync import _hooks, _patch
 from tracedsync._cli import children
@@ -73,6 +71,7 @@ from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
+from tracedsync._typenames import Any
 from tracedsync._waits import Wait, waits
 from tracedsync._watchdog import watchdog
 
@@ -179,6 +178,8 @@ class _Session:
             self._trace_sink = _open_child_trace(self.child_of)
         else:
             if trace is None and options.timeline is not None:
+                import tempfile  # start-up cost: only for a run that needs a trace file
+
                 handle, trace = tempfile.mkstemp(prefix="tracedsync-", suffix=".jsonl")
                 os.close(handle)
                 self._temporary_trace = trace
@@ -230,6 +231,8 @@ class _Session:
                     os.unlink(stale)
         else:
             # Removed at the end: a child started after that is not traced.
+            import tempfile  # start-up cost: only for a run whose children need a trace
+
             self._children_directory = tempfile.mkdtemp(prefix="tracedsync-run-")
             self._children_trace = os.path.join(self._children_directory, "trace.jsonl")
         children.announce(

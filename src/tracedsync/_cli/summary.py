@@ -22,12 +22,12 @@ summary says how many were left out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from tracedsync._catalogue import FINDINGS, HEADINGS
 from tracedsync._guards import internal_lock
 from tracedsync._hooks import Record, record_data
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["FINDING_EVENTS", "MAX_LOCKS", "MAX_THREADS", "LockStats", "Summary"]
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
 
 from tracedsync._catalogue import FINDINGS
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import IO, Any
 
 __all__ = ["LOCKS_PROCESS_OFFSET", "write_timeline"]
 

@@ -16,7 +16,6 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from tracedsync._schema import (
     COMMON_FIELD_TYPES,
@@ -26,6 +25,7 @@ from tracedsync._schema import (
     SCHEMA_VERSION,
 )
 from tracedsync._sites import register_internal_module
+from tracedsync._typenames import Any
 
 __all__ = ["MAX_DEPTH", "MAX_LINE_BYTES", "TraceFileError", "check_event", "read_events"]
 

@@ -448,3 +448,7 @@ def replay(
         races=races,
         race_paths=race_paths,
     )
+
+
+# Shown as the package's: ``tracedsync.InterleavingError`` is its public name.
+InterleavingError.__module__ = "tracedsync"

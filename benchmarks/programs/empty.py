@@ -1,0 +1,1 @@
+"""An empty program: ``tracedsync run`` on it measures start-up alone."""

@@ -28,6 +28,7 @@ from tracedsync import _control, _hooks, _lockorder
 from tracedsync._config import settings
 from tracedsync._deadlock import begin_checked_wait, wait_unless_stranded
 from tracedsync._errors import DeadlockError
+from tracedsync._report import instance_name
 from tracedsync._sites import (
     describe_offset,
     describe_site,
@@ -165,8 +166,9 @@ def thread_name(ident: int) -> str:
 
 
 def describe(primitive: _Named) -> str:
-    """``Lock 'name'``: a primitive as it appears in a report."""
-    return f"{type(primitive).__name__} {primitive.name!r}"
+    """``Lock 'Lock@app.py:3#1'``: a primitive as it appears in a report
+    (by its instance label: see ``_report.instance_name``)."""
+    return f"{type(primitive).__name__} {instance_name(primitive)!r}"
 
 
 def acquire_contended(

@@ -28,7 +28,13 @@ from typing import Any, NamedTuple
 from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
 from tracedsync._guards import PATIENCE_SECONDS, internal_lock
-from tracedsync._report import Report, current_stack, describe_primitive, thread_label
+from tracedsync._report import (
+    Report,
+    current_stack,
+    describe_primitive,
+    instance_name,
+    thread_label,
+)
 from tracedsync._sites import describe_offset, describe_wait, register_internal_module
 from tracedsync._waits import Wait, waits
 
@@ -115,6 +121,7 @@ def _report(edges: list[Edge]) -> Report:
                 "thread_id": edge.thread,
                 "thread": thread_label(edge.thread).strip("'"),
                 "waits_for": primitive.name,
+                "waits_for_instance": instance_name(primitive),
                 "waits_for_kind": getattr(primitive, "_kind", type(primitive).__name__),
                 "waits_at": waits_at,
                 "holder_thread_id": edge.holder,
@@ -123,7 +130,7 @@ def _report(edges: list[Edge]) -> Report:
         )
     victim = thread_label(edges[0].thread)
     lines.append(f"The wait of thread {victim} closes the cycle.")
-    signature = ("deadlock", *sorted(entry["waits_for"] for entry in cycle))
+    signature = ("deadlock", *sorted(entry["waits_for_instance"] for entry in cycle))
     return Report("deadlock", "\n".join(lines), signature, {"cycle": cycle})
 
 
@@ -304,13 +311,14 @@ def _stranded(primitive: Any, frame: FrameType | None, current: dict[int, Wait])
             {
                 "thread_id": ident,
                 "waits_for": getattr(other.primitive, "name", None),
+                "waits_for_instance": instance_name(other.primitive),
                 "waits_at": other_at,
             }
         )
     report = Report(
         "deadlock",
         "\n".join(lines),
-        ("stranded", primitive.name),
+        ("stranded", instance_name(primitive)),
         {"stranded_thread_id": me, "waits_at": waits_at, "blocked": blocked},
     )
     _apply("deadlock.stranded", report, primitive, frame, thread_label(me).strip("'"), waits_at)

@@ -10,6 +10,7 @@ frame is internal, a short walk outwards.
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import os
 import sys
@@ -26,9 +27,11 @@ __all__ = [
     "describe_line",
     "describe_offset",
     "describe_site",
+    "instance_label",
     "line_at",
     "live_threads",
     "module_in",
+    "new_instance",
     "register_internal_module",
     "short_path",
     "user_frame",
@@ -254,3 +257,46 @@ def default_name(kind: str, code: CodeType | None, line: int) -> str:
     """The name a primitive gets when the user gives none: ``Lock@app.py:42``."""
     site = describe_line(code, line)
     return kind if site is None else f"{kind}@{site}"
+
+
+#: Instances numbered so far, by numbering key (see :func:`new_instance`):
+#: one counter per creation site, or per name given with ``name=``.
+_instances: dict[tuple[str, str, int], Any] = {}
+#: The most numbering keys kept: beyond it a new key's instances are not
+#: numbered (they keep their plain name), so memory stays bounded by this,
+#: never by the number of instances or of distinct names.
+MAX_NUMBERED_KEYS = 20_000
+
+
+def new_instance(kind: str, name: str | None, code: CodeType | None, line: int) -> int | str:
+    """Number a primitive being created: its instance among those made at
+    the same site (``code``/``line``) or, with a ``name`` given, among those
+    of ``kind`` given that name.  At creation: one dictionary lookup and one
+    ``next()`` of a counter, never on an acquire or release.
+
+    Returns what :func:`instance_label` takes: the ordinal for a default
+    name, the finished label for a given one.
+    """
+    if name is None:
+        key: tuple[str, str, int] = (kind, code.co_filename if code else "?", line)
+    else:
+        key = (kind, name, -1)
+    counter = _instances.get(key)
+    if counter is None:
+        if len(_instances) >= MAX_NUMBERED_KEYS:
+            return 0 if name is None else name
+        counter = _instances.setdefault(key, itertools.count(1))
+    ordinal: int = next(counter)
+    if name is None:
+        return ordinal
+    return name if ordinal == 1 else f"{name}#{ordinal}"
+
+
+def instance_label(name: str, instance: int | str) -> str:
+    """A primitive's instance as reports and tables name it: its default
+    name numbered by creation site (``Lock@bank.py:12#2``: the second lock
+    made on that line), or its given name, numbered from the second instance
+    of that name on (``accounts``, ``accounts#2``)."""
+    if type(instance) is str:
+        return instance
+    return f"{name}#{instance}" if instance else name

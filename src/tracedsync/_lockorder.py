@@ -534,7 +534,7 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
     locks = [f"{lock._kind} {edge.before_instance!r}" for edge in (*earlier, new)]
     named = " and ".join(locks) if len(locks) == 2 else ", ".join(locks[:-1]) + f" and {locks[-1]}"
     lines = [
-        f"Possible deadlock: {named} are taken in opposite orders (lock-order inversion).",
+        f"Possible deadlock: lock-order inversion between {named} (taken in opposite orders).",
         "This run did not deadlock, but another interleaving can:",
         f"  thread {new.thread!r} acquires {describe_primitive(lock)} at {new.after_at}",
         f"      while holding {new.before_instance!r}, acquired at {new.before_at}",

@@ -32,6 +32,7 @@ __all__ = [
     "live_threads",
     "module_in",
     "new_instance",
+    "reset_instances",
     "register_internal_module",
     "short_path",
     "user_frame",
@@ -259,44 +260,46 @@ def default_name(kind: str, code: CodeType | None, line: int) -> str:
     return kind if site is None else f"{kind}@{site}"
 
 
-#: Instances numbered so far, by numbering key (see :func:`new_instance`):
-#: one counter per creation site, or per name given with ``name=``.
+#: Instances numbered so far, by creation site: (kind, file, line) -> a
+#: counter of the instances made there.
 _instances: dict[tuple[str, str, int], Any] = {}
-#: The most numbering keys kept: beyond it a new key's instances are not
-#: numbered (they keep their plain name), so memory stays bounded by this,
-#: never by the number of instances or of distinct names.
-MAX_NUMBERED_KEYS = 20_000
+#: The most creation sites numbered: beyond it the instances of a new site
+#: are not numbered (they keep their plain name), so memory stays bounded by
+#: this, never by the number of instances.
+MAX_NUMBERED_SITES = 20_000
 
 
 def new_instance(kind: str, name: str | None, code: CodeType | None, line: int) -> int | str:
-    """Number a primitive being created: its instance among those made at
-    the same site (``code``/``line``) or, with a ``name`` given, among those
-    of ``kind`` given that name.  At creation: one dictionary lookup and one
-    ``next()`` of a counter, never on an acquire or release.
+    """Number a primitive being created: which instance it is among those of
+    ``kind`` made at its creation site (``code``/``line``).  At creation
+    only: one dictionary lookup and one ``next()`` of a counter, never on an
+    acquire or release.
 
-    Returns what :func:`instance_label` takes: the ordinal for a default
-    name, the finished label for a given one.
+    Returns what :func:`instance_label` takes: the ordinal (``0``: not
+    numbered) for a default name, the name itself for one given with
+    ``name=``, which stays as given.
     """
-    if name is None:
-        key: tuple[str, str, int] = (kind, code.co_filename if code else "?", line)
-    else:
-        key = (kind, name, -1)
+    if name is not None:
+        return name
+    key = (kind, code.co_filename if code else "?", line)
     counter = _instances.get(key)
     if counter is None:
-        if len(_instances) >= MAX_NUMBERED_KEYS:
-            return 0 if name is None else name
+        if len(_instances) >= MAX_NUMBERED_SITES:
+            return 0
         counter = _instances.setdefault(key, itertools.count(1))
     ordinal: int = next(counter)
-    if name is None:
-        return ordinal
-    return name if ordinal == 1 else f"{name}#{ordinal}"
+    return ordinal
+
+
+def reset_instances() -> None:
+    """Number the instances of every site from 1 again (for test suites)."""
+    _instances.clear()
 
 
 def instance_label(name: str, instance: int | str) -> str:
     """A primitive's instance as reports and tables name it: its default
-    name numbered by creation site (``Lock@bank.py:12#2``: the second lock
-    made on that line), or its given name, numbered from the second instance
-    of that name on (``accounts``, ``accounts#2``)."""
+    name numbered by creation site, ``Lock@bank.py:12#2`` (the second lock
+    of that kind made on that line), or its given name as given."""
     if type(instance) is str:
         return instance
     return f"{name}#{instance}" if instance else name

@@ -25,7 +25,7 @@ from tracedsync._blocking import begin_blocked
 from tracedsync._config import settings
 from tracedsync._deadlock import wait_unless_stranded
 from tracedsync._hooks import Identity
-from tracedsync._sites import new_instance, register_internal_module
+from tracedsync._sites import register_internal_module
 from tracedsync._sync import Event
 from tracedsync._waits import waits
 
@@ -62,9 +62,6 @@ class Thread(threading.Thread):
 
     _kind = "Thread"
     _identity: Identity | None = None
-    #: The thread's instance label (events' ``primitive_instance``): its
-    #: name, numbered from the second thread given that name on.
-    _tracedsync_instance: str | None = None
     _tracedsync_exception: BaseException | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -91,7 +88,6 @@ class Thread(threading.Thread):
                 group, target, name, args, kwargs, daemon=daemon, context=context
             )
             self._record_exceptions()
-            self._number(name)
 
     else:
 
@@ -107,18 +103,6 @@ class Thread(threading.Thread):
         ) -> None:
             super().__init__(group, target, name, args, kwargs, daemon=daemon)
             self._record_exceptions()
-            self._number(name)
-
-    def _number(self, name: str | None) -> None:
-        """Tell apart threads given the same name (``threading``'s default
-        names are numbered already)."""
-        if name is not None:
-            label = new_instance(self._kind, str(name), None, 0)
-            self._tracedsync_instance = str(label)
-
-    def _instance_label(self) -> str:
-        """Events' ``primitive_instance``: see ``_sites.instance_label``."""
-        return self._tracedsync_instance or self.name
 
     def _record_exceptions(self) -> None:
         hook = getattr(self, "_invoke_excepthook", None)

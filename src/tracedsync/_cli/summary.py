@@ -106,8 +106,10 @@ class Summary:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._threads: set[tuple[int, int]] = set()
-        #: (pid, kind, instance, creation site) -> that lock's counters.
-        self.locks: dict[tuple[int, str, str, str | None], LockStats] = {}
+        #: (pid, id, kind, instance, creation site) -> that lock's counters.
+        #: The id tells apart live locks given one name (``name=`` stays as
+        #: given): two such locks that never lived at once may share a row.
+        self.locks: dict[tuple[int, int, str, str, str | None], LockStats] = {}
         #: Heading -> the messages of its findings (at most MAX_FINDINGS).
         self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
         #: Heading -> how many findings it had in all.
@@ -204,11 +206,11 @@ class Summary:
         if kind == "Lock" and event in {"lock.acquire", "lock.release"}:
             self._track_handoff(seq, primitive_id, event, thread, f"{kind}@{created}", data)
         if event in _ACQUIRES:
-            self._acquire(self._stats(thread[0], kind, name, created, instance), data)
+            self._acquire(self._stats(thread, primitive_id, kind, name, created, instance), data)
         elif event in _RELEASES:
             held = data.get("held_ns")
             if held:
-                stats = self._stats(thread[0], kind, name, created, instance)
+                stats = self._stats(thread, primitive_id, kind, name, created, instance)
                 stats.max_hold_ns = max(stats.max_hold_ns, held)
         elif event in FINDING_EVENTS:
             message = data.get("message") or _describe(event, thread_name, kind, name, data)
@@ -235,14 +237,20 @@ class Summary:
             )
 
     def _stats(
-        self, pid: int, kind: str, name: str, created: str | None, instance: str
+        self,
+        thread: tuple[int, int],
+        primitive_id: int,
+        kind: str,
+        name: str,
+        created: str | None,
+        instance: str,
     ) -> LockStats:
-        key = (pid, kind, instance, created)
+        key = (thread[0], primitive_id, kind, instance, created)
         stats = self.locks.get(key)
         if stats is None:
             if len(self.locks) >= MAX_LOCKS:
                 self.merged_lock_events += 1
-                key = (0, "", OTHER_LOCKS, None)
+                key = (0, 0, "", OTHER_LOCKS, None)
                 stats = self.locks.get(key)
                 if stats is not None:
                     return stats
@@ -385,10 +393,11 @@ class Summary:
             "max hold",
         )
         table = [header]
-        for stats in shown:
+        labels = _distinct_labels(shown)
+        for stats, label in zip(shown, labels, strict=True):
             table.append(
                 (
-                    stats.instance,
+                    label,
                     stats.created or "-",
                     f"{stats.acquired:,}",
                     f"{stats.contended_ratio:.1%}",
@@ -423,6 +432,25 @@ def _describe(event: str, thread: str, kind: str, name: str, data: Mapping[str, 
     if event == "lock_order.graph_full":
         return f"the lock-order graph is full ({data.get('max_edges')} orders); no new orders"
     return f"{event} on {kind} {name!r} in thread {thread!r}"
+
+
+def _distinct_labels(rows: list[LockStats]) -> list[str]:
+    """The rows' instance labels, with ``(1)``, ``(2)``... after those shared
+    by several rows of one kind and site (locks given one ``name=``)."""
+    counts: dict[tuple[str, str, str | None], int] = {}
+    for stats in rows:
+        key = (stats.kind, stats.instance, stats.created)
+        counts[key] = counts.get(key, 0) + 1
+    seen: dict[tuple[str, str, str | None], int] = {}
+    labels = []
+    for stats in rows:
+        key = (stats.kind, stats.instance, stats.created)
+        if counts[key] == 1:
+            labels.append(stats.instance)
+        else:
+            seen[key] = seen.get(key, 0) + 1
+            labels.append(f"{stats.instance} ({seen[key]})")
+    return labels
 
 
 def _only_locks(cycle: Any) -> bool:

@@ -89,7 +89,7 @@ def test_other_primitives_are_numbered_too() -> None:
     with tracedsync.record() as trace:
         for event in events:
             event.set()
-    labels = [trace.events("event.set", primitive=event)[0]["primitive_instance"] for event in events]
+    labels = [trace.events("event.set", primitive=item)[0]["primitive_instance"] for item in events]
     assert labels[0].endswith("#1") and labels[1].endswith("#2")
     assert labels[0].startswith("Event@") and labels[0][:-2] == labels[1][:-2]
 
@@ -236,7 +236,7 @@ def test_the_watchdog_names_the_instance() -> None:
             holder.join()
     finally:
         tracedsync.configure(wait_warning=0)
-    (event,) = trace.events("wait.long")
+    (event,) = trace.events("wait.long", primitive=locks[0])
     assert event["primitive_instance"] == f"Lock@{HERE}:{line}#1"
     assert f"for Lock 'Lock@{HERE}:{line}#1' at" in event["message"]
     assert not watchdog.running

@@ -353,10 +353,7 @@ class Summary:
             if heading == inversions and not count and self.lock_cycles:
                 cycles = self.lock_cycles
                 plural = "s" if cycles > 1 else ""
-                lines.append(
-                    f"  {heading}: none besides the {cycles} deadlock{plural} above "
-                    f"(locks taken in opposite orders that did deadlock)"
-                )
+                lines.append(f"  {heading}: none besides the {cycles} deadlock{plural} above")
                 continue
             lines.append(f"  {heading}: {count or 'none'}")
             for message in kept:

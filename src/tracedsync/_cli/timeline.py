@@ -200,7 +200,7 @@ class _Timeline:
                     )
                 )
         elif name in _INSTANTS or name in _GLOBAL_INSTANTS:
-            label = f"{name} {event['primitive_name']!r}"
+            label = f"{name} {_lock_key(event)[2]!r}"
             arguments = _arguments(event)
             if name in _GLOBAL_INSTANTS and "message" in event:
                 arguments["message"] = event["message"]
@@ -239,7 +239,7 @@ class _Timeline:
         closing: Mapping[str, Any] | None,
     ) -> None:
         _, start_ns, blocked = opened
-        label = f"wait {blocked['primitive_kind']} {blocked['primitive_name']!r}"
+        label = f"wait {blocked['primitive_kind']} {_lock_key(blocked)[2]!r}"
         arguments = _arguments(blocked)
         if closing is None:
             arguments["unfinished"] = True
@@ -335,7 +335,7 @@ class _Timeline:
                     "thread (still running)", pid, tid, started, self._last_ns, {"unfinished": True}
                 )
             )
-        for key, (start_ns, thread, acquired) in self._holds.items():
+        for start_ns, thread, acquired in self._holds.values():
             _, locks_pid, lock_tid = self._lock_track(acquired)
             arguments = {"thread": thread, **_arguments(acquired), "still_held": True}
             label = f"held by {thread!r} (still held at the end)"
@@ -347,7 +347,8 @@ class _Timeline:
 
 def _lock_key(event: Mapping[str, Any]) -> tuple[int, int, str]:
     """A lock's track: (pid, id, instance label), by name in traces written
-    before events carried ``primitive_instance``."""
+    before events carried ``primitive_instance``.  (Also how slices and
+    instants name any primitive.)"""
     instance = event.get("primitive_instance") or event["primitive_name"]
     return event.get("pid", 0), event["primitive_id"], instance
 

@@ -121,7 +121,7 @@ def check_event(event: Any, where: str) -> dict[str, Any]:
     if type(event) is not dict:
         raise TraceFileError(f"{where}: not a tracedsync event (a JSON object expected)")
     if not event.keys() >= _REQUIRED:
-        missing = next(field for field in _REQUIRED if field not in event)
+        missing = next(field for field in COMMON_FIELD_TYPES if field in _REQUIRED - event.keys())
         raise TraceFileError(f"{where}: not a tracedsync event (no {missing!r} field)")
     for field, value in event.items():
         kind = type(value)

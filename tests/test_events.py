@@ -31,6 +31,7 @@ COMMON_FIELDS = (
     "primitive_id",
     "primitive_name",
     "primitive_created",
+    "primitive_instance",
     "file",
     "line",
     "function",
@@ -56,6 +57,7 @@ def test_lock_events_carry_every_documented_field() -> None:
         assert event["thread_id"] == threading.get_ident()
         assert event["thread_name"] == "MainThread"
         assert (event["primitive_kind"], event["primitive_name"]) == ("Lock", "cache")
+        assert event["primitive_instance"] == "cache"  # a given name, its first instance
         assert event["primitive_id"] == id(lock)
         assert (event["file"], event["line"]) == (__file__, line)
         assert event["function"] == "test_lock_events_carry_every_documented_field"

@@ -86,9 +86,15 @@ _keys = st.text(min_size=1) | st.sampled_from(["event", "seq", "outcome", "line"
     data=st.dictionaries(_keys, _values, max_size=5),
     as_pairs=st.booleans(),
     created=st.none() | st.text(),
+    instance=st.text(),
 )
 def test_any_record_encodes_exactly_as_the_reference(
-    name: str, thread_name: str, data: dict[str, object], as_pairs: bool, created: str | None
+    name: str,
+    thread_name: str,
+    data: dict[str, object],
+    as_pairs: bool,
+    created: str | None,
+    instance: str,
 ) -> None:
     code = test_any_record_encodes_exactly_as_the_reference.__code__
     pairs = tuple(item for pair in data.items() for item in pair)
@@ -98,7 +104,7 @@ def test_any_record_encodes_exactly_as_the_reference(
         (1, thread_name, 2, 3),
         "lock.acquire",
         10,
-        ("Lock", 99, name, created),
+        ("Lock", 99, name, created, instance),
         code,
         0,
         (pairs if as_pairs else data) or None,

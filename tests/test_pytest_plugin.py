@@ -124,6 +124,17 @@ def test_lock_held():
     leaked.release()
 
 
+# Made at import, before any test: no earlier lock's id is reused.
+ACCOUNTS = [tracedsync.Lock() for _ in range(2)]  # one line, two instances
+
+
+@pytest.mark.tracedsync
+def test_lock_held_instance():
+    with ACCOUNTS[0]:
+        pass
+    ACCOUNTS[1].acquire()
+
+
 @pytest.mark.tracedsync(thread_grace=0.05)
 def test_thread_alive(release_at_teardown):
     tracedsync.Thread(
@@ -164,6 +175,11 @@ EXPECTED_REPORTS: dict[str, list[str]] = {
     "test_lock_held": [
         "[[]lock_held] RLock 'leaked' is still held at the end of the test: acquired by thread "
         "'MainThread' at test_failure_modes.py:* (in test_lock_held) and never released.",
+    ],
+    "test_lock_held_instance": [
+        "[[]lock_held] Lock 'Lock@test_failure_modes.py:*#2' is still held at the end of the "
+        "test: acquired by thread 'MainThread' at test_failure_modes.py:* "
+        "(in test_lock_held_instance) and never released.",
     ],
     "test_thread_alive": [
         "[[]thread_alive] Thread 'lingerer' (daemon), started by the test, is still alive "

@@ -183,9 +183,9 @@ def test_ab_ba_deadlock_is_reported_and_exits_with_the_deadlock_status(tmp_path:
     assert result.returncode == DEADLOCK_EXIT_STATUS, result.stderr
     assert "finished" not in result.stdout
     assert "Found a deadlock: 2 threads wait for each other in a cycle" in result.stderr
-    assert "thread 'one' waits for Lock 'Lock@abba.py:4' at abba.py:10 (in one)" in result.stderr
+    assert "thread 'one' waits for Lock 'Lock@abba.py:4#1' at abba.py:10 (in one)" in result.stderr
     assert "  deadlocks: 1" in result.stderr
-    assert "Lock@abba.py:3  abba.py:3" in result.stderr  # the contention table
+    assert "Lock@abba.py:3#1  abba.py:3" in result.stderr  # the contention table
     events = trace_events(tmp_path / "t.jsonl")
     assert "deadlock.cycle" in {event["event"] for event in events}  # flushed before exiting
 
@@ -370,7 +370,7 @@ def test_report_reprints_the_summary_of_a_saved_trace(tmp_path: Path) -> None:
     assert "  deadlocks: 1" in result.stdout
     # report shows the whole finding, run only its first line
     assert "held by thread 'two', acquired at abba.py:14 (in two)" in result.stdout
-    assert "Lock@abba.py:3  abba.py:3" in result.stdout
+    assert "Lock@abba.py:3#1  abba.py:3" in result.stdout
 
 
 def test_timeline_has_waits_holds_instants_and_flows(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_with_statement_reacquire_reports_the_with_lines() -> None:
         "with lock:\n"
         "    inner()\n"
     )
-    assert "tracedsync.DeadlockError: Lock 'Lock@<string>:2'" in result.stderr
+    assert "tracedsync.DeadlockError: Lock 'Lock@<string>:2#1'" in result.stderr
     assert "first acquired at: <string>:6 (in <module>)" in result.stderr
     assert "acquired again at: <string>:4 (in inner)" in result.stderr
 

@@ -215,7 +215,7 @@ def test_the_summary_caps_the_locks_it_tells_apart_and_says_so(
     for each in distinct_locks(250):
         summary.add_event(each)
     assert len(summary.locks) == 101  # 100 locks and the row of the others
-    other = summary.locks[("", "(other locks)", None)]
+    other = summary.locks[(0, 0, "", "(other locks)", None)]
     assert other.acquired == 150 and summary.merged_lock_events == 150
     text = summary.render(top=200)
     assert (

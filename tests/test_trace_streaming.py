@@ -91,7 +91,7 @@ def test_timeline_memory_does_not_grow_with_the_trace() -> None:
 def test_summary_counts_acquisitions_contention_waits_and_holds() -> None:
     summary = _summarise(synthetic_events(500))
     assert summary.events == 500 and summary.threads == 2
-    stats = summary.locks[("Lock", "Lock@app.py:0", "app.py:0")]
+    stats = summary.locks[(7, 5000, "Lock", "Lock@app.py:0", "app.py:0")]
     assert stats.acquired == 2  # groups 0 and 50 of the 100 are lock 0's
     assert stats.contended == 2 and stats.contended_ratio == 1.0
     assert stats.total_wait_ns == 1400 and stats.max_wait_ns == 700
@@ -115,11 +115,14 @@ def test_summary_lists_findings_and_rlock_reentry_is_not_an_acquisition() -> Non
     for depth in (1, 2, 3):
         summary.add_event({**base, "event": "rlock.acquire", "outcome": "acquired", "depth": depth})
     summary.add_event({**base, "event": "rlock.acquire", "outcome": "timed_out", "waited_ns": 50})
-    summary.add_event({**base, "event": "lock_order.inversion", "message": "Possible\ndetail"})
+    summary.add_event(
+        {**base, "event": "lock_order.inversion", "message": "Possible deadlock:\ndetail"}
+    )
     summary.add_event({**base, "event": "thread.exit", "outcome": "raised", "exception": "E: x"})
-    stats = summary.locks[("RLock", "r", None)]
+    stats = summary.locks[(0, 9, "RLock", "r", None)]
     assert (stats.acquired, stats.failed, stats.contended, stats.total_wait_ns) == (1, 1, 1, 50)
     full, short = summary.render(full=True), summary.render(full=False)
-    assert "  lock-order inversions: 1\n    Possible\n    detail" in full
-    assert "    Possible\n" in short and "detail" not in short
+    assert "  lock-order inversions: 1\n    Possible deadlock:\n    detail" in full
+    # run shows the first sentence; one that goes on past its line is marked.
+    assert "    Possible deadlock ...\n" in short and "detail" not in short
     assert "thread 'main' raised E: x" in full

@@ -33,8 +33,13 @@ from tracedsync._deadlock import (
 )
 from tracedsync._errors import DeadlockError
 from tracedsync._findings import report_finding
-from tracedsync._report import Report
-from tracedsync._sites import describe_call, describe_offset, register_internal_module, user_site
+from tracedsync._report import Report, instance_name
+from tracedsync._sites import (
+    describe_call,
+    describe_offset,
+    register_internal_module,
+    user_site,
+)
 from tracedsync._typenames import TYPE_CHECKING, Any, Protocol
 from tracedsync._waits import Wait, waits
 
@@ -176,8 +181,9 @@ def thread_name(ident: int) -> str:
 
 
 def describe(primitive: _Named) -> str:
-    """``Lock 'name'``: a primitive as it appears in a report."""
-    return f"{type(primitive).__name__} {primitive.name!r}"
+    """``Lock 'Lock@app.py:3#1'``: a primitive as it appears in a report
+    (by its instance label: see ``_report.instance_name``)."""
+    return f"{type(primitive).__name__} {instance_name(primitive)!r}"
 
 
 def acquire_contended(

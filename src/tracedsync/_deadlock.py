@@ -31,6 +31,7 @@ from tracedsync._report import (
     Report,
     current_stack,
     describe_primitive,
+    instance_name,
     thread_label,
     thread_stack,
 )
@@ -132,6 +133,7 @@ def _report(edges: list[Edge]) -> Report:
                 "thread_id": edge.thread,
                 "thread": thread_label(edge.thread).strip("'"),
                 "waits_for": primitive.name,
+                "waits_for_instance": instance_name(primitive),
                 "waits_for_kind": getattr(primitive, "_kind", type(primitive).__name__),
                 "waits_at": waits_at,
                 "holder_thread_id": edge.holder,
@@ -141,7 +143,7 @@ def _report(edges: list[Edge]) -> Report:
         )
     victim = thread_label(edges[0].thread)
     lines.append(f"The wait of thread {victim} closes the cycle.")
-    signature = ("deadlock", *sorted(entry["waits_for"] for entry in cycle))
+    signature = ("deadlock", *sorted(entry["waits_for_instance"] for entry in cycle))
     return Report("deadlock", "\n".join(lines), signature, {"cycle": cycle})
 
 
@@ -342,6 +344,7 @@ def _report_stranded(
             {
                 "thread_id": ident,
                 "waits_for": getattr(other.primitive, "name", None),
+                "waits_for_instance": instance_name(other.primitive),
                 "waits_at": other_at,
                 "stack": other_stack,
             }
@@ -349,7 +352,7 @@ def _report_stranded(
     report = Report(
         "deadlock",
         "\n".join(lines),
-        ("stranded", primitive.name),
+        ("stranded", instance_name(primitive)),
         {"stranded_thread_id": me, "waits_at": waits_at, "stack": stack, "blocked": blocked},
     )
     _apply("deadlock.stranded", report, primitive, frame, thread_label(me).strip("'"), waits_at)

@@ -66,8 +66,8 @@ WARNING = LOG_LEVELS["warning"]
 ERROR = LOG_LEVELS["error"]
 
 #: A primitive as events name it: (kind, id, name, creation site as
-#: ``"file.py:line"`` or ``None``).  Built once per primitive.
-Identity = tuple[str, int, str, "str | None"]
+#: ``"file.py:line"`` or ``None``, instance label).  Built once per primitive.
+Identity = tuple[str, int, str, "str | None", str]
 
 #: The order of the fields of a record tuple.
 RECORD_FIELDS = (
@@ -212,13 +212,16 @@ def bind_thread(name: str) -> None:
 
 
 def identity(primitive: Any) -> Identity:
-    """The primitive's (kind, id, name, creation site), cached on it after the
-    first event."""
+    """The primitive's (kind, id, name, creation site, instance label),
+    cached on it after the first event."""
     found: Identity | None = primitive._identity
     if found is None:
         site = getattr(primitive, "_creation_site", None)
         created = None if site is None else describe_line(*site())
-        found = (primitive._kind, id(primitive), primitive.name, created)
+        name = primitive.name
+        label = getattr(primitive, "_instance_label", None)
+        instance = name if label is None else label()
+        found = (primitive._kind, id(primitive), name, created, instance)
         primitive._identity = found
     return found
 
@@ -398,7 +401,7 @@ def render(record: Record) -> None:
     data = record_data(record)
     message = data.get("message")
     _say(
-        f"tracedsync: {record[3]} {record[5][0]} {record[5][2]!r}"
+        f"tracedsync: {record[3]} {record[5][0]} {record[5][4]!r}"
         + (f"\n{message}" if message else "")
     )
 

@@ -72,7 +72,7 @@ _encode: Callable[[Any], str] = _first_encode
 #: The fields every event has (``_schema.record_to_dict``), which an
 #: operation's own fields must not shadow for the fast encoding to apply.
 _COMMON_FIELDS = frozenset(
-    record_to_dict((0, 0, (0, "", 0, 0), "", 10, ("", 0, "", None), None, 0, None))
+    record_to_dict((0, 0, (0, "", 0, 0), "", 10, ("", 0, "", None, ""), None, 0, None))
 )
 
 
@@ -111,11 +111,12 @@ def _thread_json(thread: ThreadInfo) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _primitive_json(primitive: Identity) -> str:
-    kind, primitive_id, name, created = primitive
+    kind, primitive_id, name, created, instance = primitive
     return (
         f'"primitive_kind":{_quote(kind)},"primitive_id":{primitive_id},'
         f'"primitive_name":{_quote(name)},'
-        f'"primitive_created":{"null" if created is None else _quote(created)}'
+        f'"primitive_created":{"null" if created is None else _quote(created)},'
+        f'"primitive_instance":{_quote(instance)}'
     )
 
 

@@ -34,6 +34,8 @@ from tracedsync._sites import (
     caller_site,
     check_name,
     default_name,
+    instance_label,
+    new_instance,
     register_internal_module,
     user_frame,
     user_site,
@@ -98,6 +100,7 @@ class _LockBase:
         "_created_code",
         "_created_line",
         "_identity",
+        "_instance",
         "_lock",
         "_name",
         "_order_key",
@@ -120,6 +123,8 @@ class _LockBase:
     #: ``time.monotonic_ns()`` of the acquisition, kept only while observed.
     _acquired_ns: int
     _identity: Identity | None
+    #: Which instance of its site (or given name) this is: see ``_sites.new_instance``.
+    _instance: int | str
     _order_key: str | None
     _owner: int | None
 
@@ -131,6 +136,7 @@ class _LockBase:
         self._acquired_offset = 0
         self._acquired_ns = 0
         self._created_code, self._created_line = caller_site(2)
+        self._instance = new_instance(self._kind, name, self._created_code, self._created_line)
         self._name = name
         self._identity = None
         self._order_key = None
@@ -146,6 +152,11 @@ class _LockBase:
     def _creation_site(self) -> tuple[CodeType | None, int]:
         """Where the lock was created (events' ``primitive_created``)."""
         return self._created_code, self._created_line
+
+    def _instance_label(self) -> str:
+        """The name that tells this lock from others of its site or name
+        (events' ``primitive_instance``): ``Lock@bank.py:12#2``."""
+        return instance_label(self.name, self._instance)
 
     def _note_site(self, frame: FrameType) -> None:
         """Remember where the user acquired the lock (skipping internal frames)."""

@@ -51,7 +51,13 @@ from tracedsync._guards import PATIENCE_SECONDS, internal_lock
 from tracedsync._hierarchy import check as _check_hierarchy
 from tracedsync._hierarchy import ranks as _declared_ranks
 from tracedsync._policy import order_error
-from tracedsync._report import Report, current_stack, describe_primitive, thread_label
+from tracedsync._report import (
+    Report,
+    current_stack,
+    describe_primitive,
+    instance_name,
+    thread_label,
+)
 from tracedsync._sites import describe_call, describe_offset, register_internal_module
 from tracedsync._typenames import Any, NamedTuple
 
@@ -101,6 +107,10 @@ class EdgeInfo(NamedTuple):
     #: The classes of the two locks as events name them (see :func:`event_class`).
     before_class: str = ""
     after_class: str = ""
+    #: The two locks' instance labels (see ``_report.instance_name``): what
+    #: tells apart two locks of one class, as ``accounts[i]`` and ``accounts[j]``.
+    before_instance: str = ""
+    after_instance: str = ""
 
 
 #: Per thread: ``held``, the list of :data:`Held`, innermost last.  Chain ids
@@ -327,6 +337,8 @@ class LockOrderGraph:
                     gates,
                     event_class(before),
                     event_class(lock),
+                    instance_name(before),
+                    instance_name(lock),
                 )
                 self._successors.setdefault(edge[0], set()).add(edge[1])
                 if cycle is None:
@@ -578,18 +590,21 @@ def _remove(held: list[Held], position: int) -> None:
 
 def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_raise: bool) -> None:
     new, *earlier = cycle
+    # In the order the cycle was seen: the earliest edge's first lock first.
+    locks = [f"{lock._kind} {edge.before_instance!r}" for edge in (*earlier, new)]
+    named = " and ".join(locks) if len(locks) == 2 else ", ".join(locks[:-1]) + f" and {locks[-1]}"
     lines = [
-        "Possible deadlock: lock-order inversion (these locks are taken in opposite orders;",
-        "this run did not deadlock, but another interleaving can).",
+        f"Possible deadlock: lock-order inversion between {named} (taken in opposite orders).",
+        "This run did not deadlock, but another interleaving can:",
         f"  thread {new.thread!r} acquires {describe_primitive(lock)} at {new.after_at}",
-        f"      while holding {new.before_name!r}, acquired at {new.before_at}",
+        f"      while holding {new.before_instance!r}, acquired at {new.before_at}",
         "  the opposite order was seen before:",
     ]
     for edge in earlier:
         lines.append(
-            f"    {edge.before_name!r} -> {edge.after_name!r}: thread {edge.thread!r} acquired "
-            f"{edge.after_name!r} at {edge.after_at} while holding {edge.before_name!r} "
-            f"(acquired at {edge.before_at})"
+            f"    {edge.before_instance!r} -> {edge.after_instance!r}: thread {edge.thread!r} "
+            f"acquired {edge.after_instance!r} at {edge.after_at} while holding "
+            f"{edge.before_instance!r} (acquired at {edge.before_at})"
         )
         if edge.stack:
             lines.append(f"      stack: {' <- '.join(edge.stack)}")
@@ -598,6 +613,8 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
         {
             "before": edge.before_name,
             "after": edge.after_name,
+            "before_instance": edge.before_instance,
+            "after_instance": edge.after_instance,
             "thread": edge.thread,
             "before_at": edge.before_at,
             "after_at": edge.after_at,
@@ -607,7 +624,7 @@ def _inversion(lock: Any, frame: FrameType | None, cycle: list[EdgeInfo], may_ra
         }
         for edge in cycle
     ]
-    signature = ("inversion", *sorted((e["before"], e["after"]) for e in chain))
+    signature = ("inversion", *sorted((e["before_instance"], e["after_instance"]) for e in chain))
     report = Report("inversion", "\n".join(lines), signature, {"chain": chain})
     report_finding(
         "lock_order.inversion",

@@ -87,7 +87,24 @@ def _private_logger(renderer: Any) -> Any:
     )
 
 
-_console_logger = _private_logger(structlog.dev.ConsoleRenderer(colors=False))
+class _ReportRenderer:
+    """structlog's console renderer, with a report's text on the lines after
+    its data: ``time [level] event key=value ...``, then the report as
+    written, so no data is glued onto the report's last sentence."""
+
+    def __init__(self) -> None:
+        self._console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: Any, name: str, event_dict: Any) -> str:
+        report = event_dict.pop(_REPORT, None)
+        line: str = self._console(logger, name, event_dict)
+        return line if report is None else f"{line}\n{report}"
+
+
+#: The console logger's key for a report's text (see _ReportRenderer).
+_REPORT = "_tracedsync_report"
+
+_console_logger = _private_logger(_ReportRenderer())
 _json_logger = _private_logger(structlog.processors.JSONRenderer())
 
 
@@ -121,6 +138,7 @@ def log_record(record: Record) -> None:
             # A report: the person reads its text; its data is in JSON output.
             for key in _SHOWN_IN_MESSAGE:
                 fields.pop(key, None)
-            event = f"{event}\n{message}"
         fields = {key: value for key, value in fields.items() if value is not None}
+        if message is not None:
+            fields[_REPORT] = message
     getattr(logger, level)(event, **fields)

@@ -20,7 +20,7 @@ from tracedsync._sites import (
 )
 from tracedsync._typenames import Any
 
-__all__ = ["Report", "current_stack", "describe_primitive", "thread_stack"]
+__all__ = ["Report", "current_stack", "describe_primitive", "instance_name", "thread_stack"]
 
 register_internal_module(__file__)
 
@@ -93,9 +93,19 @@ class Report:
 
 
 def describe_primitive(primitive: Any) -> str:
-    """``Lock 'name'``: a primitive as reports name it."""
+    """``Lock 'Lock@bank.py:12#2'``: a primitive as reports name it, by its
+    instance label (see :func:`instance_name`)."""
     kind = getattr(primitive, "_kind", type(primitive).__name__)
-    return f"{kind} {primitive.name!r}"
+    return f"{kind} {instance_name(primitive)!r}"
+
+
+def instance_name(primitive: Any) -> str:
+    """The name that tells ``primitive`` from every other instance made at
+    its site or given its name (events' ``primitive_instance``): the
+    default name numbered by creation site, ``Lock@bank.py:12#2``, or the
+    given ``name=``, numbered from its second instance on."""
+    label = getattr(primitive, "_instance_label", None)
+    return str(primitive.name) if label is None else str(label())
 
 
 def current_stack(ident: int, limit: int = 6) -> list[str]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tracedsync._hooks import Record
 
 __all__ = [
+    "ADDED_COMMON_FIELDS",
     "COMMON_FIELD_TYPES",
     "EVENT_FIELD_TYPES",
     "LEVEL_NAMES",
@@ -32,7 +33,8 @@ LEVEL_NAMES = {number: name for name, number in LOG_LEVELS.items()}
 
 #: The JSON types of the common fields, which every event has, as Python
 #: types (``docs/events.md``, "Common fields"); ``None`` stands for ``null``.
-#: What a trace reader checks before it trusts a line.
+#: What a trace reader checks before it trusts a line (all but
+#: :data:`ADDED_COMMON_FIELDS` must be there).
 COMMON_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "schema": (int,),
     "seq": (int,),
@@ -47,10 +49,16 @@ COMMON_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "primitive_id": (int,),
     "primitive_name": (str,),
     "primitive_created": (str, None),
+    "primitive_instance": (str,),
     "file": (str, None),
     "line": (int, None),
     "function": (str, None),
 }
+
+#: Common fields added to schema version 1 after its first release: every
+#: event written now has them, traces written before do not (readers fall
+#: back: ``primitive_instance`` to ``primitive_name``).
+ADDED_COMMON_FIELDS = frozenset({"primitive_instance"})
 
 #: The JSON types of the fields particular to some events (``docs/events.md``,
 #: "Event-specific fields" and the tables after it), checked when present.
@@ -127,7 +135,7 @@ def line_of(code: CodeType, offset: int) -> int:
 def record_to_dict(record: Record) -> dict[str, Any]:
     """Every field of one event, in the documented order."""
     seq, time_ns, thread, event, level, primitive, code, offset, data = record
-    kind, primitive_id, name, created = primitive
+    kind, primitive_id, name, created, instance = primitive
     thread_id, thread_name, pid, token = thread
     event_dict: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
@@ -143,6 +151,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "primitive_id": primitive_id,
         "primitive_name": name,
         "primitive_created": created,
+        "primitive_instance": instance,
         "file": None if code is None else code.co_filename,
         "line": None if code is None else line_of(code, offset),
         "function": None if code is None else code.co_name,

@@ -10,6 +10,7 @@ frame is internal, a short walk outwards.
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import os
 import sys
@@ -28,10 +29,13 @@ __all__ = [
     "describe_line",
     "describe_offset",
     "describe_site",
+    "instance_label",
     "line_at",
     "live_threads",
     "module_in",
+    "new_instance",
     "register_internal_module",
+    "reset_instances",
     "short_path",
     "user_frame",
     "user_site",
@@ -293,3 +297,48 @@ def default_name(kind: str, code: CodeType | None, line: int) -> str:
     """The name a primitive gets when the user gives none: ``Lock@app.py:42``."""
     site = describe_line(code, line)
     return kind if site is None else f"{kind}@{site}"
+
+
+#: Instances numbered so far, by creation site: (kind, file, line) -> a
+#: counter of the instances made there.
+_instances: dict[tuple[str, str, int], Any] = {}
+#: The most creation sites numbered: beyond it the instances of a new site
+#: are not numbered (they keep their plain name), so memory stays bounded by
+#: this, never by the number of instances.
+MAX_NUMBERED_SITES = 20_000
+
+
+def new_instance(kind: str, name: str | None, code: CodeType | None, line: int) -> int | str:
+    """Number a primitive being created: which instance it is among those of
+    ``kind`` made at its creation site (``code``/``line``).  At creation
+    only: one dictionary lookup and one ``next()`` of a counter, never on an
+    acquire or release.
+
+    Returns what :func:`instance_label` takes: the ordinal (``0``: not
+    numbered) for a default name, the name itself for one given with
+    ``name=``, which stays as given.
+    """
+    if name is not None:
+        return name
+    key = (kind, code.co_filename if code else "?", line)
+    counter = _instances.get(key)
+    if counter is None:
+        if len(_instances) >= MAX_NUMBERED_SITES:
+            return 0
+        counter = _instances.setdefault(key, itertools.count(1))
+    ordinal: int = next(counter)
+    return ordinal
+
+
+def reset_instances() -> None:
+    """Number the instances of every site from 1 again (for test suites)."""
+    _instances.clear()
+
+
+def instance_label(name: str, instance: int | str) -> str:
+    """A primitive's instance as reports and tables name it: its default
+    name numbered by creation site, ``Lock@bank.py:12#2`` (the second lock
+    of that kind made on that line), or its given name as given."""
+    if type(instance) is str:
+        return instance
+    return f"{name}#{instance}" if instance else name

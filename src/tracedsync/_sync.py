@@ -25,7 +25,14 @@ from tracedsync._config import settings
 from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._hooks import Identity
 from tracedsync._lock import RLock
-from tracedsync._sites import caller_site, check_name, default_name, register_internal_module
+from tracedsync._sites import (
+    caller_site,
+    check_name,
+    default_name,
+    instance_label,
+    new_instance,
+    register_internal_module,
+)
 from tracedsync._typenames import Any
 
 __all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Semaphore"]
@@ -44,6 +51,7 @@ class _Named:
     _identity: Identity | None = None
     _tracedsync_name: str | None
     _tracedsync_created: tuple[CodeType | None, int]
+    _tracedsync_instance: int | str
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if not settings.enabled and cls._plain is not None and cls.__module__ == "tracedsync":
@@ -54,12 +62,18 @@ class _Named:
     def _set_name(self, name: str | None) -> None:
         check_name(name)
         self._tracedsync_name = name
-        self._tracedsync_created = caller_site(2)
+        self._tracedsync_created = code, line = caller_site(2)
         self._kind = type(self).__name__
+        self._tracedsync_instance = new_instance(self._kind, name, code, line)
 
     def _creation_site(self) -> tuple[CodeType | None, int]:
         """Where the primitive was created (events' ``primitive_created``)."""
         return self._tracedsync_created
+
+    def _instance_label(self) -> str:
+        """The name that tells this primitive from others of its site or
+        name (events' ``primitive_instance``): ``Event@app.py:7#2``."""
+        return instance_label(self.name, self._tracedsync_instance)
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ Tests that change tracedsync's process-wide state (``configure()``,
 
 from __future__ import annotations
 
-from tracedsync import _config, _hooks, _lockorder, _policy, _watchdog
+from tracedsync import _config, _hooks, _lockorder, _policy, _sites, _watchdog
 from tracedsync._waits import waits
 
 __all__ = ["reset"]
@@ -30,8 +30,9 @@ def reset() -> None:
     the default global policy of every kind of finding and the watchdog's
     threshold; forgets every lock order learnt (so an inversion is reported
     anew), the locks the calling thread is recorded as holding and any wait
-    it left registered; and lets rendering through structlog be tried again
-    if it failed.
+    it left registered; numbers the instances made at each creation site
+    from 1 again (the next lock made on a line is ``Lock@file.py:12#1``);
+    and lets rendering through structlog be tried again if it failed.
 
     It leaves alone what belongs to objects or to their owners: policies set
     on a primitive with :func:`~tracedsync.set_policy` and declared orders
@@ -46,5 +47,6 @@ def reset() -> None:
     _lockorder.graph.clear()
     _lockorder.forget_held()
     waits.withdraw()
+    _sites.reset_instances()
     _hooks.reset_rendering()
     _hooks.settings_changed()

@@ -3,10 +3,11 @@
 
 :class:`Summary` folds a stream of events into what a person debugging a
 program asks first: did anything deadlock or risk deadlocking, did a thread
-die, and which locks made threads wait.  It keeps counters per lock *name*
-(by default the creation site, so every ``queue.Queue``'s mutex is one row),
-never the events themselves, so its memory does not grow with the length of
-the trace; and it tells apart at most :data:`MAX_LOCKS` lock names (the
+die, and which locks made threads wait.  It keeps counters per lock
+*instance* (``primitive_instance``: two locks made on one line are two rows,
+``Lock@bank.py:12#1`` and ``#2``), never the events themselves, so its memory
+does not grow with the length of the trace; and it tells apart at most
+:data:`MAX_LOCKS` locks (the
 events of any further lock are merged into one row, "(other locks)", and
 counted) and :data:`MAX_THREADS` threads, so its memory does not grow with
 the number of distinct locks or threads either.  It accepts both live
@@ -21,6 +22,7 @@ summary says how many were left out.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping
 
 from tracedsync._catalogue import FINDINGS, HEADINGS
@@ -48,6 +50,7 @@ MAX_THREADS = 100_000
 _ACQUIRES = {"lock.acquire", "rlock.acquire", "semaphore.acquire"}
 _RELEASES = {"lock.release", "rlock.release"}
 _INVERSION = "lock_order.inversion"
+_CYCLE = "deadlock.cycle"
 #: Inversions whose lock classes are kept, to tell which ones a later
 #: handoff makes moot; beyond it they always count.
 MAX_INVERSIONS = 10_000
@@ -61,6 +64,7 @@ class LockStats:
         "contended",
         "created",
         "failed",
+        "instance",
         "kind",
         "max_hold_ns",
         "max_wait_ns",
@@ -68,9 +72,11 @@ class LockStats:
         "total_wait_ns",
     )
 
-    def __init__(self, kind: str, name: str, created: str | None) -> None:
+    def __init__(self, kind: str, name: str, created: str | None, instance: str = "") -> None:
         self.kind = kind
         self.name = name
+        #: The lock's instance label (the table's row: see the module docstring).
+        self.instance = instance or name
         self.created = created
         #: Successful acquisitions (a recursive re-entry of an RLock is not one).
         self.acquired = 0
@@ -100,7 +106,10 @@ class Summary:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._threads: set[tuple[int, int]] = set()
-        self.locks: dict[tuple[str, str, str | None], LockStats] = {}
+        #: (pid, id, kind, instance, creation site) -> that lock's counters.
+        #: The id tells apart live locks given one name (``name=`` stays as
+        #: given): two such locks that never lived at once may share a row.
+        self.locks: dict[tuple[int, int, str, str, str | None], LockStats] = {}
         #: Heading -> the messages of its findings (at most MAX_FINDINGS).
         self.findings: dict[str, list[str]] = {heading: [] for heading in _HEADINGS}
         #: Heading -> how many findings it had in all.
@@ -120,6 +129,8 @@ class Summary:
         #: The process whose summary this is (the first event's, unless set):
         #: the findings of other processes (a run's children) name theirs.
         self.pid: int | None = None
+        #: Deadlock cycles made only of locks: inversions that did deadlock.
+        self.lock_cycles = 0
 
     @property
     def threads(self) -> int:
@@ -152,6 +163,7 @@ class Summary:
                 primitive[2],
                 primitive[3],
                 record_data(record),
+                primitive[4],
             )
 
     def add_events(self, events: Iterable[Mapping[str, Any]]) -> None:
@@ -174,6 +186,8 @@ class Summary:
             event["primitive_name"],
             event.get("primitive_created"),
             event,
+            # Traces written before primitive_instance existed: by name.
+            event.get("primitive_instance") or event["primitive_name"],
         )
 
     def _add(
@@ -188,6 +202,7 @@ class Summary:
         name: str,
         created: str | None,
         data: Mapping[str, Any],
+        instance: str,
     ) -> None:
         self.events += 1
         if self.pid is None:
@@ -203,11 +218,11 @@ class Summary:
         if kind == "Lock" and event in {"lock.acquire", "lock.release"}:
             self._track_handoff(seq, primitive_id, event, thread, f"{kind}@{created}", data)
         if event in _ACQUIRES:
-            self._acquire(self._stats(kind, name, created), data)
+            self._acquire(self._stats(thread, primitive_id, kind, name, created, instance), data)
         elif event in _RELEASES:
             held = data.get("held_ns")
             if held:
-                stats = self._stats(kind, name, created)
+                stats = self._stats(thread, primitive_id, kind, name, created, instance)
                 stats.max_hold_ns = max(stats.max_hold_ns, held)
         elif event in FINDING_EVENTS:
             message = data.get("message") or _describe(event, thread_name, kind, name, data)
@@ -223,6 +238,8 @@ class Summary:
                     if edge.get(side)
                 )
                 self._inversions.append((str(message), classes))
+            if event == _CYCLE and _only_locks(data.get("cycle")):
+                self.lock_cycles += 1
             finding_kind = FINDINGS[event].kind
             if finding_kind is not None:
                 self.kind_counts[finding_kind] = self.kind_counts.get(finding_kind, 0) + 1
@@ -245,18 +262,26 @@ class Summary:
         """How many processes emitted events (the run's and its children)."""
         return len({pid for pid, _ in self._threads})
 
-    def _stats(self, kind: str, name: str, created: str | None) -> LockStats:
-        key = (kind, name, created)
+    def _stats(
+        self,
+        thread: tuple[int, int],
+        primitive_id: int,
+        kind: str,
+        name: str,
+        created: str | None,
+        instance: str,
+    ) -> LockStats:
+        key = (thread[0], primitive_id, kind, instance, created)
         stats = self.locks.get(key)
         if stats is None:
             if len(self.locks) >= MAX_LOCKS:
                 self.merged_lock_events += 1
-                key = ("", OTHER_LOCKS, None)
+                key = (0, 0, "", OTHER_LOCKS, None)
                 stats = self.locks.get(key)
                 if stats is not None:
                     return stats
-                kind, name, created = "", OTHER_LOCKS, None
-            stats = self.locks[key] = LockStats(kind, name, created)
+                kind, name, created, instance = "", OTHER_LOCKS, None, OTHER_LOCKS
+            stats = self.locks[key] = LockStats(kind, name, created, instance)
         return stats
 
     @staticmethod
@@ -355,9 +380,14 @@ class Summary:
                 kept = [message for message in kept if message not in set(moot)]
             if not count and heading not in {"deadlocks", "lock-order inversions"}:
                 continue
+            if heading == inversions and not count and self.lock_cycles:
+                cycles = self.lock_cycles
+                plural = "s" if cycles > 1 else ""
+                lines.append(f"  {heading}: none besides the {cycles} deadlock{plural} above")
+                continue
             lines.append(f"  {heading}: {count or 'none'}")
             for message in kept:
-                text = message if full else message.splitlines()[0]
+                text = message if full else _first_sentence(message)
                 lines.extend("    " + line for line in text.splitlines())
             if count > len(kept):
                 lines.append(f"    ... and {count - len(kept)} more")
@@ -390,10 +420,11 @@ class Summary:
             "max hold",
         )
         table = [header]
-        for stats in shown:
+        labels = _distinct_labels(shown)
+        for stats, label in zip(shown, labels, strict=True):
             table.append(
                 (
-                    stats.name,
+                    label,
                     stats.created or "-",
                     f"{stats.acquired:,}",
                     f"{stats.contended_ratio:.1%}",
@@ -428,6 +459,54 @@ def _describe(event: str, thread: str, kind: str, name: str, data: Mapping[str, 
     if event == "lock_order.graph_full":
         return f"the lock-order graph is full ({data.get('max_edges')} orders); no new orders"
     return f"{event} on {kind} {name!r} in thread {thread!r}"
+
+
+def _distinct_labels(rows: list[LockStats]) -> list[str]:
+    """The rows' instance labels, with ``(1)``, ``(2)``... after those shared
+    by several rows of one kind and site (locks given one ``name=``)."""
+    counts: dict[tuple[str, str, str | None], int] = {}
+    for stats in rows:
+        key = (stats.kind, stats.instance, stats.created)
+        counts[key] = counts.get(key, 0) + 1
+    seen: dict[tuple[str, str, str | None], int] = {}
+    labels = []
+    for stats in rows:
+        key = (stats.kind, stats.instance, stats.created)
+        if counts[key] == 1:
+            labels.append(stats.instance)
+        else:
+            seen[key] = seen.get(key, 0) + 1
+            labels.append(f"{stats.instance} ({seen[key]})")
+    return labels
+
+
+def _only_locks(cycle: Any) -> bool:
+    """Whether a ``deadlock.cycle``'s ``cycle`` waits only for locks (a lock
+    cycle is a lock-order inversion that did deadlock)."""
+    return bool(cycle) and all(
+        isinstance(entry, Mapping) and entry.get("waits_for_kind") in {"Lock", "RLock"}
+        for entry in cycle
+    )
+
+
+#: Width the summary wraps a finding's first sentence at.
+_WIDTH = 100
+
+
+def _first_sentence(message: str) -> str:
+    """A finding's headline for the ``run`` summary: its first sentence, whole
+    (a report's first line may stop mid-sentence), wrapped at :data:`_WIDTH`
+    columns."""
+    lines = message.splitlines()
+    taken: list[str] = []
+    for line in lines[:4]:
+        taken.append(line.strip())
+        if line.rstrip().endswith((".", ":", "!", "?")):
+            break
+    text = " ".join(taken)
+    if len(taken) < len(lines) and not text.endswith("."):
+        text = text.rstrip(":") + " ..."
+    return textwrap.fill(text, _WIDTH, subsequent_indent="  ")
 
 
 def _duration(nanoseconds: int) -> str:

@@ -8,8 +8,11 @@ The layout, in the terms of the format
   ``thread.exit``) and, nested in it, every wait as a complete slice
   (``ph: "X"``) from the ``*.blocked`` event to the wait's end; a wait that
   never ended (a deadlock) runs to the end of the trace, marked unfinished;
-* one track per lock, in a separate "locks" process, holding each hold of the
-  lock, from its acquisition to the release that unlocked it;
+* one track per lock instance (``primitive_instance``: two locks made on one
+  line are two tracks), in a separate "locks" process, holding each hold of
+  the lock, from its acquisition to the release that unlocked it; a hold
+  never released (a lock still held when the program ended or deadlocked)
+  runs to the end of the trace, marked still held;
 * instant events (``ph: "i"``) for set, clear, notify, barrier aborts and
   resets, and every finding (deadlocks, inversions, long waits);
 * flow arrows (``ph: "s"``/``"f"``) from the hold that ended with a release to
@@ -17,7 +20,8 @@ The layout, in the terms of the format
 
 Slices are written when they end, from the durations the events carry
 (``waited_ns``, ``held_ns``), so the conversion streams: memory holds one
-entry per thread, per lock and per open wait, never the events.
+entry per thread, per lock, per open wait and per held lock, never the
+events.
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ class _Timeline:
         self._last_ns = 0
         self._threads: set[tuple[int, int]] = set()
         self._locks: dict[tuple[int, int, str], int] = {}
+        #: lock key -> (time, thread name, acquire event) of each hold not yet
+        #: released, drawn to the end of the trace by :meth:`finish`.
+        self._holds: dict[tuple[int, int, str], tuple[int, str, Mapping[str, Any]]] = {}
         self._processes: set[int] = set()
         #: (pid, thread) -> (blocked event, its time, its fields) of each open
         #: wait, innermost last.
@@ -136,13 +143,13 @@ class _Timeline:
 
     def _lock_track(self, event: Mapping[str, Any]) -> tuple[tuple[int, int, str], int, int]:
         pid = event.get("pid", 0)
-        key = (pid, event["primitive_id"], event["primitive_name"])
+        key = _lock_key(event)
         tid = self._locks.get(key)
         if tid is None:
             tid = self._locks[key] = len(self._locks) + 1
             locks_pid = pid + LOCKS_PROCESS_OFFSET
             self._process(locks_pid, f"locks (pid {pid})", 1)
-            name = f"{event['primitive_kind']} {event['primitive_name']!r}"
+            name = f"{event['primitive_kind']} {key[2]!r}"
             self._emit(
                 {
                     "ph": "M",
@@ -173,8 +180,10 @@ class _Timeline:
                 del self._open_waits[(pid, tid)]
         if name in _ACQUIRES and event.get("outcome") == "acquired":
             self._acquired(event, pid, tid, time_ns)
-        elif name in {"lock.release", "rlock.release"} and event.get("held_ns"):
-            self._released(event, time_ns)
+        elif name in {"lock.release", "rlock.release"} and event.get("outcome") == "released":
+            self._unheld(event)
+            if event.get("held_ns"):
+                self._released(event, time_ns)
         elif name == "thread.run":
             self._running[(pid, tid)] = time_ns
         elif name == "thread.exit":
@@ -191,7 +200,7 @@ class _Timeline:
                     )
                 )
         elif name in _INSTANTS or name in _GLOBAL_INSTANTS:
-            label = f"{name} {event['primitive_name']!r}"
+            label = f"{name} {_lock_key(event)[2]!r}"
             arguments = _arguments(event)
             if name in _GLOBAL_INSTANTS and "message" in event:
                 arguments["message"] = event["message"]
@@ -230,7 +239,7 @@ class _Timeline:
         closing: Mapping[str, Any] | None,
     ) -> None:
         _, start_ns, blocked = opened
-        label = f"wait {blocked['primitive_kind']} {blocked['primitive_name']!r}"
+        label = f"wait {blocked['primitive_kind']} {_lock_key(blocked)[2]!r}"
         arguments = _arguments(blocked)
         if closing is None:
             arguments["unfinished"] = True
@@ -240,15 +249,27 @@ class _Timeline:
         self._emit(self._slice(label, pid, tid, start_ns, end_ns, arguments))
 
     def _acquired(self, event: Mapping[str, Any], pid: int, tid: int, time_ns: int) -> None:
+        key = _lock_key(event)
+        if event.get("depth", 1) == 1 or "levels" in event:  # not an RLock re-entry
+            self._holds[key] = (time_ns, event["thread_name"], event)
         if not event.get("waited_ns"):
             return
-        key = (pid, event["primitive_id"], event["primitive_name"])
         seq = event["seq"]
         release = self._last_release.get(key)
         if release is not None and release[0] < seq:
             self._flow(release[1], release[2], pid, tid, time_ns, key)
         else:
             self._pending[key] = (seq, time_ns, pid, tid)
+
+    def _unheld(self, event: Mapping[str, Any]) -> None:
+        """Close the open hold a release that unlocked ends (not a later
+        acquire's that was read first: see ``_pending``)."""
+        if event.get("depth", 0) != 0:
+            return
+        key = _lock_key(event)
+        hold = self._holds.get(key)
+        if hold is not None and hold[2]["seq"] < event["seq"]:
+            del self._holds[key]
 
     def _released(self, event: Mapping[str, Any], time_ns: int) -> None:
         if event.get("depth", 0) != 0:
@@ -314,8 +335,22 @@ class _Timeline:
                     "thread (still running)", pid, tid, started, self._last_ns, {"unfinished": True}
                 )
             )
+        for start_ns, thread, acquired in self._holds.values():
+            _, locks_pid, lock_tid = self._lock_track(acquired)
+            arguments = {"thread": thread, **_arguments(acquired), "still_held": True}
+            label = f"held by {thread!r} (still held at the end)"
+            self._emit(self._slice(label, locks_pid, lock_tid, start_ns, self._last_ns, arguments))
         self._open_waits.clear()
         self._running.clear()
+        self._holds.clear()
+
+
+def _lock_key(event: Mapping[str, Any]) -> tuple[int, int, str]:
+    """A lock's track: (pid, id, instance label), by name in traces written
+    before events carried ``primitive_instance``.  (Also how slices and
+    instants name any primitive.)"""
+    instance = event.get("primitive_instance") or event["primitive_name"]
+    return event.get("pid", 0), event["primitive_id"], instance
 
 
 def _arguments(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from tracedsync._schema import (
+    ADDED_COMMON_FIELDS,
     COMMON_FIELD_TYPES,
     EVENT_FIELD_TYPES,
     LEVEL_NAMES,
@@ -75,7 +76,7 @@ _ALLOWED = {
     field: _allowed_types(expected)
     for field, expected in {**EVENT_FIELD_TYPES, **COMMON_FIELD_TYPES}.items()
 }
-_REQUIRED = frozenset(COMMON_FIELD_TYPES)
+_REQUIRED = frozenset(COMMON_FIELD_TYPES) - ADDED_COMMON_FIELDS
 
 
 def _wrong_type(field: str, value: Any) -> str:
@@ -120,7 +121,7 @@ def check_event(event: Any, where: str) -> dict[str, Any]:
     if type(event) is not dict:
         raise TraceFileError(f"{where}: not a tracedsync event (a JSON object expected)")
     if not event.keys() >= _REQUIRED:
-        missing = next(field for field in COMMON_FIELD_TYPES if field not in event)
+        missing = next(field for field in COMMON_FIELD_TYPES if field in _REQUIRED - event.keys())
         raise TraceFileError(f"{where}: not a tracedsync event (no {missing!r} field)")
     for field, value in event.items():
         kind = type(value)

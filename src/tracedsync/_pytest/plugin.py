@@ -318,7 +318,7 @@ class Monitor:
                 or _lockorder.is_handoff_class(f"{record[5][0]}@{record[5][3]}")
             ):
                 continue  # a signal (a lock of a handoff class), not something owned
-            kind, _, name, _ = record[5]
+            kind, _, _, _, name = record[5]
             where = describe_offset(record[6], record[7]) or "an unknown site"
             problems.append(
                 Problem(
@@ -359,7 +359,7 @@ def _finding_text(record: Record) -> str:
     # A self-deadlock carries its facts as fields.
     return (
         f"Self-deadlock: thread {record[2][1]!r} re-acquired {record[5][0]} "
-        f"{record[5][2]!r}, which it already holds ({data.get('reason')}).\n"
+        f"{record[5][4]!r}, which it already holds ({data.get('reason')}).\n"
         f"  first acquired at: {data.get('held_at')}\n"
         f"  acquired again at: {data.get('requested_at')}"
     )

@@ -115,7 +115,7 @@ class _Subject:
 
     def __init__(self, label: str) -> None:
         self.name = label
-        self._identity: _hooks.Identity = ("Location", id(self), label, None)
+        self._identity: _hooks.Identity = ("Location", id(self), label, None, label)
 
 
 class RaceDetector:

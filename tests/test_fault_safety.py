@@ -456,3 +456,58 @@ def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> N
         gc.set_threshold(*thresholds)
         gc.collect()
     assert inside == []
+
+
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12),
+    strict=False,
+    reason="3.12+: as for Lock, the raw lock's own acquire(False) argument tuple",
+)
+@pytest.mark.timeout(60)
+def test_no_collection_finds_an_rlock_taken_without_an_owner() -> None:
+    # threading.RLock records its owner in the C call that takes its lock, so
+    # a __del__ taking it in the same thread always recurses.  The Python
+    # RLock's _acquire_restore (a Condition wait taking its lock back) looked
+    # up the user's site after taking the raw lock, an allocation (3.11
+    # collects right there), and such a __del__ then waited for itself.
+    current: list[tracedsync.RLock] = []
+    worker: list[int] = []
+    inside: list[str] = []
+    stop = [False]
+
+    class Chain:
+        """Garbage whose finalizer leaves new garbage: every collection runs one."""
+
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            mine = current and worker and threading.get_ident() == worker[0]
+            if mine and current[0]._lock.locked() and current[0]._owner is None:
+                inside.append(repr(current[0]))
+            if not stop[0]:
+                Chain()
+
+    def work() -> None:
+        worker[:] = [threading.get_ident()]
+        for _ in range(10):
+            lock = tracedsync.RLock()
+            current[:] = [lock]
+            condition = threading.Condition(lock)  # type: ignore[arg-type]
+            for _ in range(5):
+                with lock, lock, condition:
+                    condition.wait(0)
+
+    thresholds = gc.get_threshold()
+    Chain()
+    gc.set_threshold(1)
+    try:
+        for _ in range(5):  # each thread's first lock, too
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+    finally:
+        stop[0] = True
+        gc.set_threshold(*thresholds)
+        gc.collect()
+    assert inside == []

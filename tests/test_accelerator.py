@@ -320,11 +320,10 @@ def test_the_c_methods_are_on_the_class_when_active() -> None:
     assert tracedsync.Lock.__enter__ is tracedsync.Lock.acquire
     assert tracedsync.Lock._release_save is tracedsync.Lock.release
     assert tracedsync.Lock.acquire.__name__ == "acquire"
-    for name in ("acquire", "release", "__exit__", "_release_save", "_is_owned"):
+    names = ("acquire", "release", "__exit__", "_release_save", "_acquire_restore", "_is_owned")
+    for name in names:
         assert type(tracedsync.RLock.__dict__[name]).__name__ == "method_descriptor", name
     assert tracedsync.RLock.__enter__ is tracedsync.RLock.acquire
-    # Condition restores through the Python method (it calls the Python _site).
-    assert type(tracedsync.RLock.__dict__["_acquire_restore"]).__name__ == "function"
 
 
 @needs_c
@@ -389,6 +388,8 @@ def test_misuse_fails_alike_in_both() -> None:
         "RLock release(1)": lambda: tracedsync.RLock().release(1),  # type: ignore[call-arg]
         "RLock _release_save()": lambda: tracedsync.RLock()._release_save(),
         "RLock _is_owned(1)": lambda: tracedsync.RLock()._is_owned(1),  # type: ignore[call-arg]
+        "RLock _acquire_restore()": lambda: tracedsync.RLock()._acquire_restore(),  # type: ignore[call-arg]
+        "RLock _acquire_restore([1, 2])": lambda: tracedsync.RLock()._acquire_restore([1, 2]),  # type: ignore[arg-type]
         "RLock __exit__()": lambda: tracedsync.RLock().__exit__(),  # type: ignore[call-arg]
         "RLock no __init__: acquire": lambda: NoInitR().acquire(),
         "RLock no __init__: release": lambda: NoInitR().release(),

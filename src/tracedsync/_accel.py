@@ -5,8 +5,9 @@ The pure-Python methods of :class:`tracedsync._lock.Lock` and
 :mod:`tracedsync._speedups` (built by ``setup.py`` where a C compiler exists)
 provides C transliterations of ``Lock.acquire`` (``__enter__``,
 ``acquire_lock``), ``Lock.release`` (``release_lock``, ``_release_save``),
-``RLock.acquire`` (``__enter__``), ``RLock.release``, ``RLock._release_save``,
-``RLock._is_owned`` and both classes' ``__exit__``: the same classes, the same
+``RLock.acquire`` (``__enter__``), ``RLock.release``, the protocol
+``threading.Condition`` uses (``RLock._release_save``, ``_acquire_restore``,
+``_is_owned``) and both classes' ``__exit__``: the same classes, the same
 slots, and every branch other than the common ones (the uncontended defaults,
 an ``RLock``'s recursion) calls the same Python code.  :func:`install` puts
 them on the classes at import, unless ``TRACEDSYNC_IMPL=python`` (or
@@ -45,6 +46,7 @@ _ALIASES = {
         "__exit__": ("__exit__",),
         "_release_save": ("_release_save",),
         "_is_owned": ("_is_owned",),
+        "_acquire_restore": ("_acquire_restore",),
     },
 }
 

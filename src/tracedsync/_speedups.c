@@ -4,7 +4,8 @@
  * reference.  This module does not define a lock type of its own: install()
  * turns Lock.acquire/__enter__/acquire_lock, Lock.release/release_lock/
  * _release_save and Lock.__exit__, and RLock.acquire/__enter__,
- * RLock.release, RLock.__exit__, RLock._release_save and RLock._is_owned, into
+ * RLock.release, RLock.__exit__ and the Condition protocol (_release_save,
+ * _acquire_restore, _is_owned), into
  * C method descriptors of those same Python classes.  They read and write the
  * classes' __slots__ directly (at the offsets of their member descriptors),
  * and they are line-by-line transliterations of the Python methods: the
@@ -49,7 +50,7 @@ typedef struct {
     PyObject *py_acquire;  /* its Python acquire */
     PyObject *py_release;  /* its Python release */
     PyObject *py_exit;     /* the Python _LockBase.__exit__ */
-    PyObject *py_release_save, *py_is_owned;  /* RLock's Python methods */
+    PyObject *py_release_save, *py_is_owned, *py_acquire_restore;  /* RLock's */
 } Kind;
 
 static Kind lock_kind, rlock_kind;
@@ -66,10 +67,12 @@ static PyObject *raw_release;       /* _thread.LockType.release (method descript
 static PyObject *minus_one, *zero, *one;
 static PyObject *held_key;          /* key of the held list in the thread state dict */
 static PyObject *whole_kwnames;     /* ("whole",) */
+static PyObject *restore_kwnames;   /* ("quiet", "restoring") */
 
 static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_release,
     *s_blocking, *s_timeout, *s_site, *s_check, *s_acquired, *s_released,
-    *s_acquire_contended, *s_observe_acquired, *s_release_observed, *s_release_active;
+    *s_acquire_contended, *s_observe_acquired, *s_release_observed, *s_release_active, *s_emit,
+    *s_rlock_acquire;
 
 /* A slot of self, for the Kind k in scope. */
 #define SLOT(self, name) (*(PyObject **)((char *)(self) + k->off.name))
@@ -933,6 +936,88 @@ rlock_is_owned(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     return PyBool_FromLong(mine);
 }
 
+/* RLock._acquire_restore(state): take the lock back after a Condition wait,
+ * restoring (depth, owner).  In C, nothing runs between taking the raw lock
+ * and storing the owner: not even a collection asked for by the raw
+ * acquire's own argument tuple (3.12+ runs those as the next Python call
+ * returns). */
+static PyObject *
+rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    Kind *k = &rlock_kind;
+    PyObject *state = nargs == 1 ? args[0] : NULL;
+    if (state == NULL || (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || !slots_ready(k, self)
+        || !PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 2)
+        return delegate(k->py_acquire_restore, self, args, nargs, kwnames);
+    PyFrameObject *frame = calling_frame();
+    if (frame == NULL)
+        return NULL;
+    PyObject *code, *offset;
+    if (call_site(frame, &code, &offset) < 0)  /* code, offset = _site(frame) */
+        return NULL;
+    int taken = raw_try_acquire(SLOT(self, lock));
+    if (taken > 0) {  /* self._depth, self._owner = state; the site */
+        set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
+        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+        set_slot(self, k->off.acquired_code, code);
+        set_slot(self, k->off.acquired_offset, offset);
+    }
+    Py_DECREF(code);
+    Py_DECREF(offset);
+    if (taken < 0)
+        return NULL;
+    if (!taken) {  /* _blocking.acquire_contended(self, True, -1, frame, quiet=True, restoring=True) */
+        PyObject *func = module_global(blocking_dict, s_acquire_contended);
+        if (func == NULL)
+            return NULL;
+        PyObject *stack[6] = {self, Py_True, minus_one, (PyObject *)frame, Py_True, Py_True};
+        PyObject *called = PyObject_Vectorcall(func, stack, 4, restore_kwnames);
+        if (called == NULL)
+            return NULL;
+        Py_DECREF(called);
+        set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
+        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+    }
+    int ordering = hook_flag(ORDERING);
+    if (ordering < 0)
+        return NULL;
+    if (ordering) {  /* _lockorder.acquired(self, frame, False) */
+        PyObject *func = module_global(lockorder_dict, s_acquired);
+        if (func == NULL)
+            return NULL;
+        PyObject *stack[3] = {self, (PyObject *)frame, Py_False};
+        PyObject *called = PyObject_Vectorcall(func, stack, 3, NULL);
+        if (called == NULL)
+            return NULL;
+        Py_DECREF(called);
+    }
+    int observing = hook_flag(OBSERVING);
+    if (observing < 0)
+        return NULL;
+    if (observing) {
+        /* data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
+         * self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data) */
+        PyObject *depth = SLOT(self, depth);
+        PyObject *data = Py_BuildValue("{sssOsO}", "outcome", "acquired", "depth", depth,
+                                       "levels", depth);
+        if (data == NULL)
+            return NULL;
+        PyObject *emit = module_global(hooks_dict, s_emit);
+        PyObject *stamped = NULL;
+        if (emit != NULL) {
+            PyObject *stack[4] = {s_rlock_acquire, self, (PyObject *)frame, data};
+            stamped = PyObject_Vectorcall(emit, stack, 4, NULL);
+        }
+        Py_DECREF(data);
+        if (stamped == NULL)
+            return NULL;
+        set_slot(self, k->off.acquired_ns, stamped);
+        Py_DECREF(stamped);
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- install ------------------------------------------------------------ */
 
 #define FASTCALL(function) (PyCFunction)(void (*)(void))(function), METH_FASTCALL | METH_KEYWORDS
@@ -958,6 +1043,8 @@ static PyMethodDef rlock_defs[] = {
      "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"},
     {"_release_save", FASTCALL(rlock_release_save), "_release_save($self, /)\n--\n\n"},
     {"_is_owned", FASTCALL(rlock_is_owned), "_is_owned($self, /)\n--\n\n"},
+    {"_acquire_restore", FASTCALL(rlock_acquire_restore),
+     "_acquire_restore($self, state, /)\n--\n\n"},
     {NULL, NULL, 0, NULL}};
 
 static int
@@ -1078,7 +1165,9 @@ install(PyObject *module, PyObject *config)
         || (made.py_release = take(config, "release")) == NULL
         || (made.py_exit = take(config, "__exit__")) == NULL
         || (reentrant && ((made.py_release_save = take(config, "_release_save")) == NULL
-                          || (made.py_is_owned = take(config, "_is_owned")) == NULL))) {
+                          || (made.py_is_owned = take(config, "_is_owned")) == NULL
+                          || (made.py_acquire_restore = take(config, "_acquire_restore"))
+                                 == NULL))) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "install(): cls is not a class");
         Py_XDECREF(made.cls);
@@ -1086,6 +1175,7 @@ install(PyObject *module, PyObject *config)
         Py_XDECREF(made.py_release);
         Py_XDECREF(made.py_exit);
         Py_XDECREF(made.py_release_save);
+        Py_XDECREF(made.py_is_owned);
         return NULL;
     }
     PyObject *methods = PyDict_New();
@@ -1141,10 +1231,13 @@ PyInit__speedups(void)
     INTERN(s_observe_acquired, "_observe_acquired");
     INTERN(s_release_observed, "_release_observed");
     INTERN(s_release_active, "_release_active");
+    INTERN(s_emit, "emit");
+    INTERN(s_rlock_acquire, "rlock.acquire");
     INTERN(held_key, "tracedsync._speedups.held");
     if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
         || (one = PyLong_FromLong(1)) == NULL
-        || (whole_kwnames = Py_BuildValue("(s)", "whole")) == NULL)
+        || (whole_kwnames = Py_BuildValue("(s)", "whole")) == NULL
+        || (restore_kwnames = Py_BuildValue("(ss)", "quiet", "restoring")) == NULL)
         return NULL;
     return PyModule_Create(&speedups_module);
 }

@@ -448,6 +448,21 @@ observe_acquired(PyObject *self, PyObject *code, PyObject *offset, PyObject *blo
     return 0;
 }
 
+/* _lockorder.acquired(self, frame, may_raise) */
+static int
+order_acquired(PyObject *self, PyFrameObject *frame, PyObject *may_raise)
+{
+    PyObject *func = module_global(lockorder_dict, s_acquired);
+    if (func == NULL)
+        return -1;
+    PyObject *stack[3] = {self, (PyObject *)frame, may_raise};
+    PyObject *called = PyObject_Vectorcall(func, stack, 3, NULL);
+    if (called == NULL)
+        return -1;
+    Py_DECREF(called);
+    return 0;
+}
+
 /* ---- acquire (Lock and RLock) ------------------------------------------- */
 
 /* acquire()'s arguments as the Python signature binds them (blocking=True,
@@ -636,16 +651,10 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
                         may_raise = Py_NewRef(blocking);
                     else if ((may_raise = PyObject_RichCompare(timeout, zero, Py_LT)) == NULL)
                         goto done;
-                    PyObject *func = module_global(lockorder_dict, s_acquired);
-                    PyObject *called = NULL;
-                    if (func != NULL) {
-                        PyObject *stack[3] = {self, (PyObject *)frame, may_raise};
-                        called = PyObject_Vectorcall(func, stack, 3, NULL);
-                    }
+                    int failed = order_acquired(self, frame, may_raise);
                     Py_DECREF(may_raise);
-                    if (called == NULL)
+                    if (failed)
                         goto done;
-                    Py_DECREF(called);
                 }
             }
             int observing = hook_flag(OBSERVING);
@@ -672,17 +681,21 @@ done:
     return result;
 }
 
-static PyObject *
-lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    return acquire_impl(&lock_kind, self, args, nargs, kwnames);
-}
+/* lock_<name> and rlock_<name>: the C methods of Lock and RLock, each
+ * impl(kind, ...) for its class's Kind. */
+#define PER_KIND(name, impl)                                                                 \
+    static PyObject *lock_##name(PyObject *self, PyObject *const *args, Py_ssize_t nargs,    \
+                                 PyObject *kwnames)                                          \
+    {                                                                                        \
+        return impl(&lock_kind, self, args, nargs, kwnames);                                 \
+    }                                                                                        \
+    static PyObject *rlock_##name(PyObject *self, PyObject *const *args, Py_ssize_t nargs,   \
+                                  PyObject *kwnames)                                         \
+    {                                                                                        \
+        return impl(&rlock_kind, self, args, nargs, kwnames);                                \
+    }
 
-static PyObject *
-rlock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    return acquire_impl(&rlock_kind, self, args, nargs, kwnames);
-}
+PER_KIND(acquire, acquire_impl)
 
 /* ---- release (Lock and RLock) ------------------------------------------- */
 
@@ -799,20 +812,25 @@ lock_release_impl(Kind *k, PyObject *self)
     Py_RETURN_NONE;
 }
 
-/* RLock.release (levels == NULL) and RLock._release_save (every level, its
- * state returned). */
+/* if self._owner != get_ident(): raise RuntimeError(...) (0, or -1 raised) */
+static int
+check_owner(Kind *k, PyObject *self)
+{
+    int mine = is_me(SLOT(self, owner));
+    if (mine == 0)
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+    return mine == 1 ? 0 : -1;
+}
+
+/* RLock.release (save == 0) and RLock._release_save (save == 1: every
+ * level, its state returned). */
 static PyObject *
 rlock_release_impl(Kind *k, PyObject *self, int save)
 {
     PyObject *state = NULL;
     if (save) {  /* owner check, state = (depth, owner), before anything else */
-        int mine = is_me(SLOT(self, owner));
-        if (mine < 0)
+        if (check_owner(k, self) < 0)
             return NULL;
-        if (!mine) {
-            PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
-            return NULL;
-        }
         if ((state = PyTuple_Pack(2, SLOT(self, depth), SLOT(self, owner))) == NULL)
             return NULL;
     }
@@ -835,13 +853,8 @@ rlock_release_impl(Kind *k, PyObject *self, int save)
     }
     int last = 1;
     if (!save) {  /* if self._owner != get_ident(): raise; self._depth -= 1 */
-        int mine = is_me(SLOT(self, owner));
-        if (mine < 0)
+        if (check_owner(k, self) < 0)
             return NULL;
-        if (!mine) {
-            PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
-            return NULL;
-        }
         PyObject *depth = PyNumber_Subtract(SLOT(self, depth), one);
         if (depth == NULL)
             return NULL;
@@ -874,20 +887,15 @@ release_impl(Kind *k, PyObject *self)
 }
 
 static PyObject *
-lock_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+release_method(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
 {
-    if (!no_arguments(nargs, kwnames) || !slots_ready(&lock_kind, self))
-        return delegate(lock_kind.py_release, self, args, nargs, kwnames);
-    return lock_release_impl(&lock_kind, self);
+    if (!no_arguments(nargs, kwnames) || !slots_ready(k, self))
+        return delegate(k->py_release, self, args, nargs, kwnames);
+    return release_impl(k, self);
 }
 
-static PyObject *
-rlock_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    if (!no_arguments(nargs, kwnames) || !slots_ready(&rlock_kind, self))
-        return delegate(rlock_kind.py_release, self, args, nargs, kwnames);
-    return rlock_release_impl(&rlock_kind, self, 0);
-}
+PER_KIND(release, release_method)
 
 /* _LockBase.__exit__: self.release() (a subclass's own release if it has one). */
 static PyObject *
@@ -901,17 +909,7 @@ exit_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     return PyObject_VectorcallMethod(s_release, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-static PyObject *
-lock_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    return exit_impl(&lock_kind, self, args, nargs, kwnames);
-}
-
-static PyObject *
-rlock_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    return exit_impl(&rlock_kind, self, args, nargs, kwnames);
-}
+PER_KIND(exit, exit_impl)
 
 /* ---- RLock: the protocol threading.Condition uses ----------------------- */
 
@@ -982,16 +980,8 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     int ordering = hook_flag(ORDERING);
     if (ordering < 0)
         return NULL;
-    if (ordering) {  /* _lockorder.acquired(self, frame, False) */
-        PyObject *func = module_global(lockorder_dict, s_acquired);
-        if (func == NULL)
-            return NULL;
-        PyObject *stack[3] = {self, (PyObject *)frame, Py_False};
-        PyObject *called = PyObject_Vectorcall(func, stack, 3, NULL);
-        if (called == NULL)
-            return NULL;
-        Py_DECREF(called);
-    }
+    if (ordering && order_acquired(self, frame, Py_False) < 0)
+        return NULL;
     int observing = hook_flag(OBSERVING);
     if (observing < 0)
         return NULL;
@@ -1022,25 +1012,24 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 
 #define FASTCALL(function) (PyCFunction)(void (*)(void))(function), METH_FASTCALL | METH_KEYWORDS
 
+#define SIGNATURE_ACQUIRE "acquire($self, /, blocking=True, timeout=-1)\n--\n\n"
+#define SIGNATURE_RELEASE "release($self, /)\n--\n\n"
+#define SIGNATURE_EXIT "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
+
 static PyMethodDef lock_defs[] = {
     {"acquire", FASTCALL(lock_acquire),
-     "acquire($self, /, blocking=True, timeout=-1)\n--\n\n"
-     "Acquire the lock, as :meth:`threading.Lock.acquire`."},
+     SIGNATURE_ACQUIRE "Acquire the lock, as :meth:`threading.Lock.acquire`."},
     {"release", FASTCALL(lock_release),
-     "release($self, /)\n--\n\n"
-     "Release the lock, as :meth:`threading.Lock.release` (any thread may)."},
-    {"__exit__", FASTCALL(lock_exit), "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"},
+     SIGNATURE_RELEASE "Release the lock, as :meth:`threading.Lock.release` (any thread may)."},
+    {"__exit__", FASTCALL(lock_exit), SIGNATURE_EXIT},
     {NULL, NULL, 0, NULL}};
 
 static PyMethodDef rlock_defs[] = {
     {"acquire", FASTCALL(rlock_acquire),
-     "acquire($self, /, blocking=True, timeout=-1)\n--\n\n"
-     "Acquire the lock, as :meth:`threading.RLock.acquire`."},
+     SIGNATURE_ACQUIRE "Acquire the lock, as :meth:`threading.RLock.acquire`."},
     {"release", FASTCALL(rlock_release),
-     "release($self, /)\n--\n\n"
-     "Release one level; the last release unlocks.  Only the owner may call it."},
-    {"__exit__", FASTCALL(rlock_exit),
-     "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"},
+     SIGNATURE_RELEASE "Release one level; the last release unlocks.  Only the owner may call it."},
+    {"__exit__", FASTCALL(rlock_exit), SIGNATURE_EXIT},
     {"_release_save", FASTCALL(rlock_release_save), "_release_save($self, /)\n--\n\n"},
     {"_is_owned", FASTCALL(rlock_is_owned), "_is_owned($self, /)\n--\n\n"},
     {"_acquire_restore", FASTCALL(rlock_acquire_restore),

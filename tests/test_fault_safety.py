@@ -478,8 +478,8 @@ def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> N
 @pytest.mark.xfail(
     sys.version_info >= (3, 12),
     strict=False,
-    reason="3.12+, pure Python: as for Lock, the raw lock's own acquire(False) argument"
-    " tuple (the C accelerator's _acquire_restore stores the owner with nothing in between)",
+    reason="3.12+: as for Lock, the raw lock's own acquire(False) argument tuple, in the"
+    " Python methods (every acquire in pure Python; a lock's first acquisition with C)",
 )
 @pytest.mark.timeout(60)
 def test_no_collection_finds_an_rlock_taken_without_an_owner() -> None:

@@ -204,7 +204,7 @@ def select(name: str) -> None:
 
 def describe() -> str:
     """How ``tracedsync --version`` names the active implementation."""
-    return "C accelerator" if _active == "c" else "pure Python implementation"
+    return "C accelerator for Lock and RLock" if _active == "c" else "pure Python implementation"
 
 
 def reason() -> str | None:

@@ -8,7 +8,12 @@ start-up, imports and the loop's set-up cancel out, the loop's own ``for``
 does not (it is the same small cost in every row, ``threading`` included).
 
     python benchmarks/instructions.py [--smoke]        # prints a Markdown table
+    python benchmarks/instructions.py --only rlock_pair,rlock_with --subjects c_default \
+        --counts 500,4500                              # some rows, fewer iterations
     python benchmarks/run.py --instructions            # the same, inside the report
+
+The ``threading`` row measures ``threading.Lock`` for the ``Lock`` operations
+and ``threading.RLock`` for the ``RLock`` ones; every ratio is to that row.
 
 The subject runs in this interpreter's environment, with the checkout's
 ``src`` first on the path (as ``run.py`` does).
@@ -35,11 +40,13 @@ SHORT, LONG = 2_000, 22_000
 OPERATIONS = [
     ("lock_pair", "Lock acquire/release"),
     ("lock_with", "Lock `with` block"),
+    ("rlock_pair", "RLock acquire/release"),
+    ("rlock_with", "RLock `with` block"),
 ]
 
 #: (key, title, implementation, mode): the subjects, ``threading`` first.
 SUBJECTS = [
-    ("threading", "`threading.Lock`", None, None),
+    ("threading", "`threading.Lock` / `threading.RLock`", None, None),
     ("c_default", "C accelerator, defaults", "c", "default"),
     ("python_default", "pure Python, defaults", "python", "default"),
     ("c_record", "C accelerator, `record()` + every detector", "c", "record"),
@@ -52,8 +59,9 @@ SUBJECTS = [
 CHILD = r"""
 import os, sys, tempfile, threading
 operation, implementation, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+kind = "RLock" if operation.startswith("rlock") else "Lock"
 if implementation == "threading":
-    lock = threading.Lock()
+    lock = getattr(threading, kind)()
 else:
     import tracedsync
     from tracedsync import _accel, _jsonl
@@ -63,7 +71,7 @@ else:
         trace = tracedsync.record().start()
     elif mode == "jsonl":
         sink = _jsonl.open_log_file(os.path.join(tempfile.mkdtemp(), "events.jsonl"))
-    lock = tracedsync.Lock()
+    lock = getattr(tracedsync, kind)()
 lock.acquire(); lock.release()
 def pairs(n, acquire=lock.acquire, release=lock.release):
     for _ in range(n):
@@ -72,7 +80,7 @@ def blocks(n, lock=lock):
     for _ in range(n):
         with lock:
             pass
-(pairs if operation == "lock_pair" else blocks)(n)
+(pairs if operation.endswith("_pair") else blocks)(n)
 if mode == "record":
     trace.stop()
 os._exit(0)
@@ -114,15 +122,25 @@ def _instructions(operation: str, implementation: str, mode: str, n: int) -> int
     return int(found.group(1))
 
 
+#: ``--counts SHORT,LONG`` (fewer iterations, for a loaded machine).
+_counts: tuple[int, int] | None = None
+
+
 def per_operation(operation: str, implementation: str, mode: str, smoke: bool = False) -> float:
     """Instructions per iteration of ``operation``'s loop."""
-    short, long = (50, 250) if smoke else (SHORT, LONG)
+    short, long = (50, 250) if smoke else _counts or (SHORT, LONG)
     counts = [_instructions(operation, implementation, mode, n) for n in (short, long)]
     return (counts[1] - counts[0]) / (long - short)
 
 
-def run(smoke: bool = False, progress: Any = None) -> dict[str, Any]:
-    """Every subject's instructions per operation, or why they were not measured."""
+def run(
+    smoke: bool = False,
+    progress: Any = None,
+    only: list[str] | None = None,
+    subjects: list[str] | None = None,
+) -> dict[str, Any]:
+    """Every subject's instructions per operation (those named in ``only`` and
+    ``subjects``, if given), or why they were not measured."""
     reason = available()
     if reason is not None:
         return {"error": reason}
@@ -130,11 +148,15 @@ def run(smoke: bool = False, progress: Any = None) -> dict[str, Any]:
     from tracedsync import _accel
 
     results: dict[str, Any] = {"operations": {}, "subjects": {}}
+    operations = [(key, title) for key, title in OPERATIONS if only is None or key in only]
+    results["titles"] = dict(operations)
     for key, title, implementation, mode in SUBJECTS:
         if implementation == "c" and not _accel.available():
             continue
+        if subjects is not None and key not in subjects and key != "threading":
+            continue
         results["subjects"][key] = title
-        for operation, _ in OPERATIONS:
+        for operation, _ in operations:
             if progress is not None:
                 progress(f"instructions: {operation}, {title}")
             measured = per_operation(
@@ -150,14 +172,15 @@ def render(results: dict[str, Any]) -> list[str]:
     """The Markdown table of :func:`run`'s results."""
     if "error" in results:
         return [f"Instruction counts not measured: {results['error']}."]
+    operations = list(results.get("titles", dict(OPERATIONS)).items())
     lines = [
-        "| subject | " + " | ".join(title for _, title in OPERATIONS) + " |",
-        "|---|" + "---|" * len(OPERATIONS),
+        "| subject | " + " | ".join(title for _, title in operations) + " |",
+        "|---|" + "---|" * len(operations),
     ]
     base = results["operations"]
     for key, title in results["subjects"].items():
         cells = []
-        for operation, _ in OPERATIONS:
+        for operation, _ in operations:
             value = base[operation][key]
             ratio = value / base[operation]["threading"]
             cells.append(f"{value:,.0f} ({ratio:.2f}x)")
@@ -170,7 +193,22 @@ def render(results: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     smoke = "--smoke" in arguments
-    results = run(smoke, lambda message: print(f"[instructions] {message}", file=sys.stderr))
+
+    def listed(option: str) -> list[str] | None:
+        if option not in arguments:
+            return None
+        return arguments[arguments.index(option) + 1].split(",")
+
+    global _counts
+    counts = listed("--counts")
+    if counts is not None:
+        _counts = (int(counts[0]), int(counts[1]))
+    results = run(
+        smoke,
+        lambda message: print(f"[instructions] {message}", file=sys.stderr),
+        only=listed("--only"),
+        subjects=listed("--subjects"),
+    )
     if "--json" in arguments:
         print(json.dumps(results, indent=2))
     else:

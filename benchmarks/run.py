@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instructions",
         action="store_true",
-        help="also count instructions per Lock operation with valgrind (callgrind)",
+        help="also count instructions per Lock and RLock operation with valgrind (callgrind)",
     )
     arguments = parser.parse_args(argv)
     results = run(arguments.smoke, not arguments.no_peers, arguments.instructions)

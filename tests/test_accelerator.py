@@ -68,8 +68,8 @@ def _condition_wait(lock: tracedsync.Lock) -> bool:
     return threading.Condition(lock).wait(0)  # type: ignore[arg-type]
 
 
-def _mine(lock: tracedsync.Lock) -> bool:
-    return lock.locked() and lock._owner == get_ident()
+def _mine(lock: tracedsync.Lock | tracedsync.RLock) -> bool:
+    return lock._lock.locked() and lock._owner == get_ident()
 
 
 #: Operations, each called with a lock; those that would block this thread
@@ -125,9 +125,22 @@ def _chain(chains: dict[int, int], chain: int | None) -> int | None:
     return -number if chain < 0 else number
 
 
+def _held(chains: dict[int, int]) -> tuple[Any, ...]:
+    """The thread's held-lock entries, comparably."""
+    held = getattr(_lockorder._per_thread, "held", None) or []
+    return tuple(
+        (
+            getattr(entry[0](), "name", None),
+            entry[1],
+            _line(entry[2], entry[3]),
+            _chain(chains, entry[4]),
+        )
+        for entry in held
+    )
+
+
 def _state(locks: list[tracedsync.Lock], chains: dict[int, int]) -> tuple[Any, ...]:
     me = get_ident()
-    held = getattr(_lockorder._per_thread, "held", None) or []
     return (
         tuple(
             (
@@ -138,15 +151,7 @@ def _state(locks: list[tracedsync.Lock], chains: dict[int, int]) -> tuple[Any, .
             )
             for lock in locks
         ),
-        tuple(
-            (
-                getattr(entry[0](), "name", None),
-                entry[1],
-                _line(entry[2], entry[3]),
-                _chain(chains, entry[4]),
-            )
-            for entry in held
-        ),
+        _held(chains),
     )
 
 
@@ -159,11 +164,16 @@ def _fresh_order_state() -> None:
         held[:] = []  # the same list: the accelerator keeps a reference to it
 
 
-def _run(implementation: str, mode: str, program: list[tuple[str, int]]) -> Any:
+def _run(implementation: str, mode: str, program: list[tuple[str, int]], kind: str = "Lock") -> Any:
     _accel.select(implementation)
     _fresh_order_state()
     tracedsync.configure(lock_order=mode != "no_order")
-    locks = [tracedsync.Lock(name=f"L{index}") for index in range(3)]
+    if kind == "Lock":
+        locks: list[Any] = [tracedsync.Lock(name=f"L{index}") for index in range(3)]
+        operations, state = OPERATIONS, _state
+    else:
+        locks = [tracedsync.RLock(name=f"R{index}") for index in range(3)]
+        operations, state = RLOCK_OPERATIONS, _rlock_state
     outcomes: list[Any] = []
     chains: dict[int, int] = {}
     trace = tracedsync.record() if mode != "default" else None
@@ -172,15 +182,17 @@ def _run(implementation: str, mode: str, program: list[tuple[str, int]]) -> Any:
     try:
         for name, index in program:
             try:
-                outcome: Any = OPERATIONS[name](locks[index])
+                outcome: Any = operations[name](locks[index])
             except (RuntimeError, TypeError, ValueError) as error:
                 outcome = f"{type(error).__name__}: {error}"
-            outcomes.append((name, index, outcome, _state(locks, chains)))
+            outcomes.append((name, index, outcome, state(locks, chains)))
     finally:
         if trace is not None:
             trace.stop()
         for lock in locks:
-            if lock.locked():
+            for _ in range(2 * len(program) + 1):  # bounded: a broken release never ends
+                if not (_mine(lock) if kind == "RLock" else lock.locked()):
+                    break
                 lock.release()
         tracedsync.configure(lock_order=True)
         _fresh_order_state()
@@ -200,6 +212,103 @@ def test_both_implementations_do_the_same(program: list[tuple[str, int]], mode: 
     assert accelerated[1] == reference[1]
 
 
+# -- the same property for RLock ------------------------------------------------
+
+
+def _rlock_condition_wait(lock: tracedsync.RLock) -> bool:
+    # Releases every level through _release_save (C) and restores them
+    # through _acquire_restore.
+    return threading.Condition(lock).wait(0)  # type: ignore[arg-type]
+
+
+def _rlock_notify(lock: tracedsync.RLock) -> str:
+    # _is_owned (C) decides: RuntimeError unless this thread owns the lock.
+    threading.Condition(lock).notify()  # type: ignore[arg-type]
+    return "notified"
+
+
+def _rlock_save_restore(lock: tracedsync.RLock) -> Any:
+    state = lock._release_save()  # RuntimeError unless owned
+    released = (lock._owner, lock._depth, lock._lock.locked())
+    lock._acquire_restore(state)
+    return state[0], released
+
+
+def _rlock_under_lock(lock: tracedsync.RLock) -> Any:
+    # A nested acquire: the order checker's slow path, then the held stack.
+    outer = _OUTER[0]
+    with outer:
+        return lock.acquire(), lock.release()
+
+
+#: A plain Lock held around some RLock operations (see _rlock_under_lock).
+_OUTER: list[tracedsync.Lock] = []
+
+#: As OPERATIONS, for RLocks: every blocking acquire succeeds (the test's
+#: thread owns the lock or nobody does).
+RLOCK_OPERATIONS: dict[str, Callable[[tracedsync.RLock], Any]] = {
+    "acquire": lambda lock: lock.acquire(),
+    "try": lambda lock: lock.acquire(False),
+    "try_keyword": lambda lock: lock.acquire(blocking=False),
+    "timeout_zero": lambda lock: lock.acquire(True, 0),
+    "timeout_keyword": lambda lock: lock.acquire(timeout=0.0),
+    "minus_one_float": lambda lock: lock.acquire(False, -1.0),
+    "enter": lambda lock: lock.__enter__(),
+    "exit": lambda lock: lock.__exit__(None, None, None),
+    "release": lambda lock: lock.release(),
+    "release_elsewhere": _release_elsewhere,
+    "with": _with_block,
+    "with_nested": lambda lock: (_with_block(lock), lock.acquire(), lock.release()),
+    "under_lock": _rlock_under_lock,
+    "is_owned": lambda lock: lock._is_owned(),
+    "condition_wait": lambda lock: _rlock_condition_wait(lock) if _mine(lock) else None,
+    "notify": _rlock_notify,
+    "save_restore": _rlock_save_restore,
+    "bad_timeout": lambda lock: lock.acquire(False, 1),
+    "bad_argument": lambda lock: lock.acquire(True, -1, 3),  # type: ignore[call-arg]
+    "bad_keyword": lambda lock: lock.acquire(wait=True),  # type: ignore[call-arg]
+    "bad_release": lambda lock: lock.release(1),  # type: ignore[call-arg]
+}
+
+rlock_programs = st.lists(
+    st.tuples(st.sampled_from(sorted(RLOCK_OPERATIONS)), st.integers(0, 2)),
+    min_size=1,
+    max_size=20,
+)
+
+
+def _rlock_state(locks: list[tracedsync.RLock], chains: dict[int, int]) -> tuple[Any, ...]:
+    me = get_ident()
+    return (
+        tuple(
+            (
+                lock._lock.locked(),
+                None if lock._owner is None else lock._owner == me,
+                lock._depth,
+                lock._acquired_ns != 0,
+                _line(lock._acquired_code, lock._acquired_offset),
+                lock._is_owned(),
+            )
+            for lock in locks
+        ),
+        _held(chains),
+    )
+
+
+@needs_c
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("restore_implementation")
+@settings(suppress_health_check=[HealthCheck.too_slow])  # threads, on a loaded machine
+@given(rlock_programs, st.sampled_from(["default", "record", "no_order"]))
+def test_both_implementations_do_the_same_with_rlocks(
+    program: list[tuple[str, int]], mode: str
+) -> None:
+    _OUTER[:] = [tracedsync.Lock(name="outer")]
+    reference, accelerated = [_run(name, mode, program, "RLock") for name in IMPLEMENTATIONS]
+    assert accelerated[0] == reference[0]
+    assert accelerated[1] == reference[1]
+
+
 # -- the accelerator's own promises ---------------------------------------------
 
 
@@ -211,16 +320,21 @@ def test_the_c_methods_are_on_the_class_when_active() -> None:
     assert tracedsync.Lock.__enter__ is tracedsync.Lock.acquire
     assert tracedsync.Lock._release_save is tracedsync.Lock.release
     assert tracedsync.Lock.acquire.__name__ == "acquire"
+    names = ("acquire", "release", "__exit__", "_release_save", "_acquire_restore", "_is_owned")
+    for name in names:
+        assert type(tracedsync.RLock.__dict__[name]).__name__ == "method_descriptor", name
+    assert tracedsync.RLock.__enter__ is tracedsync.RLock.acquire
 
 
 @needs_c
 @pytest.mark.usefixtures("restore_implementation")
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_a_subclass_release_is_what_with_calls(implementation: str) -> None:
+@pytest.mark.parametrize("base", [tracedsync.Lock, tracedsync.RLock])
+def test_a_subclass_release_is_what_with_calls(implementation: str, base: type) -> None:
     _accel.select(implementation)
     calls: list[str] = []
 
-    class Counting(tracedsync.Lock):
+    class Counting(base):  # type: ignore[valid-type,misc]
         __slots__ = ()
 
         def release(self) -> None:
@@ -229,9 +343,9 @@ def test_a_subclass_release_is_what_with_calls(implementation: str) -> None:
 
     lock = Counting()
     with lock:
-        assert lock.locked()
+        assert lock._lock.locked()
     assert calls == ["release"]
-    assert not lock.locked()
+    assert not lock._lock.locked()
 
 
 def _outcome(action: Callable[[], Any]) -> str:
@@ -247,6 +361,10 @@ def test_misuse_fails_alike_in_both() -> None:
     class NoInit(tracedsync.Lock):
         def __init__(self) -> None:
             pass  # never calls Lock.__init__: every slot is empty
+
+    class NoInitR(tracedsync.RLock):
+        def __init__(self) -> None:
+            pass
 
     actions: dict[str, Callable[[], Any]] = {
         "acquire(1, 2, 3)": lambda: tracedsync.Lock().acquire(1, 2, 3),  # type: ignore[call-arg]
@@ -264,6 +382,19 @@ def test_misuse_fails_alike_in_both() -> None:
         "no __init__: acquire": lambda: NoInit().acquire(),
         "no __init__: release": lambda: NoInit().release(),
         "unbound on another object": lambda: tracedsync.Lock.acquire(object()),  # type: ignore[arg-type]
+        "RLock acquire(1, 2, 3)": lambda: tracedsync.RLock().acquire(1, 2, 3),  # type: ignore[call-arg]
+        "RLock acquire(timeout=-2)": lambda: tracedsync.RLock().acquire(timeout=-2),
+        "RLock release()": lambda: tracedsync.RLock().release(),
+        "RLock release(1)": lambda: tracedsync.RLock().release(1),  # type: ignore[call-arg]
+        "RLock _release_save()": lambda: tracedsync.RLock()._release_save(),
+        "RLock _is_owned(1)": lambda: tracedsync.RLock()._is_owned(1),  # type: ignore[call-arg]
+        "RLock _acquire_restore()": lambda: tracedsync.RLock()._acquire_restore(),  # type: ignore[call-arg]
+        "RLock _acquire_restore([1, 2])": lambda: tracedsync.RLock()._acquire_restore([1, 2]),  # type: ignore[arg-type]
+        "RLock __exit__()": lambda: tracedsync.RLock().__exit__(),  # type: ignore[call-arg]
+        "RLock no __init__: acquire": lambda: NoInitR().acquire(),
+        "RLock no __init__: release": lambda: NoInitR().release(),
+        "RLock no __init__: _is_owned": lambda: NoInitR()._is_owned(),
+        "RLock unbound on another object": lambda: tracedsync.RLock.release(object()),  # type: ignore[arg-type]
     }
     seen = {}
     for implementation in IMPLEMENTATIONS:
@@ -271,7 +402,7 @@ def test_misuse_fails_alike_in_both() -> None:
         seen[implementation] = {name: _outcome(action) for name, action in actions.items()}
     python, c = seen["python"], seen["c"]
     for name in actions:
-        if name == "unbound on another object":
+        if name.endswith("unbound on another object"):
             # A method descriptor checks its receiver; a function does not
             # (the Python method fails later, on a missing attribute).
             assert c[name].startswith("TypeError"), c[name]

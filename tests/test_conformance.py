@@ -74,7 +74,7 @@ class TestStdlibConditionOverRLock(lock_tests.ConditionTests):
     condtype = staticmethod(_stdlib_condition_over_rlock)
 
 
-# Where the C accelerator is built, the suite runs with it; the Lock suites
+# Where the C accelerator is built, the suite runs with it; the Lock and RLock suites
 # run once more here on the other implementation (the pure-Python reference),
 # so both pass test.lock_tests in every run.  TRACEDSYNC_IMPL=python runs the
 # whole suite on the reference.
@@ -98,3 +98,13 @@ class _OnTheOtherImplementation:
 
 class TestLockOtherImplementation(_OnTheOtherImplementation, lock_tests.LockTests):
     locktype = staticmethod(tracedsync.Lock)
+
+
+class TestRLockOtherImplementation(_OnTheOtherImplementation, lock_tests.RLockTests):
+    locktype = staticmethod(tracedsync.RLock)
+
+
+class TestStdlibConditionOverRLockOtherImplementation(
+    _OnTheOtherImplementation, lock_tests.ConditionTests
+):
+    condtype = staticmethod(_stdlib_condition_over_rlock)

@@ -1,14 +1,18 @@
-"""Which implementation of ``Lock``'s hot path runs: the C accelerator or pure Python.
+"""Which implementation of the hot path of ``Lock`` and ``RLock`` runs: C or pure Python.
 
-The pure-Python methods of :class:`tracedsync._lock.Lock` are the reference.
-The optional extension :mod:`tracedsync._speedups` (built by ``setup.py``
-where a C compiler exists) provides C transliterations of ``Lock.acquire``
-(``__enter__``, ``acquire_lock``), ``Lock.release`` (``release_lock``,
-``_release_save``) and ``__exit__``: the same class, the same slots, and
-every branch other than the uncontended defaults calls the same Python code.
-:func:`install` puts them on the class at import, unless
-``TRACEDSYNC_IMPL=python`` (or ``TRACEDSYNC_PURE=1``) asks for pure Python,
-the extension is missing, or the interpreter is not a GIL build of CPython.
+The pure-Python methods of :class:`tracedsync._lock.Lock` and
+:class:`tracedsync._lock.RLock` are the reference.  The optional extension
+:mod:`tracedsync._speedups` (built by ``setup.py`` where a C compiler exists)
+provides C transliterations of ``Lock.acquire`` (``__enter__``,
+``acquire_lock``), ``Lock.release`` (``release_lock``, ``_release_save``),
+``RLock.acquire`` (``__enter__``), ``RLock.release``, the protocol
+``threading.Condition`` uses (``RLock._release_save``, ``_acquire_restore``,
+``_is_owned``) and both classes' ``__exit__``: the same classes, the same
+slots, and every branch other than the common ones (the uncontended defaults,
+an ``RLock``'s recursion) calls the same Python code.  :func:`install` puts
+them on the classes at import, unless ``TRACEDSYNC_IMPL=python`` (or
+``TRACEDSYNC_PURE=1``) asks for pure Python, the extension is missing, or the
+interpreter is not a GIL build of CPython.
 """
 
 from __future__ import annotations
@@ -25,20 +29,45 @@ from tracedsync._typenames import Any
 
 __all__ = ["available", "describe", "implementation", "install", "reason", "select"]
 
-#: The methods the accelerator replaces, by the name of its C method.
+#: Per class name: the methods the accelerator replaces, by the name of its
+#: C method.
 _ALIASES = {
-    "acquire": ("acquire", "__enter__", "acquire_lock"),
-    "release": ("release", "release_lock", "_release_save"),
-    "__exit__": ("__exit__",),
+    "Lock": {
+        "acquire": ("acquire", "__enter__", "acquire_lock"),
+        "release": ("release", "release_lock", "_release_save"),
+        "__exit__": ("__exit__",),
+    },
+    "RLock": {
+        "acquire": ("acquire", "__enter__"),
+        "release": ("release",),
+        "__exit__": ("__exit__",),
+        "_release_save": ("_release_save",),
+        "_is_owned": ("_is_owned",),
+        "_acquire_restore": ("_acquire_restore",),
+    },
 }
 
-#: ``"c"`` or ``"python"``: the implementation now installed on ``Lock``.
+#: The slots the C methods read and write, by class name.
+_SLOTS = {
+    "Lock": ("_handoff",),
+    "RLock": ("_depth",),
+}
+_COMMON_SLOTS = (
+    "_lock",
+    "_owner",
+    "_acquired_code",
+    "_acquired_offset",
+    "_acquired_ns",
+    "_weak_self",
+    "_order_key",
+)
+
+#: ``"c"`` or ``"python"``: the implementation now installed on the classes.
 _active = "python"
 #: Why the C accelerator is not active (``None`` while it is).
 _why_not: str | None = "not installed yet"
-#: Per implementation: attribute name -> the object to put on ``Lock``.
-_methods: dict[str, dict[str, Any]] = {}
-_lock_class: type | None = None
+#: Per implementation: class -> attribute name -> the object to put on it.
+_methods: dict[str, dict[type, dict[str, Any]]] = {}
 
 
 def _unsupported() -> str | None:
@@ -76,12 +105,19 @@ def _load() -> tuple[ModuleType | None, str | None]:
     return speedups, None
 
 
-def install(lock_class: type, module: ModuleType) -> None:
-    """Put the chosen implementation's methods on ``lock_class`` (``_lock.Lock``,
-    defined in ``module``); called once, at the end of ``_lock``."""
-    global _why_not, _lock_class
-    _lock_class = lock_class
-    python = {name: getattr(lock_class, name) for names in _ALIASES.values() for name in names}
+def install(classes: tuple[type, ...], module: ModuleType) -> None:
+    """Put the chosen implementation's methods on ``classes`` (``_lock.Lock``
+    and ``_lock.RLock``, defined in ``module``); called once, at the end of
+    ``_lock``."""
+    global _why_not
+    python = {
+        klass: {
+            name: getattr(klass, name)
+            for names in _ALIASES[klass.__name__].values()
+            for name in names
+        }
+        for klass in classes
+    }
     _methods["python"] = python
     speedups, _why_not = _load()
     forced = _forced()
@@ -94,24 +130,37 @@ def install(lock_class: type, module: ModuleType) -> None:
                 file=sys.stderr,
             )
         return
+    accelerated: dict[type, dict[str, Any]] = {}
+    for klass in classes:
+        try:
+            made = speedups.install(_configuration(klass, module, python[klass]))
+        except RuntimeError as error:  # a second interpreter: its state is process-wide
+            _why_not = f"the C extension is in use by another interpreter ({error})"
+            return
+        aliases = _ALIASES[klass.__name__]
+        accelerated[klass] = {
+            name: made[c_name] for c_name, names in aliases.items() for name in names
+        }
+    _methods["c"] = accelerated
+    if forced is not None:
+        _why_not = forced
+    else:
+        select("c")
+
+
+def _configuration(klass: type, module: ModuleType, python: dict[str, Any]) -> dict[str, Any]:
+    """What ``_speedups.install`` needs to know of ``klass``: its slots' member
+    descriptors, the modules whose globals its methods read, and its Python
+    methods (for the calls the C methods hand over whole)."""
     slots: dict[str, Any] = {}
-    for klass in reversed(lock_class.__mro__):
-        slots.update(vars(klass))
-    config = {
-        name: slots[name]
-        for name in (
-            "_lock",
-            "_owner",
-            "_acquired_code",
-            "_acquired_offset",
-            "_acquired_ns",
-            "_weak_self",
-            "_order_key",
-            "_handoff",
-        )
-    }
+    for base in reversed(klass.__mro__):
+        slots.update(vars(base))
+    names = _COMMON_SLOTS + _SLOTS[klass.__name__]
+    config = {name: slots[name] for name in names}
+    config.update(python)
     config.update(
-        cls=lock_class,
+        cls=klass,
+        reentrant=klass.__name__ == "RLock",
         lock_globals=vars(module),
         hooks_globals=vars(_hooks),
         lockorder_globals=vars(_lockorder),
@@ -119,23 +168,10 @@ def install(lock_class: type, module: ModuleType) -> None:
         order_thread=_lockorder._per_thread,
         internal_files=_sites.INTERNAL_FILES,
         no_timeout=module.NO_TIMEOUT,
-        acquire=python["acquire"],
-        release=python["release"],
-        exit=python["__exit__"],
         raw_lock_type=type(threading._allocate_lock()),  # type: ignore[attr-defined]
         reported_errors=REPORTED_ERRORS,
     )
-    try:
-        acquire, release, exit_ = speedups.install(config)
-    except RuntimeError as error:  # a second interpreter: its state is process-wide
-        _why_not = f"the C extension is in use by another interpreter ({error})"
-        return
-    made = {"acquire": acquire, "release": release, "__exit__": exit_}
-    _methods["c"] = {name: made[c_name] for c_name, names in _ALIASES.items() for name in names}
-    if forced is not None:
-        _why_not = forced
-    else:
-        select("c")
+    return config
 
 
 def _forced() -> str | None:
@@ -158,28 +194,28 @@ def available() -> bool:
 
 
 def implementation() -> str:
-    """``"c"`` or ``"python"``: the implementation ``Lock`` runs now."""
+    """``"c"`` or ``"python"``: the implementation ``Lock`` and ``RLock`` run now."""
     return _active
 
 
 def select(name: str) -> None:
-    """Switch ``Lock`` to the ``"c"`` or ``"python"`` methods.
+    """Switch ``Lock`` and ``RLock`` to the ``"c"`` or ``"python"`` methods.
 
     For tests and benchmarks that compare the two in one process: call it
-    while no thread is inside a ``Lock`` method."""
+    while no thread is inside a ``Lock`` or ``RLock`` method."""
     global _active, _why_not
     if name not in _methods:
         raise ValueError(f"implementation {name!r} is not available ({_why_not})")
-    assert _lock_class is not None
-    for attribute, method in _methods[name].items():
-        setattr(_lock_class, attribute, method)
+    for klass, methods in _methods[name].items():
+        for attribute, method in methods.items():
+            setattr(klass, attribute, method)
     _active = name
     _why_not = None if name == "c" else "selected in this process"
 
 
 def describe() -> str:
     """How ``tracedsync --version`` names the active implementation."""
-    return "C accelerator" if _active == "c" else "pure Python implementation"
+    return "C accelerator for Lock and RLock" if _active == "c" else "pure Python implementation"
 
 
 def reason() -> str | None:

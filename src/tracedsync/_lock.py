@@ -37,7 +37,6 @@ from tracedsync._sites import (
     instance_label,
     new_instance,
     register_internal_module,
-    user_frame,
     user_site,
 )
 from tracedsync._typenames import Any
@@ -157,14 +156,6 @@ class _LockBase:
         """The name that tells this lock from others of its site or name
         (events' ``primitive_instance``): ``Lock@bank.py:12#2``."""
         return instance_label(self.name, self._instance)
-
-    def _note_site(self, frame: FrameType) -> None:
-        """Remember where the user acquired the lock (skipping internal frames)."""
-        found = user_frame(frame)
-        if found is None:
-            self._acquired_code, self._acquired_offset = None, 0
-        else:
-            self._acquired_code, self._acquired_offset = found.f_code, found.f_lasti
 
     def _take(self, code: CodeType | None, offset: int) -> None:
         """Record the calling thread as owner after a contended acquire
@@ -466,28 +457,34 @@ class RLock(_LockBase):
         if self._owner == me:
             self._depth += 1
             if _hooks.observing:
-                code, offset = _site(_getframe(1))
-                self._observe_acquired(code, offset, blocking, timeout)
+                self._observe_acquired(*_site(_getframe(1)), blocking, timeout)
             return True
         frame = _getframe(1)
+        code: CodeType | None = frame.f_code
+        offset = frame.f_lasti
+        if code.co_filename in INTERNAL_FILES:  # type: ignore[union-attr]
+            code, offset = _site(frame)
+        # As Lock.acquire: everything that allocates (the site, the held-lock
+        # entry of lock order's commonest case, a lock's first weak reference,
+        # a thread's first held list) comes before the raw lock is taken, and
+        # the owner is stored the moment it is, so that a __del__ the
+        # collector runs in between finds this thread owning the lock (and
+        # recurses) instead of waiting for itself.  The C accelerator
+        # inlines the entry and its push as Lock's does.
+        prepared = _lockorder.prepared_entry(self, code, offset) if _hooks.ordering else None
         if self._lock.acquire(False):
             self._owner = me
             self._depth = 1
-            if frame.f_code.co_filename in INTERNAL_FILES:
-                self._note_site(frame)
-            else:
-                self._acquired_code, self._acquired_offset = frame.f_code, frame.f_lasti
+            self._acquired_code, self._acquired_offset = code, offset
             if _hooks.active:  # _after_acquire, inlined: the hot path
                 if _hooks.ordering:
                     try:
-                        _lockorder.acquired(self, frame, blocking and timeout < 0)
+                        _lockorder.acquired(self, frame, blocking and timeout < 0, prepared)
                     except REPORTED_ERRORS as error:
                         __tracebackhide__ = True
                         raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
                 if _hooks.observing:
-                    self._observe_acquired(
-                        self._acquired_code, self._acquired_offset, blocking, timeout
-                    )
+                    self._observe_acquired(code, offset, blocking, timeout)
             return True
         try:
             return _blocking.acquire_contended(self, blocking, timeout, frame)
@@ -589,22 +586,30 @@ class RLock(_LockBase):
         owner = self._owner
         if owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        state = (self._depth, owner)
-        if _hooks.active:
-            self._release_active(_getframe(1), self._depth, whole=True)
+        depth = self._depth
+        state = (depth, owner)
+        if _hooks.observing:
+            self._release_active(_getframe(1), depth, whole=True)
             return state
+        # _release_active(frame, depth, whole=True) without observers, inlined
+        # (the C accelerator's common case): every level at once.
+        if _hooks.ordering:
+            _lockorder.released(self)
         self._depth = 0
         self._owner = None
+        self._acquired_ns = 0
         self._lock.release()
         return state
 
     def _acquire_restore(self, state: tuple[int, int], /) -> None:
         frame = _getframe(1)
+        code, offset = _site(frame)  # before the raw lock: see acquire
         if self._lock.acquire(False):
-            self._take(*_site(frame))
+            self._depth, self._owner = state
+            self._acquired_code, self._acquired_offset = code, offset
         else:
             _blocking.acquire_contended(self, True, -1, frame, quiet=True, restoring=True)
-        self._depth, self._owner = state
+            self._depth, self._owner = state
         if _hooks.ordering:
             _lockorder.acquired(self, frame, False)
         if _hooks.observing:
@@ -641,6 +646,7 @@ class RLock(_LockBase):
         )
 
 
-# The C accelerator's methods replace Lock's hot path where it is built (see
-# tracedsync._accel); the methods above stay the reference and the fallback.
-_accel.install(Lock, sys.modules[__name__])
+# The C accelerator's methods replace Lock's and RLock's hot paths where it is
+# built (see tracedsync._accel); the methods above stay the reference and the
+# fallback.
+_accel.install((Lock, RLock), sys.modules[__name__])

@@ -1,19 +1,24 @@
-/* tracedsync._speedups: the hot path of tracedsync.Lock in C.
+/* tracedsync._speedups: the hot path of tracedsync.Lock and RLock in C.
  *
- * The pure-Python tracedsync.Lock (src/tracedsync/_lock.py) is the reference.
- * This module does not define a lock type of its own: install() turns
- * Lock.acquire/__enter__/acquire_lock, Lock.release/release_lock/_release_save
- * and Lock.__exit__ into C method descriptors of that same Python class.  They
- * read and write the class's __slots__ directly (at the offsets of its member
- * descriptors), and they are line-by-line transliterations of the Python
- * methods: the common case (an uncontended acquire with the defaults, its
- * release) runs here, and every other branch calls the very same Python
- * function the pure-Python method calls (_blocking.acquire_contended,
- * _lockorder.acquired/released, Lock._observe_acquired, Lock._release_observed,
- * _check_acquire_arguments, _site), looked up where the Python method looks it
- * up.  Anything unusual (unexpected arguments, a slot never set, no calling
- * frame) hands the whole call to the Python method itself, so errors are the
- * reference's own.
+ * The pure-Python tracedsync.Lock and RLock (src/tracedsync/_lock.py) are the
+ * reference.  This module does not define a lock type of its own: install()
+ * turns Lock.acquire/__enter__/acquire_lock, Lock.release/release_lock/
+ * _release_save and Lock.__exit__, and RLock.acquire/__enter__,
+ * RLock.release, RLock.__exit__ and the Condition protocol (_release_save,
+ * _acquire_restore, _is_owned), into
+ * C method descriptors of those same Python classes.  They read and write the
+ * classes' __slots__ directly (at the offsets of their member descriptors),
+ * and they are line-by-line transliterations of the Python methods: the
+ * common cases (an uncontended acquire with the defaults, an RLock's
+ * recursive acquire by its owner, their releases) run here, and every other
+ * branch calls the very same Python function the pure-Python method calls
+ * (_blocking.acquire_contended, _lockorder.acquired/released,
+ * _observe_acquired, Lock._release_observed, RLock._release_active,
+ * _check_acquire_arguments, _site), looked up where the Python method looks
+ * it up.  Anything unusual (unexpected arguments, a slot never set, no
+ * calling frame) hands the whole call to the Python method itself, so errors
+ * are the reference's own.  Lock and RLock share every function here: a Kind
+ * says which class, slots and Python methods a call is about.
  *
  * GIL builds only: the slot updates rely on the GIL (as the Python code relies
  * on bytecode atomicity).  setup.py does not build this module for a
@@ -30,13 +35,25 @@
 
 /* ---- what install() captures ------------------------------------------ */
 
+/* Slot offsets; handoff is -1 for RLock (a class attribute: never a handoff),
+ * depth -1 for Lock (no recursion). */
 typedef struct {
     Py_ssize_t lock, owner, acquired_code, acquired_offset, acquired_ns, weak_self, order_key,
-        handoff;
+        handoff, depth;
 } Offsets;
 
-static Offsets off;
-static PyObject *lock_class;        /* tracedsync._lock.Lock */
+/* One accelerated class. */
+typedef struct {
+    PyObject *cls;         /* tracedsync._lock.Lock or RLock */
+    int reentrant;         /* RLock */
+    Offsets off;
+    PyObject *py_acquire;  /* its Python acquire */
+    PyObject *py_release;  /* its Python release */
+    PyObject *py_exit;     /* the Python _LockBase.__exit__ */
+    PyObject *py_release_save, *py_is_owned, *py_acquire_restore;  /* RLock's */
+} Kind;
+
+static Kind lock_kind, rlock_kind;
 static PyObject *lock_globals;      /* tracedsync._lock.__dict__ */
 static PyObject *hooks_dict;        /* tracedsync._hooks.__dict__ */
 static PyObject *lockorder_dict;    /* tracedsync._lockorder.__dict__ */
@@ -44,21 +61,22 @@ static PyObject *blocking_dict;     /* tracedsync._blocking.__dict__ */
 static PyObject *order_thread;      /* tracedsync._lockorder._per_thread */
 static PyObject *internal_files;    /* tracedsync._sites.INTERNAL_FILES */
 static PyObject *no_timeout;        /* tracedsync._lock.NO_TIMEOUT */
-static PyObject *py_acquire;        /* the Python Lock.acquire */
-static PyObject *py_release;        /* the Python Lock.release */
-static PyObject *py_exit;           /* the Python _LockBase.__exit__ */
-static PyObject *raw_lock_type;     /* _thread.LockType */
 static PyObject *reported_errors;   /* tracedsync._errors.REPORTED_ERRORS */
+static PyObject *raw_lock_type;     /* _thread.LockType */
 static PyObject *raw_acquire;       /* _thread.LockType.acquire (method descriptor) */
 static PyObject *raw_release;       /* _thread.LockType.release (method descriptor) */
-static PyObject *minus_one, *zero;
+static PyObject *minus_one, *zero, *one;
 static PyObject *held_key;          /* key of the held list in the thread state dict */
+static PyObject *whole_kwnames;     /* ("whole",) */
+static PyObject *restore_kwnames;   /* ("quiet", "restoring") */
 
 static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_release,
     *s_blocking, *s_timeout, *s_site, *s_check, *s_acquired, *s_released,
-    *s_acquire_contended, *s_observe_acquired, *s_release_observed;
+    *s_acquire_contended, *s_observe_acquired, *s_release_observed, *s_release_active, *s_emit,
+    *s_rlock_acquire;
 
-#define SLOT(self, name) (*(PyObject **)((char *)(self) + off.name))
+/* A slot of self, for the Kind k in scope. */
+#define SLOT(self, name) (*(PyObject **)((char *)(self) + k->off.name))
 
 static inline void
 set_slot(PyObject *self, Py_ssize_t offset, PyObject *value)
@@ -352,17 +370,331 @@ raw_do_release(PyObject *raw)
 /* Whether every slot the C methods read is set (a subclass whose __init__ did
  * not call Lock.__init__ leaves them empty: the Python method then raises). */
 static inline int
-slots_ready(PyObject *self)
+slots_ready(Kind *k, PyObject *self)
 {
     return SLOT(self, lock) && SLOT(self, owner) && SLOT(self, weak_self) && SLOT(self, order_key)
-           && SLOT(self, handoff) && SLOT(self, acquired_code) && SLOT(self, acquired_offset)
-           && SLOT(self, acquired_ns);
+           && (k->off.handoff < 0 || SLOT(self, handoff)) && (k->off.depth < 0 || SLOT(self, depth))
+           && SLOT(self, acquired_code) && SLOT(self, acquired_offset) && SLOT(self, acquired_ns);
 }
 
-/* ---- Lock.acquire ------------------------------------------------------- */
+static inline int
+no_arguments(Py_ssize_t nargs, PyObject *kwnames)
+{
+    return nargs == 0 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0);
+}
+
+/* owner == get_ident() (1, 0, -1 on error). */
+static int
+is_me(PyObject *owner)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (owner == Py_None)
+        return 0;
+    if (PyLong_CheckExact(owner)) {
+        unsigned long value = PyLong_AsUnsignedLong(owner);
+        if (!(value == (unsigned long)-1 && PyErr_Occurred()))
+            return value == me;
+        PyErr_Clear();
+    }
+    PyObject *ident = PyLong_FromUnsignedLong(me);
+    if (ident == NULL)
+        return -1;
+    int same = PyObject_RichCompareBool(owner, ident, Py_EQ);
+    Py_DECREF(ident);
+    return same;
+}
+
+/* PyEval_GetFrame(), or _getframe(1)'s ValueError (NULL). */
+static PyFrameObject *
+calling_frame(void)
+{
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
+    return frame;
+}
+
+/* _site(frame): the user's (code, offset), new references. */
+static int
+call_site(PyFrameObject *frame, PyObject **code, PyObject **offset)
+{
+    PyObject *site_func = module_global(lock_globals, s_site);
+    if (site_func == NULL)
+        return -1;
+    PyObject *site = PyObject_CallOneArg(site_func, (PyObject *)frame);
+    if (site == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(site) || PyTuple_GET_SIZE(site) != 2) {
+        Py_DECREF(site);
+        PyErr_SetString(PyExc_TypeError, "_site() must return a (code, offset) pair");
+        return -1;
+    }
+    *code = Py_NewRef(PyTuple_GET_ITEM(site, 0));
+    *offset = Py_NewRef(PyTuple_GET_ITEM(site, 1));
+    Py_DECREF(site);
+    return 0;
+}
+
+/* self._observe_acquired(code, offset, blocking, timeout) */
+static int
+observe_acquired(PyObject *self, PyObject *code, PyObject *offset, PyObject *blocking,
+                 PyObject *timeout)
+{
+    PyObject *stack[5] = {self, code, offset, blocking, timeout};
+    PyObject *called = PyObject_VectorcallMethod(s_observe_acquired, stack,
+                                                 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (called == NULL)
+        return -1;
+    Py_DECREF(called);
+    return 0;
+}
+
+/* _lockorder.acquired(self, frame, may_raise) */
+static int
+order_acquired(PyObject *self, PyFrameObject *frame, PyObject *may_raise)
+{
+    PyObject *func = module_global(lockorder_dict, s_acquired);
+    if (func == NULL)
+        return -1;
+    PyObject *stack[3] = {self, (PyObject *)frame, may_raise};
+    PyObject *called = PyObject_Vectorcall(func, stack, 3, NULL);
+    if (called == NULL)
+        return -1;
+    Py_DECREF(called);
+    return 0;
+}
+
+/* ---- acquire (Lock and RLock) ------------------------------------------- */
+
+/* acquire()'s arguments as the Python signature binds them (blocking=True,
+ * timeout=NO_TIMEOUT): 0, or 1 when the Python method must have the call
+ * (too many, unknown or repeated arguments: its TypeError). */
+static int
+acquire_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  PyObject **blocking, PyObject **timeout)
+{
+    *blocking = Py_True;
+    *timeout = no_timeout;
+    if (nargs > 2)
+        return 1;
+    if (nargs >= 1)
+        *blocking = args[0];
+    if (nargs == 2)
+        *timeout = args[1];
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            int is_blocking = PyUnicode_Check(key) && PyUnicode_Compare(key, s_blocking) == 0;
+            int is_timeout = PyUnicode_Check(key) && PyUnicode_Compare(key, s_timeout) == 0;
+            if (is_blocking && nargs < 1)
+                *blocking = args[nargs + i];
+            else if (is_timeout && nargs < 2)
+                *timeout = args[nargs + i];
+            else
+                return 1;
+        }
+    }
+    return 0;
+}
 
 static PyObject *
-lock_acquire_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *blocking, *timeout;
+    if (!slots_ready(k, self) || acquire_arguments(args, nargs, kwnames, &blocking, &timeout))
+        return delegate(k->py_acquire, self, args, nargs, kwnames);
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)  /* called from C with no Python frame: _getframe(1) raises */
+        return delegate(k->py_acquire, self, args, nargs, kwnames);
+
+    PyObject *code = NULL, *offset = NULL, *held = NULL, *entry = NULL, *ident = NULL;
+    PyObject *record;
+    PyObject *result = NULL;
+
+    /* if timeout != -1: _check_acquire_arguments(blocking, timeout) */
+    if (timeout != no_timeout) {
+        int differs = PyObject_RichCompareBool(timeout, minus_one, Py_NE);
+        if (differs < 0)
+            return NULL;
+        if (differs) {
+            PyObject *check = module_global(lock_globals, s_check);
+            if (check == NULL)
+                return NULL;
+            PyObject *stack[2] = {blocking, timeout};
+            PyObject *checked = PyObject_Vectorcall(check, stack, 2, NULL);
+            if (checked == NULL)
+                return NULL;
+            Py_DECREF(checked);
+        }
+    }
+
+    if (k->reentrant) {  /* RLock: if self._owner == get_ident(): one level more */
+        int mine = is_me(SLOT(self, owner));
+        if (mine < 0)
+            return NULL;
+        if (mine) {
+            PyObject *depth = PyNumber_Add(SLOT(self, depth), one);
+            if (depth == NULL)
+                return NULL;
+            set_slot(self, k->off.depth, depth);
+            Py_DECREF(depth);
+            int observing = hook_flag(OBSERVING);
+            if (observing < 0)
+                return NULL;
+            if (observing) {  /* code, offset = _site(_getframe(1)); self._observe_acquired */
+                if (call_site(frame, &code, &offset) < 0)
+                    return NULL;
+                int failed = observe_acquired(self, code, offset, blocking, timeout);
+                Py_DECREF(code);
+                Py_DECREF(offset);
+                if (failed)
+                    return NULL;
+            }
+            Py_RETURN_TRUE;
+        }
+    }
+
+    /* The caller's site: code object and bytecode offset (f_lasti). */
+    code = (PyObject *)PyFrame_GetCode(frame);
+#if PY_VERSION_HEX >= 0x030B0000
+    offset = PyLong_FromLong(PyFrame_GetLasti(frame));
+#else
+    offset = PyLong_FromLong(frame->f_lasti < 0 ? -1 : frame->f_lasti * 2);
+#endif
+    if (offset == NULL)
+        goto done;
+    int internal = is_internal(code);
+    if (internal < 0)
+        goto done;
+    if (internal) {  /* code, offset = _site(frame) */
+        Py_CLEAR(code);
+        Py_CLEAR(offset);
+        if (call_site(frame, &code, &offset) < 0)
+            goto done;
+    }
+
+    /* _lockorder.acquired's commonest case, inlined (see Lock.acquire; RLock's
+     * Python method calls _lockorder.prepared_entry and passes the entry to
+     * _lockorder.acquired, which push it the same way). */
+    int ordering = hook_flag(ORDERING);
+    if (ordering < 0)
+        goto done;
+    if (thread_state(ordering, &ident, &held, &record) < 0)
+        goto done;
+    if (ordering && (SLOT(self, weak_self) == Py_None || held == Py_None)) {
+        /* A lock's first acquisition or a thread's first lock: the Python
+         * method makes their lock-order bookkeeping before the raw lock is
+         * taken (nothing allocates between taking it and returning, so no
+         * collection, no __del__ finding its own thread holding the lock). */
+        result = delegate(k->py_acquire, self, args, nargs, kwnames);
+        goto done;
+    }
+    if (ordering) {
+        PyObject *reference = SLOT(self, weak_self);
+        int empty;
+        if (PyList_CheckExact(held))
+            empty = PyList_GET_SIZE(held) == 0;
+        else if (held == Py_None)
+            empty = 0;
+        else {
+            int truth = PyObject_IsTrue(held);
+            if (truth < 0)
+                goto done;
+            empty = !truth;
+        }
+        int handoff = 0;
+        if (empty && reference != Py_None && k->off.handoff >= 0) {
+            handoff = PyObject_IsTrue(SLOT(self, handoff));
+            if (handoff < 0)
+                goto done;
+        }
+        if (empty && reference != Py_None && !handoff) {
+            PyObject *key = SLOT(self, order_key);
+            entry = take_spare(record, reference, key, code, offset);
+            if (entry == NULL && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None))
+                                     == NULL)
+                goto done;
+        }
+        else
+            Py_CLEAR(held);
+    }
+    int taken = raw_try_acquire(SLOT(self, lock));
+    if (taken < 0)
+        goto done;
+    if (taken) {
+        set_slot(self, k->off.owner, ident);
+        if (k->reentrant)
+            set_slot(self, k->off.depth, one);
+        set_slot(self, k->off.acquired_code, code);
+        set_slot(self, k->off.acquired_offset, offset);
+        int active = hook_flag(ACTIVE);
+        if (active < 0)
+            goto done;
+        if (active) {
+            if (held != NULL) {
+                if (PyList_CheckExact(held) ? PyList_Append(held, entry) < 0
+                                            : (Py_XDECREF(PyObject_CallMethod(held, "append", "O",
+                                                                             entry)),
+                                               PyErr_Occurred() != NULL))
+                    goto done;
+            }
+            else {
+                int again = hook_flag(ORDERING);
+                if (again < 0)
+                    goto done;
+                if (again) {  /* _lockorder.acquired(self, frame, blocking and timeout < 0) */
+                    PyObject *may_raise;
+                    int truth = PyObject_IsTrue(blocking);
+                    if (truth < 0)
+                        goto done;
+                    if (!truth)
+                        may_raise = Py_NewRef(blocking);
+                    else if ((may_raise = PyObject_RichCompare(timeout, zero, Py_LT)) == NULL)
+                        goto done;
+                    int failed = order_acquired(self, frame, may_raise);
+                    Py_DECREF(may_raise);
+                    if (failed)
+                        goto done;
+                }
+            }
+            int observing = hook_flag(OBSERVING);
+            if (observing < 0)
+                goto done;
+            if (observing && observe_acquired(self, code, offset, blocking, timeout) < 0)
+                goto done;
+        }
+        result = Py_NewRef(Py_True);
+    }
+    else {  /* _blocking.acquire_contended(self, blocking, timeout, frame) */
+        PyObject *func = module_global(blocking_dict, s_acquire_contended);
+        if (func != NULL) {
+            PyObject *stack[4] = {self, blocking, timeout, (PyObject *)frame};
+            result = PyObject_Vectorcall(func, stack, 4, NULL);
+        }
+    }
+done:
+    Py_XDECREF(code);
+    Py_XDECREF(offset);
+    Py_XDECREF(held);
+    Py_XDECREF(entry);
+    Py_XDECREF(ident);
+    return result;
+}
+
+/* lock_<name> and rlock_<name>: the C methods of Lock and RLock, each
+ * impl(kind, ...) for its class's Kind. */
+#define PER_KIND(name, impl)                                                                 \
+    static PyObject *lock_##name(PyObject *self, PyObject *const *args, Py_ssize_t nargs,    \
+                                 PyObject *kwnames)                                          \
+    {                                                                                        \
+        return impl(&lock_kind, self, args, nargs, kwnames);                                 \
+    }                                                                                        \
+    static PyObject *rlock_##name(PyObject *self, PyObject *const *args, Py_ssize_t nargs,   \
+                                  PyObject *kwnames)                                         \
+    {                                                                                        \
+        return impl(&rlock_kind, self, args, nargs, kwnames);                                \
+    }
 
 /* A finding's error (REPORTED_ERRORS) leaves acquire with no traceback: the
  * frames tracedsync's Python code added are its own, and the caller's frame,
@@ -389,210 +721,20 @@ trim_traceback(void)
 #endif
 }
 
+/* acquire_impl, with a finding's error trimmed to the user's call. */
 static PyObject *
-lock_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+acquire_trimmed(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
 {
-    PyObject *result = lock_acquire_impl(self, args, nargs, kwnames);
+    PyObject *result = acquire_impl(k, self, args, nargs, kwnames);
     if (result == NULL)
         trim_traceback();
     return result;
 }
 
-static PyObject *
-lock_acquire_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *blocking = Py_True, *timeout = no_timeout;
-    if (nargs > 2 || !slots_ready(self))
-        return delegate(py_acquire, self, args, nargs, kwnames);
-    if (nargs >= 1)
-        blocking = args[0];
-    if (nargs == 2)
-        timeout = args[1];
-    if (kwnames != NULL) {
-        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t i = 0; i < nkw; i++) {
-            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            int is_blocking = PyUnicode_Check(key) && PyUnicode_Compare(key, s_blocking) == 0;
-            int is_timeout = PyUnicode_Check(key) && PyUnicode_Compare(key, s_timeout) == 0;
-            if (is_blocking && nargs < 1)
-                blocking = args[nargs + i];
-            else if (is_timeout && nargs < 2)
-                timeout = args[nargs + i];
-            else  /* unknown or repeated: the Python method's TypeError */
-                return delegate(py_acquire, self, args, nargs, kwnames);
-        }
-    }
-    PyFrameObject *frame = PyEval_GetFrame();
-    if (frame == NULL)  /* called from C with no Python frame: _getframe(1) raises */
-        return delegate(py_acquire, self, args, nargs, kwnames);
+PER_KIND(acquire, acquire_trimmed)
 
-    PyObject *code = NULL, *offset = NULL, *held = NULL, *entry = NULL, *ident = NULL;
-    PyObject *record;
-    PyObject *result = NULL;
-
-    /* if timeout != -1: _check_acquire_arguments(blocking, timeout) */
-    if (timeout != no_timeout) {
-        int differs = PyObject_RichCompareBool(timeout, minus_one, Py_NE);
-        if (differs < 0)
-            return NULL;
-        if (differs) {
-            PyObject *check = module_global(lock_globals, s_check);
-            if (check == NULL)
-                return NULL;
-            PyObject *stack[2] = {blocking, timeout};
-            PyObject *checked = PyObject_Vectorcall(check, stack, 2, NULL);
-            if (checked == NULL)
-                return NULL;
-            Py_DECREF(checked);
-        }
-    }
-
-    /* The caller's site: code object and bytecode offset (f_lasti). */
-    code = (PyObject *)PyFrame_GetCode(frame);
-#if PY_VERSION_HEX >= 0x030B0000
-    offset = PyLong_FromLong(PyFrame_GetLasti(frame));
-#else
-    offset = PyLong_FromLong(frame->f_lasti < 0 ? -1 : frame->f_lasti * 2);
-#endif
-    if (offset == NULL)
-        goto done;
-    int internal = is_internal(code);
-    if (internal < 0)
-        goto done;
-    if (internal) {  /* code, offset = _site(frame) */
-        PyObject *site_func = module_global(lock_globals, s_site);
-        if (site_func == NULL)
-            goto done;
-        PyObject *site = PyObject_CallOneArg(site_func, (PyObject *)frame);
-        if (site == NULL)
-            goto done;
-        if (!PyTuple_CheckExact(site) || PyTuple_GET_SIZE(site) != 2) {
-            Py_DECREF(site);
-            PyErr_SetString(PyExc_TypeError, "_site() must return a (code, offset) pair");
-            goto done;
-        }
-        Py_SETREF(code, Py_NewRef(PyTuple_GET_ITEM(site, 0)));
-        Py_SETREF(offset, Py_NewRef(PyTuple_GET_ITEM(site, 1)));
-        Py_DECREF(site);
-    }
-
-    /* _lockorder.acquired's commonest case, inlined (see the Python method). */
-    int ordering = hook_flag(ORDERING);
-    if (ordering < 0)
-        goto done;
-    if (thread_state(ordering, &ident, &held, &record) < 0)
-        goto done;
-    if (ordering && (SLOT(self, weak_self) == Py_None || held == Py_None)) {
-        /* A lock's first acquisition or a thread's first lock: the Python
-         * method makes their lock-order bookkeeping before the raw lock is
-         * taken (nothing allocates between taking it and returning, so no
-         * collection, no __del__ finding its own thread holding the lock). */
-        result = delegate(py_acquire, self, args, nargs, kwnames);
-        goto done;
-    }
-    if (ordering) {
-        PyObject *reference = SLOT(self, weak_self);
-        int empty;
-        if (PyList_CheckExact(held))
-            empty = PyList_GET_SIZE(held) == 0;
-        else if (held == Py_None)
-            empty = 0;
-        else {
-            int truth = PyObject_IsTrue(held);
-            if (truth < 0)
-                goto done;
-            empty = !truth;
-        }
-        int handoff = 0;
-        if (empty && reference != Py_None) {
-            handoff = PyObject_IsTrue(SLOT(self, handoff));
-            if (handoff < 0)
-                goto done;
-        }
-        if (empty && reference != Py_None && !handoff) {
-            PyObject *key = SLOT(self, order_key);
-            entry = take_spare(record, reference, key, code, offset);
-            if (entry == NULL && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None))
-                                     == NULL)
-                goto done;
-        }
-        else
-            Py_CLEAR(held);
-    }
-    int taken = raw_try_acquire(SLOT(self, lock));
-    if (taken < 0)
-        goto done;
-    if (taken) {
-        set_slot(self, off.owner, ident);
-        set_slot(self, off.acquired_code, code);
-        set_slot(self, off.acquired_offset, offset);
-        int active = hook_flag(ACTIVE);
-        if (active < 0)
-            goto done;
-        if (active) {
-            if (held != NULL) {
-                if (PyList_CheckExact(held) ? PyList_Append(held, entry) < 0
-                                            : (Py_XDECREF(PyObject_CallMethod(held, "append", "O",
-                                                                             entry)),
-                                               PyErr_Occurred() != NULL))
-                    goto done;
-            }
-            else {
-                int again = hook_flag(ORDERING);
-                if (again < 0)
-                    goto done;
-                if (again) {  /* _lockorder.acquired(self, frame, blocking and timeout < 0) */
-                    PyObject *may_raise;
-                    int truth = PyObject_IsTrue(blocking);
-                    if (truth < 0)
-                        goto done;
-                    if (!truth)
-                        may_raise = Py_NewRef(blocking);
-                    else if ((may_raise = PyObject_RichCompare(timeout, zero, Py_LT)) == NULL)
-                        goto done;
-                    PyObject *func = module_global(lockorder_dict, s_acquired);
-                    PyObject *called = NULL;
-                    if (func != NULL) {
-                        PyObject *stack[3] = {self, (PyObject *)frame, may_raise};
-                        called = PyObject_Vectorcall(func, stack, 3, NULL);
-                    }
-                    Py_DECREF(may_raise);
-                    if (called == NULL)
-                        goto done;
-                    Py_DECREF(called);
-                }
-            }
-            int observing = hook_flag(OBSERVING);
-            if (observing < 0)
-                goto done;
-            if (observing) {  /* self._observe_acquired(code, offset, blocking, timeout) */
-                PyObject *stack[5] = {self, code, offset, blocking, timeout};
-                PyObject *called = PyObject_VectorcallMethod(
-                    s_observe_acquired, stack, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-                if (called == NULL)
-                    goto done;
-                Py_DECREF(called);
-            }
-        }
-        result = Py_NewRef(Py_True);
-    }
-    else {  /* _blocking.acquire_contended(self, blocking, timeout, frame) */
-        PyObject *func = module_global(blocking_dict, s_acquire_contended);
-        if (func != NULL) {
-            PyObject *stack[4] = {self, blocking, timeout, (PyObject *)frame};
-            result = PyObject_Vectorcall(func, stack, 4, NULL);
-        }
-    }
-done:
-    Py_XDECREF(code);
-    Py_XDECREF(offset);
-    Py_XDECREF(held);
-    Py_XDECREF(entry);
-    Py_XDECREF(ident);
-    return result;
-}
-
-/* ---- Lock.release ------------------------------------------------------- */
+/* ---- release (Lock and RLock) ------------------------------------------- */
 
 /* Whether held[-1][0] is reference (held is a non-empty list). */
 static inline int
@@ -609,65 +751,82 @@ innermost_is(PyObject *held, PyObject *reference)
     return same;
 }
 
+/* _lockorder.released(self), its commonest case inlined (Lock.release):
+ *     held = getattr(_order_thread, "held", None)
+ *     if held and held[-1][0] is self._weak_self: held.pop()
+ *     else: _lockorder.released(self) */
+static int
+forget_held(Kind *k, PyObject *self)
+{
+    PyObject *held, *ident, *record;
+    if (thread_state(1, &ident, &held, &record) < 0)
+        return -1;
+    Py_DECREF(ident);
+    int popped = 0;
+    if (PyList_CheckExact(held) && PyList_GET_SIZE(held) > 0) {
+        int same = innermost_is(held, SLOT(self, weak_self));
+        if (same < 0) {
+            Py_DECREF(held);
+            return -1;
+        }
+        if (same) {  /* held.pop(), keeping the entry as the spare */
+            Py_ssize_t size = PyList_GET_SIZE(held);
+            PyObject *entry = PyList_GET_ITEM(held, size - 1);
+            Py_SET_SIZE(held, size - 1);
+            if (record != NULL && Py_REFCNT(entry) == 1)
+                Py_SETREF(((PyListObject *)record)->ob_item[REC_SPARE], entry);
+            else
+                Py_DECREF(entry);
+            popped = 1;
+        }
+    }
+    else if (!PyList_CheckExact(held) && held != Py_None) {
+        /* Never happens (the list is tracedsync's own). */
+        Py_DECREF(held);
+        PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected held-lock list");
+        return -1;
+    }
+    Py_DECREF(held);
+    if (!popped) {  /* _lockorder.released(self) */
+        PyObject *func = module_global(lockorder_dict, s_released);
+        if (func == NULL)
+            return -1;
+        PyObject *called = PyObject_CallOneArg(func, self);
+        if (called == NULL)
+            return -1;
+        Py_DECREF(called);
+    }
+    return 0;
+}
+
+/* The raw release once the owner is cleared: self._owner = None,
+ * self._acquired_ns = 0, self._lock.release(). */
+static int
+unlock(Kind *k, PyObject *self)
+{
+    set_slot(self, k->off.owner, Py_None);
+    set_slot(self, k->off.acquired_ns, zero);
+    return raw_do_release(SLOT(self, lock));
+}
+
+/* Lock.release */
 static PyObject *
-release_impl(PyObject *self)
+lock_release_impl(Kind *k, PyObject *self)
 {
     int active = hook_flag(ACTIVE);
     if (active < 0)
         return NULL;
     if (active) {
         int ordering = hook_flag(ORDERING);
-        if (ordering < 0)
+        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
             return NULL;
-        if (ordering) {
-            PyObject *held, *ident, *record;
-            if (thread_state(1, &ident, &held, &record) < 0)
-                return NULL;
-            Py_DECREF(ident);
-            int popped = 0;
-            if (PyList_CheckExact(held) && PyList_GET_SIZE(held) > 0) {
-                int same = innermost_is(held, SLOT(self, weak_self));
-                if (same < 0) {
-                    Py_DECREF(held);
-                    return NULL;
-                }
-                if (same) {  /* held.pop(), keeping the entry as the spare */
-                    Py_ssize_t size = PyList_GET_SIZE(held);
-                    PyObject *entry = PyList_GET_ITEM(held, size - 1);
-                    Py_SET_SIZE(held, size - 1);
-                    if (record != NULL && Py_REFCNT(entry) == 1)
-                        Py_SETREF(((PyListObject *)record)->ob_item[REC_SPARE], entry);
-                    else
-                        Py_DECREF(entry);
-                    popped = 1;
-                }
-            }
-            else if (!PyList_CheckExact(held) && held != Py_None) {
-                /* Never happens (the list is tracedsync's own): the Python method. */
-                Py_DECREF(held);
-                PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected held-lock list");
-                return NULL;
-            }
-            Py_DECREF(held);
-            if (!popped) {  /* _lockorder.released(self) */
-                PyObject *func = module_global(lockorder_dict, s_released);
-                if (func == NULL)
-                    return NULL;
-                PyObject *called = PyObject_CallOneArg(func, self);
-                if (called == NULL)
-                    return NULL;
-                Py_DECREF(called);
-            }
-        }
         int observing = hook_flag(OBSERVING);
         if (observing < 0)
             return NULL;
         if (observing) {  /* self._release_observed(_getframe(1)) */
-            PyFrameObject *frame = PyEval_GetFrame();
-            if (frame == NULL) {
-                PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
+            PyFrameObject *frame = calling_frame();
+            if (frame == NULL)
                 return NULL;
-            }
             PyObject *stack[2] = {self, (PyObject *)frame};
             PyObject *called = PyObject_VectorcallMethod(
                 s_release_observed, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -677,71 +836,242 @@ release_impl(PyObject *self)
             Py_RETURN_NONE;
         }
     }
+    /* if owner is not None and owner != get_ident(): self._handoff = True */
     PyObject *owner = Py_NewRef(SLOT(self, owner));
-    set_slot(self, off.owner, Py_None);
-    set_slot(self, off.acquired_ns, zero);
-    if (owner != Py_None) {
-        int differs;
-        unsigned long me = PyThread_get_thread_ident();
-        unsigned long value = PyLong_CheckExact(owner) ? PyLong_AsUnsignedLong(owner) : 0;
-        if (PyLong_CheckExact(owner) && !(value == (unsigned long)-1 && PyErr_Occurred()))
-            differs = value != me;
-        else {
-            PyErr_Clear();
-            PyObject *ident = PyLong_FromUnsignedLong(me);
-            if (ident == NULL) {
-                Py_DECREF(owner);
-                return NULL;
-            }
-            differs = PyObject_RichCompareBool(owner, ident, Py_NE);
-            Py_DECREF(ident);
-            if (differs < 0) {
-                Py_DECREF(owner);
-                return NULL;
-            }
-        }
-        if (differs)
-            set_slot(self, off.handoff, Py_True);
-    }
+    int mine = owner == Py_None ? 1 : is_me(owner);
     Py_DECREF(owner);
-    if (raw_do_release(SLOT(self, lock)) < 0)
+    if (mine < 0)
+        return NULL;
+    if (!mine)
+        set_slot(self, k->off.handoff, Py_True);
+    if (unlock(k, self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-static PyObject *
-lock_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* if self._owner != get_ident(): raise RuntimeError(...) (0, or -1 raised) */
+static int
+check_owner(Kind *k, PyObject *self)
 {
-    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || !slots_ready(self))
-        return delegate(py_release, self, args, nargs, kwnames);
-    return release_impl(self);
+    int mine = is_me(SLOT(self, owner));
+    if (mine == 0)
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+    return mine == 1 ? 0 : -1;
 }
+
+/* RLock.release (save == 0) and RLock._release_save (save == 1: every
+ * level, its state returned). */
+static PyObject *
+rlock_release_impl(Kind *k, PyObject *self, int save)
+{
+    PyObject *state = NULL;
+    if (save) {  /* owner check, state = (depth, owner), before anything else */
+        if (check_owner(k, self) < 0)
+            return NULL;
+        if ((state = PyTuple_Pack(2, SLOT(self, depth), SLOT(self, owner))) == NULL)
+            return NULL;
+    }
+    int observing = hook_flag(OBSERVING);
+    if (observing < 0)
+        goto error;
+    if (observing) {  /* self._release_active(_getframe(1), levels, whole=save) */
+        PyFrameObject *frame = calling_frame();
+        if (frame == NULL)
+            goto error;
+        PyObject *stack[4] = {self, (PyObject *)frame,
+                              save ? PyTuple_GET_ITEM(state, 0) : one,
+                              save ? Py_True : Py_False};
+        PyObject *called = PyObject_VectorcallMethod(
+            s_release_active, stack, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, whole_kwnames);
+        if (called == NULL)
+            goto error;
+        Py_DECREF(called);
+        return save ? state : Py_NewRef(Py_None);
+    }
+    int last = 1;
+    if (!save) {  /* if self._owner != get_ident(): raise; self._depth -= 1 */
+        if (check_owner(k, self) < 0)
+            return NULL;
+        PyObject *depth = PyNumber_Subtract(SLOT(self, depth), one);
+        if (depth == NULL)
+            return NULL;
+        set_slot(self, k->off.depth, depth);
+        last = PyLong_CheckExact(depth) ? PyLong_AsLong(depth) == 0
+                                        : PyObject_RichCompareBool(depth, zero, Py_EQ);
+        Py_DECREF(depth);
+        if (last < 0 || PyErr_Occurred())
+            return NULL;
+    }
+    if (last) {
+        int ordering = hook_flag(ORDERING);
+        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
+            goto error;
+        if (save)
+            set_slot(self, k->off.depth, zero);
+        if (unlock(k, self) < 0)
+            goto error;
+    }
+    return save ? state : Py_NewRef(Py_None);
+error:
+    Py_XDECREF(state);
+    return NULL;
+}
+
+static PyObject *
+release_impl(Kind *k, PyObject *self)
+{
+    return k->reentrant ? rlock_release_impl(k, self, 0) : lock_release_impl(k, self);
+}
+
+static PyObject *
+release_method(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    if (!no_arguments(nargs, kwnames) || !slots_ready(k, self))
+        return delegate(k->py_release, self, args, nargs, kwnames);
+    return release_impl(k, self);
+}
+
+PER_KIND(release, release_method)
 
 /* _LockBase.__exit__: self.release() (a subclass's own release if it has one). */
 static PyObject *
-lock_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+exit_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (nargs != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames)))
-        return delegate(py_exit, self, args, nargs, kwnames);
-    if ((PyObject *)Py_TYPE(self) == lock_class && slots_ready(self))
-        return release_impl(self);
+        return delegate(k->py_exit, self, args, nargs, kwnames);
+    if ((PyObject *)Py_TYPE(self) == k->cls && slots_ready(k, self))
+        return release_impl(k, self);
     PyObject *stack[1] = {self};
     return PyObject_VectorcallMethod(s_release, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+PER_KIND(exit, exit_impl)
+
+/* ---- RLock: the protocol threading.Condition uses ----------------------- */
+
+static PyObject *
+rlock_release_save(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!no_arguments(nargs, kwnames) || !slots_ready(&rlock_kind, self))
+        return delegate(rlock_kind.py_release_save, self, args, nargs, kwnames);
+    return rlock_release_impl(&rlock_kind, self, 1);
+}
+
+/* return self._owner == get_ident() */
+static PyObject *
+rlock_is_owned(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Kind *k = &rlock_kind;
+    if (!no_arguments(nargs, kwnames) || !slots_ready(k, self))
+        return delegate(k->py_is_owned, self, args, nargs, kwnames);
+    int mine = is_me(SLOT(self, owner));
+    if (mine < 0)
+        return NULL;
+    return PyBool_FromLong(mine);
+}
+
+/* RLock._acquire_restore(state): take the lock back after a Condition wait,
+ * restoring (depth, owner).  In C, nothing runs between taking the raw lock
+ * and storing the owner: not even a collection asked for by the raw
+ * acquire's own argument tuple (3.12+ runs those as the next Python call
+ * returns). */
+static PyObject *
+rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    Kind *k = &rlock_kind;
+    PyObject *state = nargs == 1 ? args[0] : NULL;
+    if (state == NULL || (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || !slots_ready(k, self)
+        || !PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 2)
+        return delegate(k->py_acquire_restore, self, args, nargs, kwnames);
+    PyFrameObject *frame = calling_frame();
+    if (frame == NULL)
+        return NULL;
+    PyObject *code, *offset;
+    if (call_site(frame, &code, &offset) < 0)  /* code, offset = _site(frame) */
+        return NULL;
+    int taken = raw_try_acquire(SLOT(self, lock));
+    if (taken > 0) {  /* self._depth, self._owner = state; the site */
+        set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
+        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+        set_slot(self, k->off.acquired_code, code);
+        set_slot(self, k->off.acquired_offset, offset);
+    }
+    Py_DECREF(code);
+    Py_DECREF(offset);
+    if (taken < 0)
+        return NULL;
+    if (!taken) {  /* _blocking.acquire_contended(self, True, -1, frame, quiet=True, restoring=True) */
+        PyObject *func = module_global(blocking_dict, s_acquire_contended);
+        if (func == NULL)
+            return NULL;
+        PyObject *stack[6] = {self, Py_True, minus_one, (PyObject *)frame, Py_True, Py_True};
+        PyObject *called = PyObject_Vectorcall(func, stack, 4, restore_kwnames);
+        if (called == NULL)
+            return NULL;
+        Py_DECREF(called);
+        set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
+        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+    }
+    int ordering = hook_flag(ORDERING);
+    if (ordering < 0)
+        return NULL;
+    if (ordering && order_acquired(self, frame, Py_False) < 0)
+        return NULL;
+    int observing = hook_flag(OBSERVING);
+    if (observing < 0)
+        return NULL;
+    if (observing) {
+        /* data = {"outcome": "acquired", "depth": self._depth, "levels": self._depth}
+         * self._acquired_ns = _hooks.emit("rlock.acquire", self, frame, data) */
+        PyObject *depth = SLOT(self, depth);
+        PyObject *data = Py_BuildValue("{sssOsO}", "outcome", "acquired", "depth", depth,
+                                       "levels", depth);
+        if (data == NULL)
+            return NULL;
+        PyObject *emit = module_global(hooks_dict, s_emit);
+        PyObject *stamped = NULL;
+        if (emit != NULL) {
+            PyObject *stack[4] = {s_rlock_acquire, self, (PyObject *)frame, data};
+            stamped = PyObject_Vectorcall(emit, stack, 4, NULL);
+        }
+        Py_DECREF(data);
+        if (stamped == NULL)
+            return NULL;
+        set_slot(self, k->off.acquired_ns, stamped);
+        Py_DECREF(stamped);
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- install ------------------------------------------------------------ */
 
-static PyMethodDef acquire_def = {
-    "acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_FASTCALL | METH_KEYWORDS,
-    "acquire($self, /, blocking=True, timeout=-1)\n--\n\n"
-    "Acquire the lock, as :meth:`threading.Lock.acquire`."};
-static PyMethodDef release_def = {
-    "release", (PyCFunction)(void (*)(void))lock_release, METH_FASTCALL | METH_KEYWORDS,
-    "release($self, /)\n--\n\n"
-    "Release the lock, as :meth:`threading.Lock.release` (any thread may)."};
-static PyMethodDef exit_def = {
-    "__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL | METH_KEYWORDS,
-    "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"};
+#define FASTCALL(function) (PyCFunction)(void (*)(void))(function), METH_FASTCALL | METH_KEYWORDS
+
+#define SIGNATURE_ACQUIRE "acquire($self, /, blocking=True, timeout=-1)\n--\n\n"
+#define SIGNATURE_RELEASE "release($self, /)\n--\n\n"
+#define SIGNATURE_EXIT "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
+
+static PyMethodDef lock_defs[] = {
+    {"acquire", FASTCALL(lock_acquire),
+     SIGNATURE_ACQUIRE "Acquire the lock, as :meth:`threading.Lock.acquire`."},
+    {"release", FASTCALL(lock_release),
+     SIGNATURE_RELEASE "Release the lock, as :meth:`threading.Lock.release` (any thread may)."},
+    {"__exit__", FASTCALL(lock_exit), SIGNATURE_EXIT},
+    {NULL, NULL, 0, NULL}};
+
+static PyMethodDef rlock_defs[] = {
+    {"acquire", FASTCALL(rlock_acquire),
+     SIGNATURE_ACQUIRE "Acquire the lock, as :meth:`threading.RLock.acquire`."},
+    {"release", FASTCALL(rlock_release),
+     SIGNATURE_RELEASE "Release one level; the last release unlocks.  Only the owner may call it."},
+    {"__exit__", FASTCALL(rlock_exit), SIGNATURE_EXIT},
+    {"_release_save", FASTCALL(rlock_release_save), "_release_save($self, /)\n--\n\n"},
+    {"_is_owned", FASTCALL(rlock_is_owned), "_is_owned($self, /)\n--\n\n"},
+    {"_acquire_restore", FASTCALL(rlock_acquire_restore),
+     "_acquire_restore($self, state, /)\n--\n\n"},
+    {NULL, NULL, 0, NULL}};
 
 static int
 slot_offset(PyObject *descriptor, const char *name, Py_ssize_t *out)
@@ -759,70 +1089,61 @@ slot_offset(PyObject *descriptor, const char *name, Py_ssize_t *out)
     return 0;
 }
 
+/* A value of config (a new reference), or NULL and KeyError. */
 static PyObject *
-install(PyObject *module, PyObject *config)
+take(PyObject *config, const char *key)
 {
-    if (lock_class != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "tracedsync._speedups is installed already");
+    PyObject *value = PyDict_GetItemString(config, key);
+    if (value == NULL) {
+        PyErr_Format(PyExc_KeyError, "install() needs %s", key);
         return NULL;
     }
-    if (!PyDict_Check(config)) {
-        PyErr_SetString(PyExc_TypeError, "install() takes a dict");
-        return NULL;
+    return Py_NewRef(value);
+}
+
+/* The offset of the slot config[key], or -1 when optional and absent. */
+static int
+take_offset(PyObject *config, const char *key, int optional, Py_ssize_t *out)
+{
+    PyObject *value = PyDict_GetItemString(config, key);
+    if (value == NULL) {
+        if (optional) {
+            *out = -1;
+            return 0;
+        }
+        PyErr_Format(PyExc_KeyError, "install() needs %s", key);
+        return -1;
     }
-#define TAKE(var, key)                                                                   \
-    do {                                                                                 \
-        PyObject *v = PyDict_GetItemString(config, key);                                 \
-        if (v == NULL) {                                                                 \
-            PyErr_Format(PyExc_KeyError, "install() needs %s", key);                   \
-            return NULL;                                                                 \
-        }                                                                                \
-        var = Py_NewRef(v);                                                              \
-    } while (0)
-#define OFFSET(field, key)                                                               \
-    do {                                                                                 \
-        PyObject *v = PyDict_GetItemString(config, key);                                 \
-        if (v == NULL) {                                                                 \
-            PyErr_Format(PyExc_KeyError, "install() needs %s", key);                   \
-            return NULL;                                                                 \
-        }                                                                                \
-        if (slot_offset(v, key, &off.field) < 0)                                         \
-            return NULL;                                                                 \
-    } while (0)
-    OFFSET(lock, "_lock");
-    OFFSET(owner, "_owner");
-    OFFSET(acquired_code, "_acquired_code");
-    OFFSET(acquired_offset, "_acquired_offset");
-    OFFSET(acquired_ns, "_acquired_ns");
-    OFFSET(weak_self, "_weak_self");
-    OFFSET(order_key, "_order_key");
-    OFFSET(handoff, "_handoff");
-    TAKE(lock_globals, "lock_globals");
-    TAKE(hooks_dict, "hooks_globals");
-    TAKE(lockorder_dict, "lockorder_globals");
-    TAKE(blocking_dict, "blocking_globals");
-    TAKE(order_thread, "order_thread");
-    TAKE(internal_files, "internal_files");
-    TAKE(no_timeout, "no_timeout");
-    TAKE(py_acquire, "acquire");
-    TAKE(py_release, "release");
-    TAKE(py_exit, "exit");
-    TAKE(raw_lock_type, "raw_lock_type");
-    TAKE(lock_class, "cls");
-    TAKE(reported_errors, "reported_errors");
-#undef TAKE
-#undef OFFSET
+    return slot_offset(value, key, out);
+}
+
+/* The module-wide references, from the first install() call. */
+static int
+install_shared(PyObject *config)
+{
+    if (lock_globals != NULL)
+        return 0;
+    if ((lock_globals = take(config, "lock_globals")) == NULL
+        || (hooks_dict = take(config, "hooks_globals")) == NULL
+        || (lockorder_dict = take(config, "lockorder_globals")) == NULL
+        || (blocking_dict = take(config, "blocking_globals")) == NULL
+        || (order_thread = take(config, "order_thread")) == NULL
+        || (internal_files = take(config, "internal_files")) == NULL
+        || (no_timeout = take(config, "no_timeout")) == NULL
+        || (raw_lock_type = take(config, "raw_lock_type")) == NULL
+        || (reported_errors = take(config, "reported_errors")) == NULL)
+        return -1;
     if (!PyDict_Check(lock_globals) || !PyDict_Check(hooks_dict) || !PyDict_Check(lockorder_dict)
         || !PyDict_Check(blocking_dict) || !PySet_Check(internal_files)
-        || !PyType_Check(lock_class)) {
+        || !PyType_Check(raw_lock_type)) {
         PyErr_SetString(PyExc_TypeError, "install(): unexpected configuration");
-        return NULL;
+        return -1;
     }
 #if PY_VERSION_HEX >= 0x030C0000
     if (hooks_watcher < 0 && (hooks_watcher = PyDict_AddWatcher(hooks_changed)) < 0)
-        return NULL;
+        return -1;
     if (PyDict_Watch(hooks_watcher, hooks_dict) < 0)
-        return NULL;
+        return -1;
 #endif
 #ifdef RAW_LOCK_LAYOUT
     {
@@ -834,29 +1155,83 @@ install(PyObject *module, PyObject *config)
     raw_acquire = PyObject_GetAttrString(raw_lock_type, "acquire");
     raw_release = PyObject_GetAttrString(raw_lock_type, "release");
     if (raw_acquire == NULL || raw_release == NULL)
-        return NULL;
-    PyTypeObject *type = (PyTypeObject *)lock_class;
-    PyObject *acquire = PyDescr_NewMethod(type, &acquire_def);
-    PyObject *release = PyDescr_NewMethod(type, &release_def);
-    PyObject *exit = PyDescr_NewMethod(type, &exit_def);
-    if (acquire == NULL || release == NULL || exit == NULL) {
-        Py_XDECREF(acquire);
-        Py_XDECREF(release);
-        Py_XDECREF(exit);
+        return -1;
+    return 0;
+}
+
+static PyObject *
+install(PyObject *module, PyObject *config)
+{
+    if (!PyDict_Check(config)) {
+        PyErr_SetString(PyExc_TypeError, "install() takes a dict");
         return NULL;
     }
-    return Py_BuildValue("(NNN)", acquire, release, exit);
+    PyObject *reentrant_flag = PyDict_GetItemString(config, "reentrant");
+    int reentrant = reentrant_flag != NULL && PyObject_IsTrue(reentrant_flag) == 1;
+    Kind *k = reentrant ? &rlock_kind : &lock_kind;
+    if (k->cls != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "tracedsync._speedups is installed already (%s)",
+                     reentrant ? "RLock" : "Lock");
+        return NULL;
+    }
+    if (install_shared(config) < 0)
+        return NULL;
+    Kind made = {.reentrant = reentrant};
+    if (take_offset(config, "_lock", 0, &made.off.lock) < 0
+        || take_offset(config, "_owner", 0, &made.off.owner) < 0
+        || take_offset(config, "_acquired_code", 0, &made.off.acquired_code) < 0
+        || take_offset(config, "_acquired_offset", 0, &made.off.acquired_offset) < 0
+        || take_offset(config, "_acquired_ns", 0, &made.off.acquired_ns) < 0
+        || take_offset(config, "_weak_self", 0, &made.off.weak_self) < 0
+        || take_offset(config, "_order_key", 0, &made.off.order_key) < 0
+        || take_offset(config, "_handoff", reentrant, &made.off.handoff) < 0
+        || take_offset(config, "_depth", !reentrant, &made.off.depth) < 0)
+        return NULL;
+    if ((made.cls = take(config, "cls")) == NULL || !PyType_Check(made.cls)
+        || (made.py_acquire = take(config, "acquire")) == NULL
+        || (made.py_release = take(config, "release")) == NULL
+        || (made.py_exit = take(config, "__exit__")) == NULL
+        || (reentrant && ((made.py_release_save = take(config, "_release_save")) == NULL
+                          || (made.py_is_owned = take(config, "_is_owned")) == NULL
+                          || (made.py_acquire_restore = take(config, "_acquire_restore"))
+                                 == NULL))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "install(): cls is not a class");
+        Py_XDECREF(made.cls);
+        Py_XDECREF(made.py_acquire);
+        Py_XDECREF(made.py_release);
+        Py_XDECREF(made.py_exit);
+        Py_XDECREF(made.py_release_save);
+        Py_XDECREF(made.py_is_owned);
+        return NULL;
+    }
+    PyObject *methods = PyDict_New();
+    if (methods == NULL)
+        return NULL;
+    for (PyMethodDef *def = reentrant ? rlock_defs : lock_defs; def->ml_name != NULL; def++) {
+        PyObject *descriptor = PyDescr_NewMethod((PyTypeObject *)made.cls, def);
+        if (descriptor == NULL || PyDict_SetItemString(methods, def->ml_name, descriptor) < 0) {
+            Py_XDECREF(descriptor);
+            Py_DECREF(methods);
+            return NULL;
+        }
+        Py_DECREF(descriptor);
+    }
+    *k = made;
+    return methods;
 }
 
 static PyMethodDef module_methods[] = {
     {"install", install, METH_O,
      "install(config)\n--\n\n"
-     "Make C method descriptors of tracedsync._lock.Lock: (acquire, release, __exit__)."},
+     "Make C method descriptors of tracedsync._lock.Lock or RLock (config['reentrant']): "
+     "a dict, method name -> descriptor."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "tracedsync._speedups",
-    "The hot path of tracedsync.Lock in C (see tracedsync._accel).", -1, module_methods};
+    "The hot path of tracedsync.Lock and RLock in C (see tracedsync._accel).", -1,
+    module_methods};
 
 #define INTERN(var, text)                                                                \
     do {                                                                                 \
@@ -882,8 +1257,14 @@ PyInit__speedups(void)
     INTERN(s_acquire_contended, "acquire_contended");
     INTERN(s_observe_acquired, "_observe_acquired");
     INTERN(s_release_observed, "_release_observed");
+    INTERN(s_release_active, "_release_active");
+    INTERN(s_emit, "emit");
+    INTERN(s_rlock_acquire, "rlock.acquire");
     INTERN(held_key, "tracedsync._speedups.held");
-    if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL)
+    if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
+        || (one = PyLong_FromLong(1)) == NULL
+        || (whole_kwnames = Py_BuildValue("(s)", "whole")) == NULL
+        || (restore_kwnames = Py_BuildValue("(ss)", "quiet", "restoring")) == NULL)
         return NULL;
     return PyModule_Create(&speedups_module);
 }

@@ -13,11 +13,11 @@ from pathlib import Path
 # Document the source tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import tracedsync  # noqa: E402
+import tracedsync
 
 project = "tracedsync"
 author = "The tracedsync developers"
-copyright = "the tracedsync developers"  # noqa: A001
+copyright = "the tracedsync developers"
 version = tracedsync.__version__
 release = tracedsync.__version__
 
@@ -44,6 +44,8 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Iterable"),
     ("py:class", "collections.abc.Iterator"),
     ("py:class", "tracedsync._explore.schedules.Strategy"),
+    # patched()'s context manager: private, documented by patched() itself.
+    ("py:class", "tracedsync._patch._Patched"),
     ("py:class", "collections.abc.Mapping"),
     ("py:func", "threading.Lock"),
     ("py:func", "threading.RLock"),

@@ -502,3 +502,29 @@ def test_no_collection_finds_an_rlock_taken_without_an_owner() -> None:
         return repr(lock) if lock._lock.locked() and lock._owner is None else None
 
     assert _finalizers_in_the_worker(work, check, threads=5) == []
+
+
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12),
+    strict=False,
+    reason="3.12+: as for Lock, the raw lock's own acquire(False) argument tuple, in the"
+    " Python methods (every acquire in pure Python; a lock's first acquisition with C)",
+)
+@pytest.mark.timeout(60)
+def test_no_collection_finds_a_lock_retaken_by_a_condition_without_an_owner() -> None:
+    # The same for a Condition over a Lock: Lock._acquire_restore looked up
+    # the user's site after taking the raw lock, as RLock's did.
+
+    def work(current: list[Any]) -> None:
+        for _ in range(10):
+            lock = tracedsync.Lock()
+            current[:] = [lock]
+            condition = threading.Condition(lock)  # type: ignore[arg-type]
+            for _ in range(5):
+                with condition:
+                    condition.wait(0)
+
+    def check(lock: tracedsync.Lock) -> str | None:
+        return repr(lock) if lock._lock.locked() and lock._owner is None else None
+
+    assert _finalizers_in_the_worker(work, check, threads=5) == []

@@ -385,8 +385,9 @@ class Lock(_LockBase):
 
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
+        code, offset = _site(frame)  # before the raw lock: see acquire
         if self._lock.acquire(False):
-            self._take(*_site(frame))
+            self._take(code, offset)
             if _hooks.active:
                 self._after_acquire(frame, True, -1, may_raise=False)
         else:

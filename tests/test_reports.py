@@ -5,6 +5,7 @@ and a wait in a thread alone reported at once."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 import tracedsync
-from helpers import PATIENCE, run_python, wait_until_blocked
+from helpers import (
+    PATIENCE,
+    process_sleeps_in_a_wait,
+    run_python,
+    wait_until,
+    wait_until_blocked,
+)
 from tracedsync import _accel
 from tracedsync._cli.run import DEADLOCK_EXIT_STATUS
 
@@ -284,7 +291,7 @@ def test_a_stranded_report_names_the_user_call_of_a_stdlib_wait(tmp_path: Path) 
     assert result.returncode == DEADLOCK_EXIT_STATUS, result.stderr
     err = result.stderr
     assert "deadlock.stranded" in err and err.count("[error") == 1
-    assert "Thread 'MainThread' waits for Lock 'Lock@prog.py:8' at prog.py:20 (in <module>)" in err
+    assert "Thread 'MainThread' waits for Lock 'Lock@prog.py:8#1' at prog.py:20 (in <module>)" in err
     assert "(in get), called from prog.py:12 (in consume)" in err
     get_site = err.split("thread 'consumer' waits for Condition")[1].split(" at ")[1].split(",")[0]
     assert get_site.endswith("(in get)") and "queue.py:" in get_site
@@ -307,7 +314,8 @@ def test_a_wait_in_a_thread_alone_is_refused_at_once(kind: str) -> None:
     # Nothing could ever end it: no other thread exists (none starting), and
     # no signal handler is installed.  Before: it blocked forever.
     source = f"""
-import os, traceback, tracedsync
+import os, signal, traceback, tracedsync
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C can no longer end the wait
 try:
 {textwrap.indent(LONE_WAITS[kind], "    ")}
 except tracedsync.DeadlockError as error:
@@ -343,11 +351,13 @@ def test_run_reports_a_lone_queue_get_at_once(tmp_path: Path) -> None:
         tmp_path,
         """
         import queue
+        import signal
 
         def main():
             jobs = queue.Queue()
             jobs.get()
 
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         main()
         """,
         "--hang-timeout",
@@ -357,9 +367,37 @@ def test_run_reports_a_lone_queue_get_at_once(tmp_path: Path) -> None:
     assert result.returncode == DEADLOCK_EXIT_STATUS, result.stderr
     err = result.stderr
     assert "deadlock.stranded" in err and err.count("[error") == 1
-    assert "(in get), called from prog.py:6 (in main)" in err
+    assert "(in get), called from prog.py:7 (in main)" in err
     assert "no other thread exists that could end the wait" in err
-    assert "(in get) <- prog.py:6 (in main) <- prog.py:8 (in <module>)" in err
+    assert "(in get) <- prog.py:7 (in main) <- prog.py:10 (in <module>)" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_lone_wait_for_ctrl_c_is_not_refused() -> None:
+    # With Python's default SIGINT handler a lone wait ends with
+    # KeyboardInterrupt: a program may wait for Ctrl-C on purpose, as
+    # threading lets it, so the wait is not refused.
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import tracedsync\nprint('ready', flush=True)\ntracedsync.Event().wait()",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        wait_until(lambda: process_sleeps_in_a_wait(process.pid), "the program waits")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=PATIENCE)
+    finally:
+        process.kill()
+        process.wait()
+    assert "KeyboardInterrupt" in stderr
+    assert "DeadlockError" not in stderr
 
 
 def test_a_lone_queue_get_that_a_signal_handler_ends_is_not_reported(tmp_path: Path) -> None:

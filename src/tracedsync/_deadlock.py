@@ -366,10 +366,13 @@ def check_alone(primitive: Any, frame: FrameType | None) -> None:
 
     Only a signal handler could still end the wait: handlers run in the main
     thread between bytecodes, and a lock wait is interrupted to run them, so
-    a handler can put to a queue and wake its ``get``.  So any Python signal
-    handler other than the default ``SIGINT`` one (which raises
-    ``KeyboardInterrupt``, ending the wait without granting it) and
-    tracedsync's own leaves the wait to the other checks (the watchdog).
+    a handler can put to a queue and wake its ``get``.  The default
+    ``SIGINT`` handler counts too: its ``KeyboardInterrupt`` ends the wait,
+    and a program may wait for Ctrl-C on purpose (``threading`` lets it).  So
+    any Python signal handler but tracedsync's own leaves the wait to the
+    other checks (the watchdog); the wait is refused at once only in a
+    process that handles no signal in Python (``SIGINT`` ignored or left to
+    the system).
     """
     if len(_active) > 1:  # another thread threading knows: no need to look further
         return
@@ -382,7 +385,7 @@ def check_alone(primitive: Any, frame: FrameType | None) -> None:
         {},
         describe_call(frame),
         "no other thread exists that could end the wait, and no signal handler is "
-        "installed: the wait can never end",
+        "installed (not even SIGINT's): the wait can never end",
     )
 
 
@@ -396,10 +399,6 @@ def _signal_handler_installed() -> bool:
             handler = signal.getsignal(signum)
         except (ValueError, OSError):  # pragma: no cover - platform specific
             continue
-        if (
-            callable(handler)
-            and handler is not signal.default_int_handler
-            and not getattr(handler, "tracedsync_internal", False)
-        ):
+        if callable(handler) and not getattr(handler, "tracedsync_internal", False):
             return True
     return False

@@ -64,6 +64,12 @@ def test_a_finding_rendered_at_warning_level_raises_its_own_error(
         with second, pytest.raises(tracedsync.LockOrderError):
             first.acquire()
         assert not first.locked()
+        # Raised, the error is the report and nothing is logged; logged
+        # (policy "warn"), the event renders.
+        assert "lock_order.hierarchy" not in capsys.readouterr().err
+        tracedsync.set_policy(first, hierarchy="warn")
+        with second, first:
+            pass
     finally:
         tracedsync.configure(log_level="error")
     err = capsys.readouterr().err
@@ -81,11 +87,15 @@ def test_a_failing_renderer_falls_back_to_plain_lines(
 
     monkeypatch.setattr(_log, "log_record", broken)
     monkeypatch.setattr(_hooks, "_rendering_failed", False)
-    lock = tracedsync.Lock(name="twice")
-    lock.acquire()
-    with pytest.raises(tracedsync.DeadlockError):
-        lock.acquire()  # the error event is rendered: the renderer fails
-    lock.release()
+    outer, inner = tracedsync.Lock(name="outer"), tracedsync.Lock(name="inner")
+    tracedsync.configure(log_level="warning")
+    try:
+        with outer, inner:
+            pass
+        with inner, outer:  # the inversion's warning is rendered: the renderer fails
+            pass
+    finally:
+        tracedsync.configure(log_level="error")
     err = capsys.readouterr().err
     assert "rendering an event through structlog failed (ValueError: renderer broke)" in err
-    assert "deadlock.self_reacquire Lock 'twice'" in err
+    assert "lock_order.inversion Lock 'outer'" in err

@@ -126,7 +126,7 @@ def test_a_log_file_value_does_not_load_json() -> None:
         "from tracedsync._jsonl import record_to_json, _encode\n"
         "assert _encode.__name__ == '_first_encode'\n"
         "record_to_json((1, 2, (3, 'main', 4, 5), 'lock.acquire', 10, "
-        "('Lock', 6, 'a', None), None, 0, ('outcome', 'ok', 'held_ns', 7, 'flag', True)))",
+        "('Lock', 6, 'a', None, 'a'), None, 0, ('outcome', 'ok', 'held_ns', 7, 'flag', True)))",
     )
     assert "tracedsync._jsonl" in loaded
     assert "json" not in loaded
@@ -136,7 +136,7 @@ def test_the_first_other_value_loads_json_once() -> None:
     from tracedsync import _jsonl
 
     assert _jsonl.record_to_json(
-        (1, 2, (3, "main", 4, 5), "x", 10, ("Lock", 6, "a", None), None, 0, ("v", [1.5]))
+        (1, 2, (3, "main", 4, 5), "x", 10, ("Lock", 6, "a", None, "a"), None, 0, ("v", [1.5]))
     ).endswith(',"v":[1.5]}')
     assert _jsonl._encode.__name__ == "encode"  # the encoder's own method now
 

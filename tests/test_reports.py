@@ -291,7 +291,9 @@ def test_a_stranded_report_names_the_user_call_of_a_stdlib_wait(tmp_path: Path) 
     assert result.returncode == DEADLOCK_EXIT_STATUS, result.stderr
     err = result.stderr
     assert "deadlock.stranded" in err and err.count("[error") == 1
-    assert "Thread 'MainThread' waits for Lock 'Lock@prog.py:8#1' at prog.py:20 (in <module>)" in err
+    assert (
+        "Thread 'MainThread' waits for Lock 'Lock@prog.py:8#1' at prog.py:20 (in <module>)" in err
+    )
     assert "(in get), called from prog.py:12 (in consume)" in err
     get_site = err.split("thread 'consumer' waits for Condition")[1].split(" at ")[1].split(",")[0]
     assert get_site.endswith("(in get)") and "queue.py:" in get_site

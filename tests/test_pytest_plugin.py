@@ -221,7 +221,7 @@ def test_allow_accepts_each_kind_by_marker_ini_and_command_line(
         "[pytest]\ntracedsync_allow = lock_held\ntracedsync_fail_on = lock_held thread_alive\n"
     )
     result = run(pytester, "--tracedsync-allow=thread_error", "--tracedsync-allow", "hierarchy")
-    result.assert_outcomes(passed=4, failed=3)
+    result.assert_outcomes(passed=5, failed=3)
     failed = {line.split("::")[1].split()[0] for line in result.outlines if "FAILED" in line}
     assert failed == {"test_deadlock", "test_unguarded", "test_thread_alive"}
 

@@ -199,7 +199,7 @@ def test_subprocess_pythons_are_traced_and_merged_by_report_and_timeline(tmp_pat
     # The run's summary counts every process and the child's deadlock.
     assert "events from 4 threads in 4 processes" in result.stderr
     assert "deadlocks: 1" in result.stderr
-    assert "] Lock 'Lock@<string>:2' re-acquired by thread 'MainThread'" in result.stderr
+    assert "] Lock 'Lock@<string>:2#1' re-acquired by thread 'MainThread'" in result.stderr
 
     report = tracedsync_run("report", "t.jsonl", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

@@ -126,8 +126,9 @@ class Blocked:
         if not self.observing:
             return 0
         stamped = _hooks.stamp()
-        # Less tracedsync's time in this thread meanwhile (see _hooks.spent).
-        waited = stamped[1] - _hooks.spent.get(get_ident(), 0) - self.started_ns
+        # Less tracedsync's time in this thread meanwhile (see _hooks.spent),
+        # never below zero.
+        waited = max(0, stamped[1] - _hooks.spent.get(get_ident(), 0) - self.started_ns)
         data = {"outcome": outcome, "waited_ns": waited, **fields}
         _hooks.deliver(stamped, self.event, self.primitive, self.frame, data)
         return stamped[1]

@@ -358,8 +358,11 @@ class Lock(_LockBase):
             )
             raise
         # Less tracedsync's time in the holder meanwhile (see _hooks.spent).
+        # Released by another thread (a handoff), the holder's count is read
+        # while the holder may be adding to it, after this release's time was
+        # taken: never below zero.
         spent = _hooks.spent.get(owner or 0, 0)
-        held_ns = now - spent - acquired_ns if acquired_ns else None
+        held_ns = max(0, now - spent - acquired_ns) if acquired_ns else None
         code, offset = _site(frame)
         data = ("outcome", "released", "held_ns", held_ns)
         _hooks.publish(seq, now, "lock.release", self, code, offset, data)
@@ -568,7 +571,7 @@ class RLock(_LockBase):
         self._depth = depth
         if depth == 0:
             if self._acquired_ns:  # less tracedsync's time meanwhile (see _hooks.spent)
-                held_ns = now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns
+                held_ns = max(0, now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns)
             self._acquired_ns = 0
             self._owner = None
             if _hooks.release_edge is not None:

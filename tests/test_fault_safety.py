@@ -482,49 +482,30 @@ def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> N
     " Python methods (every acquire in pure Python; a lock's first acquisition with C)",
 )
 @pytest.mark.timeout(60)
-def test_no_collection_finds_an_rlock_taken_without_an_owner() -> None:
+@pytest.mark.parametrize("kind", ["RLock", "Lock"])
+def test_no_collection_finds_a_lock_a_condition_retakes_without_an_owner(kind: str) -> None:
     # threading.RLock records its owner in the C call that takes its lock, so
     # a __del__ taking it in the same thread always recurses.  The Python
-    # RLock's _acquire_restore (a Condition wait taking its lock back) looked
-    # up the user's site after taking the raw lock, an allocation (3.11
-    # collects right there), and such a __del__ then waited for itself.
+    # _acquire_restore of RLock and Lock (a Condition wait taking its lock
+    # back) looked up the user's site after taking the raw lock, an
+    # allocation (3.11 collects right there), and such a __del__ then
+    # waited for itself.
+    depth = 2 if kind == "RLock" else 0  # an RLock's wait releases every level
 
     def work(current: list[Any]) -> None:
         for _ in range(10):
-            lock = tracedsync.RLock()
+            lock = getattr(tracedsync, kind)()
             current[:] = [lock]
-            condition = threading.Condition(lock)  # type: ignore[arg-type]
+            condition = threading.Condition(lock)
             for _ in range(5):
-                with lock, lock, condition:
-                    condition.wait(0)
-
-    def check(lock: tracedsync.RLock) -> str | None:
-        return repr(lock) if lock._lock.locked() and lock._owner is None else None
-
-    assert _finalizers_in_the_worker(work, check, threads=5) == []
-
-
-@pytest.mark.xfail(
-    sys.version_info >= (3, 12),
-    strict=False,
-    reason="3.12+: as for Lock, the raw lock's own acquire(False) argument tuple, in the"
-    " Python methods (every acquire in pure Python; a lock's first acquisition with C)",
-)
-@pytest.mark.timeout(60)
-def test_no_collection_finds_a_lock_retaken_by_a_condition_without_an_owner() -> None:
-    # The same for a Condition over a Lock: Lock._acquire_restore looked up
-    # the user's site after taking the raw lock, as RLock's did.
-
-    def work(current: list[Any]) -> None:
-        for _ in range(10):
-            lock = tracedsync.Lock()
-            current[:] = [lock]
-            condition = threading.Condition(lock)  # type: ignore[arg-type]
-            for _ in range(5):
+                for _ in range(depth):
+                    lock.acquire()
                 with condition:
                     condition.wait(0)
+                for _ in range(depth):
+                    lock.release()
 
-    def check(lock: tracedsync.Lock) -> str | None:
+    def check(lock: Any) -> str | None:
         return repr(lock) if lock._lock.locked() and lock._owner is None else None
 
     assert _finalizers_in_the_worker(work, check, threads=5) == []

@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -249,14 +248,20 @@ def test_nothing_changes_without_children_or_without_run(tmp_path: Path) -> None
         "with threading.Lock():\n"
         "    print(os.environ.get('TRACEDSYNC_RUN') is not None)\n"
     )
-    before = set(os.listdir(tempfile.gettempdir()))
-    result = tracedsync_run("run", "--timeline", "tl.json", "alone.py", cwd=tmp_path)
+    # A temporary directory of the run's own: another run on the machine (a
+    # parallel test session) may have its own in the system's at the time.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    program = tmp_path / "program"
+    program.mkdir()
+    (tmp_path / "alone.py").rename(program / "alone.py")
+    result = tracedsync_run(
+        "run", "--timeline", "tl.json", "alone.py", cwd=program, env={"TMPDIR": str(temporary)}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.py", "tl.json"]
-    assert not {
-        name for name in set(os.listdir(tempfile.gettempdir())) - before if "tracedsync-run" in name
-    }
+    assert sorted(path.name for path in program.iterdir()) == ["alone.py", "tl.json"]
+    assert list(temporary.iterdir()) == []
     plain = subprocess.run(
         [
             sys.executable,

@@ -110,16 +110,7 @@ def instance_name(primitive: Any) -> str:
 
 def current_stack(ident: int, limit: int = 6) -> list[str]:
     """The user frames thread ``ident`` is executing now, innermost first."""
-    frame = (current_frames() or {}).get(ident)
-    lines: list[str] = []
-    while frame is not None and len(lines) < limit:
-        if frame.f_code.co_filename not in INTERNAL_FILES:
-            site = describe_site(frame.f_code, frame.f_lineno)
-            if site is not None:
-                lines.append(site)
-        frame = frame.f_back
-    frame = None  # no reference cycle through this frame (see _waits)
-    return lines
+    return _stack(ident, limit, skip_library=False)
 
 
 def thread_stack(ident: int, limit: int = 8) -> list[str]:
@@ -127,11 +118,19 @@ def thread_stack(ident: int, limit: int = 8) -> list[str]:
     the frame it waits in (the first outside tracedsync and ``threading``,
     ``queue.py:171 (in get)`` say), then only the user's own frames, without
     the standard library's between them."""
+    return _stack(ident, limit, skip_library=True)
+
+
+def _stack(ident: int, limit: int, *, skip_library: bool) -> list[str]:
+    """Thread ``ident``'s frames outside tracedsync, innermost first; with
+    ``skip_library``, the standard library's too, after the first."""
     frame = (current_frames() or {}).get(ident)
     lines: list[str] = []
     while frame is not None and len(lines) < limit:
         filename = frame.f_code.co_filename
-        if filename not in INTERNAL_FILES and (not lines or not library_file(filename)):
+        if filename not in INTERNAL_FILES and not (
+            skip_library and lines and library_file(filename)
+        ):
             site = describe_site(frame.f_code, frame.f_lineno)
             if site is not None:
                 lines.append(site)

@@ -378,7 +378,10 @@ def test_run_reports_a_lone_queue_get_at_once(tmp_path: Path) -> None:
 def test_a_lone_wait_for_ctrl_c_is_not_refused() -> None:
     # With Python's default SIGINT handler a lone wait ends with
     # KeyboardInterrupt: a program may wait for Ctrl-C on purpose, as
-    # threading lets it, so the wait is not refused.
+    # threading lets it, so the wait is not refused.  Python installs that
+    # handler only if SIGINT is not ignored at start-up, and a background job
+    # of a shell without job control (``cmd &`` in a script) inherits it
+    # ignored: the child starts with SIGINT at its default, as from a terminal.
     process = subprocess.Popen(
         [
             sys.executable,
@@ -388,6 +391,7 @@ def test_a_lone_wait_for_ctrl_c_is_not_refused() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdout is not None

@@ -30,6 +30,7 @@ from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 import tracedsync.testing
+from tracedsync import _accel
 
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     set_hypothesis_home_dir(Path(__file__).resolve().parent.parent / ".hypothesis")
@@ -78,3 +79,13 @@ def _fresh_tracedsync() -> Iterator[None]:
     tracedsync.testing.reset()
     yield
     tracedsync.testing.reset()
+
+
+@pytest.fixture
+def restore_implementation() -> Iterator[None]:
+    """Put back the implementation (C accelerator or pure Python) the test found."""
+    previous = _accel.implementation()
+    try:
+        yield
+    finally:
+        _accel.select(previous)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from _thread import get_ident
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,15 +27,6 @@ from tracedsync._sites import line_at
 needs_c = pytest.mark.skipif(not _accel.available(), reason=f"no C accelerator: {_accel.reason()}")
 
 IMPLEMENTATIONS = ("python", "c")
-
-
-@pytest.fixture
-def restore_implementation() -> Iterator[None]:
-    previous = _accel.implementation()
-    try:
-        yield
-    finally:
-        _accel.select(previous)
 
 
 # -- the property: same operations, same outcome --------------------------------

@@ -12,7 +12,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,15 +156,6 @@ def test_a_raised_finding_is_its_one_report(
 
 
 # -- tracebacks end at the user's call ---------------------------------------------
-
-
-@pytest.fixture
-def restore_implementation() -> Iterator[None]:
-    previous = _accel.implementation()
-    try:
-        yield
-    finally:
-        _accel.select(previous)
 
 
 def _internal_frames(error: BaseException) -> list[str]:
@@ -381,17 +372,20 @@ def test_a_lone_wait_for_ctrl_c_is_not_refused() -> None:
     # threading lets it, so the wait is not refused.  Python installs that
     # handler only if SIGINT is not ignored at start-up, and a background job
     # of a shell without job control (``cmd &`` in a script) inherits it
-    # ignored: the child starts with SIGINT at its default, as from a terminal.
+    # ignored: the program is exec'd with SIGINT at its default, as from a
+    # terminal (a preexec_fn would run Python in a child forked from this
+    # multi-threaded process).
+    program = "import tracedsync\nprint('ready', flush=True)\ntracedsync.Event().wait()"
+    exec_with_default_sigint = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "os.execv(sys.executable, [sys.executable, '-c', sys.argv[1]])"
+    )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import tracedsync\nprint('ready', flush=True)\ntracedsync.Event().wait()",
-        ],
+        [sys.executable, "-c", exec_with_default_sigint, program],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdout is not None

@@ -11,6 +11,7 @@ for a thread blocked forever and kill a correct program with DeadlockError.
 from __future__ import annotations
 
 import _thread
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 import tracedsync
+from helpers import PATIENCE
 from tracedsync._waits import note_foreign_start, waits
 
 #: How long the woken thread is held back: ten times the stranded-wait check's
@@ -190,3 +192,44 @@ def test_patch_counts_foreign_thread_starts_and_unpatch_restores_them() -> None:
         ran.acquire()  # the thread ran: it no longer counts as starting
     assert _thread.start_new_thread is original
     _until(lambda: waits.starting == 0)
+
+
+#: A wait found not granted, then granted by a thread that ends before the
+#: "is this thread alone?" check: the check must see the grant (found by
+#: CPython's test_logging on 3.14, a server thread setting its shut-down
+#: event and exiting while the main thread entered ``shutdown()``'s wait).
+GRANTED_THEN_ALONE = """
+import signal, sys, threading
+import tracedsync
+from tracedsync import _blocking
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # no handler could end the wait
+kind = sys.argv[1]
+primitive = tracedsync.Event() if kind == "event" else tracedsync.Semaphore(0)
+grant = primitive.set if kind == "event" else primitive.release
+real_check_alone = _blocking.check_alone
+
+def grant_in_a_thread_that_ends_then_check(waited_on, frame):
+    granting = threading.Thread(target=grant)
+    granting.start()
+    granting.join()
+    real_check_alone(waited_on, frame)
+
+_blocking.check_alone = grant_in_a_thread_that_ends_then_check
+result = primitive.wait() if kind == "event" else primitive.acquire()
+print("waited", result)
+"""
+
+
+@pytest.mark.parametrize("kind", ["event", "semaphore"])
+def test_a_wait_granted_by_a_thread_that_then_ended_is_not_stranded(kind: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", GRANTED_THEN_ALONE, kind],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "waited True\n"
+    assert "DeadlockError" not in result.stderr

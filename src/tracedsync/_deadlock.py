@@ -42,7 +42,7 @@ from tracedsync._sites import (
     register_internal_module,
 )
 from tracedsync._typenames import Any, NamedTuple
-from tracedsync._waits import Wait, waits
+from tracedsync._waits import Wait, granted, waits
 
 __all__ = ["begin_checked_wait", "check_alone", "find_cycle", "wait_unless_stranded"]
 
@@ -378,6 +378,11 @@ def check_alone(primitive: Any, frame: FrameType | None) -> None:
         return
     me = get_ident()
     if waits.others_exist(me) or _signal_handler_installed():
+        return
+    # The caller found the wait not granted before this check; a thread may
+    # have granted it since (set the event, released the semaphore) and then
+    # ended.  Now that no other thread exists, nothing can change it any more.
+    if granted(primitive):
         return
     _report_stranded(
         primitive,

@@ -26,7 +26,7 @@ from tracedsync._guards import internal_lock
 from tracedsync._sites import live_threads, register_internal_module, user_frame
 from tracedsync._typenames import Any, NamedTuple
 
-__all__ = ["Wait", "WaitRegistry", "waits"]
+__all__ = ["Wait", "WaitRegistry", "granted", "waits"]
 
 register_internal_module(__file__)
 
@@ -208,15 +208,7 @@ def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], live: frozens
     if raw is not None and hasattr(primitive, "_owner"):  # a traced Lock or RLock
         owner = getattr(primitive, "_owner", None)
         return not raw.locked() or owner is None or (owner == ident and not wait.self_wait)
-    if isinstance(primitive, threading.Event):
-        granted = primitive.is_set()
-    elif isinstance(primitive, threading.Semaphore):
-        granted = getattr(primitive, "_value", 0) > 0
-    elif isinstance(primitive, threading.Barrier):
-        granted = getattr(primitive, "_state", 0) != 0  # 0: still filling
-    else:
-        granted = False
-    if granted:
+    if granted(primitive):
         return True
     condition = primitive if isinstance(primitive, threading.Condition) else None
     if condition is None:
@@ -226,6 +218,19 @@ def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], live: frozens
         return False
     registered = sum(1 for wait in current.values() if wait.primitive is primitive)
     return registered > len(waiters)
+
+
+def granted(primitive: Any) -> bool:
+    """Whether the state of ``primitive`` (not a lock or a thread) lets a wait
+    on it end now: an event that is set, a semaphore with a positive counter,
+    a barrier that is releasing, resetting or broken."""
+    if isinstance(primitive, threading.Event):
+        return primitive.is_set()
+    if isinstance(primitive, threading.Semaphore):
+        return bool(getattr(primitive, "_value", 0) > 0)
+    if isinstance(primitive, threading.Barrier):
+        return bool(getattr(primitive, "_state", 0) != 0)  # 0: still filling
+    return False
 
 
 def note_foreign_start(start_new_thread: Callable[..., int]) -> Callable[..., int]:

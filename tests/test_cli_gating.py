@@ -96,6 +96,31 @@ def test_off_says_nothing_was_checked(tmp_path: Path) -> None:
     assert result.stderr.strip() == "tracedsync: TRACEDSYNC=off: nothing was traced or checked"
 
 
+#: What a program can see of tracedsync under ``run``: its OS threads, the
+#: ``threading`` names, the modules imported before it started.
+OBSERVER = """
+import os, sys, threading, _thread
+original_lock = type(_thread.allocate_lock())
+print(len(os.listdir(f"/proc/{os.getpid()}/task")))
+print(threading.Lock is original_lock or threading.Lock is _thread.allocate_lock)
+print(sorted(sys.modules.keys() & {"asyncio", "concurrent.futures", "wrapt"}))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs procfs")
+def test_off_runs_the_program_as_python_does(tmp_path: Path) -> None:
+    # Nothing patched, no watchdog thread, no module imported for patching:
+    # a fork would otherwise happen in a multi-threaded process.
+    write(tmp_path, "observer.py", OBSERVER)
+    plain = subprocess.run(
+        [sys.executable, "observer.py"], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    result = tracedsync_command("run", "observer.py", cwd=tmp_path, env={"TRACEDSYNC": "off"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == plain.stdout
+    assert plain.stdout.splitlines()[:2] == ["1", "True"]
+
+
 @pytest.mark.parametrize("option", ["--trace", "--timeline"])
 def test_output_paths_are_checked_before_the_program_starts(tmp_path: Path, option: str) -> None:
     write(tmp_path, "inversion.py", INVERSION)

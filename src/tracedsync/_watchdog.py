@@ -22,6 +22,7 @@ from collections.abc import Callable
 from time import monotonic_ns
 
 from tracedsync import _hooks
+from tracedsync._config import settings
 from tracedsync._findings import report_finding
 from tracedsync._guards import internal_lock
 from tracedsync._report import Report, current_stack, describe_primitive, thread_label
@@ -68,7 +69,8 @@ class Watchdog:
             raise ValueError("wait_warning must be a number of seconds, 0 to turn it off")
         with self._guard:
             self.threshold_ns = int(seconds * 1e9)
-            if seconds and self._stop is None:
+            # TRACEDSYNC=off: no wait is ever registered, so no thread to scan them.
+            if seconds and self._stop is None and settings.enabled:
                 self._stop, self._finished = allocate_lock(), allocate_lock()
                 self._stop.acquire()
                 self._finished.acquire()

@@ -201,7 +201,8 @@ class _Session:
             threading.excepthook = self._thread_excepthook(threading.excepthook)
             if self.child_of is not None:  # the parent's runpy catches it (_run_program)
                 sys.excepthook = self._main_excepthook(sys.excepthook)
-        _patch.patch()
+        if settings.enabled:  # TRACEDSYNC=off: the program runs as under python
+            _patch.patch()
         if options.races:
             from tracedsync._races import RaceDetector  # start-up cost: only with --races
 

@@ -219,7 +219,8 @@ class _Session:
             self._announce_to_children(level)
         _active = self
         atexit.register(self.finish)
-        self._handle_sigterm()
+        if settings.enabled:  # TRACEDSYNC=off: SIGTERM kills the program as under python
+            self._handle_sigterm()
 
     def _announce_to_children(self, level: str | None) -> None:
         """Trace the Python processes the program starts (see

@@ -233,3 +233,107 @@ def test_a_wait_granted_by_a_thread_that_then_ended_is_not_stranded(kind: str) -
     assert result.returncode == 0, result.stderr
     assert result.stdout == "waited True\n"
     assert "DeadlockError" not in result.stderr
+
+
+def _run_inside_first_join(monkeypatch: pytest.MonkeyPatch, handler: Callable[[], None]) -> None:
+    """Make the calling thread's next ``join()`` run ``handler`` after it has
+    registered its wait, as a signal handler or a ``__del__`` run by the
+    garbage collector would: user code the thread did not call, run while
+    tracedsync lists the thread as blocked in the join."""
+    original = waits.others_can_progress
+    joiner = threading.get_ident()
+    ran = []
+
+    def others_can_progress(me: int | None) -> tuple[bool, int]:
+        if threading.get_ident() == joiner and not ran:
+            ran.append(True)
+            assert waits.get(joiner) is not None  # registered: "blocked in the join"
+            handler()
+        return original(me)
+
+    monkeypatch.setattr(waits, "others_can_progress", others_can_progress)
+
+
+def _hold_while_worker_waits(
+    lock: Any, go: Any, worker: Callable[[], Any], errors: list[Any]
+) -> Callable[[], None]:
+    """A handler that takes ``lock``, lets the worker try it (``go``, a raw
+    lock), and releases it once the worker waits for it (or failed), after
+    ``DELAY``: long enough for the stranded-wait check to decide."""
+
+    def handler() -> None:
+        with lock:
+            go.release()
+            _until(
+                lambda: errors or getattr(waits.get(worker().ident or 0), "primitive", None) is lock
+            )
+            time.sleep(DELAY)
+
+    return handler
+
+
+@pytest.mark.timeout(20)
+def test_a_thread_running_a_handler_inside_its_join_closes_no_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The joiner is listed as blocked in ``join(worker)`` while a handler run
+    inside that join holds the lock the worker asks for: "worker waits for
+    the joiner, the joiner for the worker" read from the registry is no cycle,
+    since the joiner is running (the CI failure of the ``gc`` stress scenario
+    on 3.15, where a ``__del__`` run by the collector inside ``join()`` took
+    the workers' lock)."""
+    lock = tracedsync.Lock()
+    go = _thread.allocate_lock()
+    go.acquire()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        go.acquire()
+        try:
+            with lock:
+                pass
+        except BaseException as error:
+            errors.append(error)
+
+    thread = tracedsync.Thread(target=work)
+    _run_inside_first_join(monkeypatch, _hold_while_worker_waits(lock, go, lambda: thread, errors))
+    thread.start()
+    thread.join()
+    assert errors == []
+
+
+@pytest.mark.timeout(20)
+def test_a_thread_running_a_handler_inside_its_wait_is_not_blocked_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same with no cycle: the joiner waits for a thread blocked on an
+    event, so from the worker every other thread looks blocked forever while
+    the handler holds its lock; the joiner is running, so the worker is not
+    stranded."""
+    lock = tracedsync.Lock()
+    event = tracedsync.Event()
+    go = _thread.allocate_lock()
+    go.acquire()
+    errors: list[BaseException] = []
+
+    def wait_for_event() -> None:
+        event.wait()
+
+    def work() -> None:
+        go.acquire()
+        try:
+            with lock:
+                pass
+        except BaseException as error:
+            errors.append(error)
+        event.set()
+
+    waiter = tracedsync.Thread(target=wait_for_event)
+    waiter.start()
+    _until(lambda: waits.get(waiter.ident or 0) is not None)
+    worker = tracedsync.Thread(target=work)
+    worker.start()
+    _run_inside_first_join(monkeypatch, _hold_while_worker_waits(lock, go, lambda: worker, errors))
+    waiter.join()
+    worker.join()
+    assert errors == []

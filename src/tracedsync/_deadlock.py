@@ -42,7 +42,7 @@ from tracedsync._sites import (
     register_internal_module,
 )
 from tracedsync._typenames import Any, NamedTuple
-from tracedsync._waits import Wait, granted, waits
+from tracedsync._waits import Wait, granted, running_outside_waits, waits
 
 __all__ = ["begin_checked_wait", "check_alone", "find_cycle", "wait_unless_stranded"]
 
@@ -103,6 +103,10 @@ def find_cycle(me: int) -> list[Edge] | None:
             # Nothing began or ended while the owners were read: every edge
             # held at once, with every thread in the cycle blocked.
             if any(getattr(edge.wait.primitive, "_handoff", False) for edge in edges):
+                return None
+            # A thread of the cycle running a handler inside its wait holds
+            # what it holds only until the handler returns.
+            if running_outside_waits({edge.thread: edge.wait for edge in edges[1:]}):
                 return None
             return edges
     return None
@@ -283,6 +287,11 @@ def _watch(
                 stranded = False
             if stranded:
                 _, current = waits.snapshot()
+                # Blocked forever only if really in their waits, not running
+                # a handler inside one (see running_outside_waits).
+                others = {ident: wait for ident, wait in current.items() if ident != me}
+                stranded = not running_outside_waits(others)
+            if stranded:
                 waits.withdraw()
         finally:
             _check_guard.release()

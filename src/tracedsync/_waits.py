@@ -23,10 +23,16 @@ from time import monotonic_ns
 from types import CodeType, FrameType
 
 from tracedsync._guards import internal_lock
-from tracedsync._sites import live_threads, register_internal_module, user_frame
+from tracedsync._sites import (
+    INTERNAL_FILES,
+    current_frames,
+    live_threads,
+    register_internal_module,
+    user_frame,
+)
 from tracedsync._typenames import Any, NamedTuple
 
-__all__ = ["Wait", "WaitRegistry", "granted", "waits"]
+__all__ = ["Wait", "WaitRegistry", "granted", "running_outside_waits", "waits"]
 
 register_internal_module(__file__)
 
@@ -49,6 +55,10 @@ class Wait(NamedTuple):
     #: re-acquired by its holder): such a waiter owning its lock is blocked,
     #: any other has just taken it (see :func:`wait_can_end`).
     self_wait: bool = False
+    #: The user's frame that made the wait (``code`` and ``offset`` are its
+    #: place), to tell the wait from code run inside it: see
+    #: :func:`running_outside_waits`.
+    frame: FrameType | None = None
 
 
 class WaitRegistry:
@@ -96,7 +106,7 @@ class WaitRegistry:
         ident = get_ident()
         found = user_frame(frame)
         code, offset = (None, 0) if found is None else (found.f_code, found.f_lasti)
-        wait = Wait(primitive, timed, code, offset, monotonic_ns(), self_wait)
+        wait = Wait(primitive, timed, code, offset, monotonic_ns(), self_wait, found)
         outer = self._waits.get(ident)
         self._waits[ident] = wait
         self._generation = next(self._changes)
@@ -218,6 +228,55 @@ def wait_can_end(ident: int, wait: Wait, current: dict[int, Wait], live: frozens
         return False
     registered = sum(1 for wait in current.values() if wait.primitive is primitive)
     return registered > len(waiters)
+
+
+def running_outside_waits(blocked: dict[int, Wait]) -> bool:
+    """Whether any thread of ``blocked`` (threads and their registered waits)
+    is running code that is not its wait, right now.
+
+    A thread registers its wait before it blocks and unregisters it after it
+    wakes, and in between runs tracedsync's and ``threading``'s own code,
+    where the interpreter may run code the thread never called: a signal
+    handler, or a finalizer (``__del__``, a weak reference callback) of a
+    garbage collection.  That code may take and hold a lock while the
+    registry still lists the thread as blocked, so a cycle or a stranded
+    wait read from the registry is not a fact until every thread in it is
+    found inside its wait: every frame above the wait's own (the user's
+    frame that made it) is tracedsync's or ``threading``'s.  Any other frame
+    there is code run inside the wait, and so is a thread whose wait's frame
+    is no longer on its stack.
+
+    Reads the threads' stacks (frame objects, dropped at once: see
+    :func:`~tracedsync._sites.live_threads`), so it confirms a verdict and
+    is never asked on a common path.  "Cannot tell" (called inside a stack
+    read, by a signal handler) answers ``True``: no verdict.
+    """
+    if not blocked:
+        return False
+    frames = current_frames()
+    if frames is None:
+        return True
+    try:
+        return any(
+            not _inside(frames[ident], wait.frame)
+            for ident, wait in blocked.items()
+            if ident in frames
+        )
+    finally:
+        del frames
+
+
+def _inside(frame: FrameType | None, wait_frame: FrameType | None) -> bool:
+    """Whether the stack whose innermost frame is ``frame`` is blocked in the
+    wait made in ``wait_frame``: only internal frames lie above it (with no
+    user frame at all when the wait was made, none anywhere)."""
+    while frame is not None:
+        if frame is wait_frame:
+            return True
+        if frame.f_code.co_filename not in INTERNAL_FILES:
+            return False
+        frame = frame.f_back
+    return wait_frame is None
 
 
 def granted(primitive: Any) -> bool:

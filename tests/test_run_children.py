@@ -314,6 +314,25 @@ def test_a_terminated_child_writes_its_last_events(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_terminated_child_blocked_where_tracedsync_cannot_see_dies_of_it(
+    tmp_path: Path,
+) -> None:
+    """The child inherits ``run``'s SIGTERM handler; blocked in a raw
+    ``_thread`` lock (no traced wait to interrupt), it still runs it and dies."""
+    blocked_raw = "import _thread; raw = _thread.allocate_lock(); raw.acquire(); raw.acquire()"
+    program = TERMINATED.replace("threading.Event().wait()", blocked_raw)
+    assert program != TERMINATED
+    (tmp_path / "parent.py").write_text(program)
+    result = tracedsync_run("run", "--trace", "t.jsonl", "parent.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pid, status = map(int, result.stdout.split())
+    assert status == -15
+    counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
+    assert counts["lock.acquire"] == counts["lock.release"] == 300
+
+
+@pytest.mark.timeout(60)
 def test_a_child_running_tracedsync_run_is_a_run_of_its_own(tmp_path: Path) -> None:
     (tmp_path / "inner.py").write_text(
         "import threading\n"

@@ -121,6 +121,15 @@ def test_off_runs_the_program_as_python_does(tmp_path: Path) -> None:
     assert plain.stdout.splitlines()[:2] == ["1", "True"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs procfs")
+def test_a_traced_program_finds_no_asyncio_or_futures_imported_for_it(tmp_path: Path) -> None:
+    # wrapt 2.x, which the patch used to import, imports both.
+    write(tmp_path, "observer.py", OBSERVER)
+    result = tracedsync_command("run", "--no-summary", "observer.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == ["False", "[]"]
+
+
 @pytest.mark.parametrize("option", ["--trace", "--timeline"])
 def test_output_paths_are_checked_before_the_program_starts(tmp_path: Path, option: str) -> None:
     write(tmp_path, "inversion.py", INVERSION)

@@ -36,7 +36,6 @@ HEAVY = (
     "traceback",
     "textwrap",
     "contextlib",
-    "wrapt",
     "structlog",
     "tracedsync._explore",
     "tracedsync._races",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import inspect
 import logging
 import multiprocessing
 import pickle
@@ -85,6 +86,59 @@ def test_type_checks_see_threadings_types_before_and_after_patching() -> None:
     else:
         assert isinstance(threading.Lock(), threading.Lock)
         assert isinstance(ORIGINALS["Lock"](), threading.Lock)
+
+
+def test_patched_names_look_like_the_originals() -> None:
+    """What a program may do with ``threading.X`` itself, not its instances."""
+    tracedsync.patch()
+    for name, original in ORIGINALS.items():
+        wrapper = getattr(threading, name)
+        assert wrapper is not original
+        assert repr(wrapper) == repr(original)
+        assert wrapper == original and hash(wrapper) == hash(original)
+        assert (wrapper != original) is False
+        assert {original: 1}[wrapper] == 1
+        assert wrapper.__name__ == original.__name__
+        assert wrapper.__qualname__ == original.__qualname__
+        assert wrapper.__module__ == original.__module__
+        assert wrapper.__doc__ == original.__doc__
+        assert wrapper.__class__ is original.__class__
+        assert isinstance(wrapper, type) == isinstance(original, type)
+        assert inspect.isclass(wrapper) == inspect.isclass(original)
+        assert set(dir(original)) <= set(dir(wrapper))
+        assert copy.copy(wrapper) is wrapper and copy.deepcopy(wrapper) is wrapper
+        assert callable(wrapper)
+        if isinstance(original, type):
+            assert vars(wrapper) == vars(original)
+            assert (wrapper | None) == (original | None)  # an annotation evaluated while patched
+            assert (None | wrapper) == (None | original)
+            assert inspect.signature(wrapper) == inspect.signature(original)
+    # Attributes set and deleted on the name are the original's.
+    threading.Thread.tracedsync_test_attribute = 1  # type: ignore[attr-defined]
+    try:
+        assert ORIGINALS["Thread"].tracedsync_test_attribute == 1
+    finally:
+        del threading.Thread.tracedsync_test_attribute  # type: ignore[attr-defined]
+    assert not hasattr(ORIGINALS["Thread"], "tracedsync_test_attribute")
+    with pytest.raises(AttributeError):
+        threading.Thread.no_such_attribute  # type: ignore[attr-defined]
+
+
+def test_patching_imports_no_module_the_program_did_not(tmp_path: Path) -> None:
+    """Patching loads nothing a program could notice in ``sys.modules``
+    (wrapt 2.x, which the wrappers used to be, imports asyncio and with it
+    concurrent.futures: CPython's test_concurrent_futures saw it)."""
+    program = (
+        "import sys, threading, tracedsync\n"
+        "before = set(sys.modules)\n"
+        "tracedsync.patch()\n"
+        "threading.Thread(target=int).start()\n"
+        "print(sorted(name for name in set(sys.modules) - before if 'tracedsync' not in name))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout == "[]\n", result.stdout
 
 
 def test_a_class_subclassing_a_patched_thread_is_traced() -> None:

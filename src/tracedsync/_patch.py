@@ -7,9 +7,9 @@ was never written for tracedsync (``queue``, ``concurrent.futures``, a
 third-party library) is traced as it runs.  :func:`unpatch` puts the original
 objects back, exactly.
 
-Each name on :mod:`threading` is replaced by a :class:`wrapt.FunctionWrapper`
-around the original, never by tracedsync's class itself, so the rest of the
-program still sees ``threading``'s types:
+Each name on :mod:`threading` is replaced by a transparent wrapper
+(:class:`~tracedsync._wrappers.ConstructorWrapper`) around the original,
+never by tracedsync's class itself, so the rest of the program still sees ``threading``'s types:
 
 * ``isinstance(x, threading.Thread)`` (and ``issubclass``) is true for
   threads created before or after patching, traced or not;
@@ -71,7 +71,6 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "tracedsync",
     "structlog",
     "logging",
-    "wrapt",
 )
 
 #: ``threading`` name -> the tracedsync class its wrapper constructs.
@@ -110,8 +109,8 @@ class _Patcher:
                 return
             excluded = (*EXCLUDED_MODULES, *exclude)
             namespace = vars(threading)
-            # Not at the top: wrapt costs start-up time a program that never
-            # patches should not pay.
+            # Not at the top: start-up time a program that never patches
+            # should not pay.
             from tracedsync._wrappers import ConstructorWrapper
 
             wrappers: dict[int, ConstructorWrapper] = {}
@@ -182,7 +181,7 @@ def patch(*, exclude: Iterable[str] = ()) -> None:
 
     ``exclude`` names more modules (and their submodules) whose calls keep
     getting the original primitives, on top of ``tracedsync._patch.EXCLUDED_MODULES``
-    (tracedsync, structlog, logging, wrapt, threading and _thread).
+    (tracedsync, structlog, logging, threading and _thread).
     Patching an already patched process does nothing.
     """
     _patcher.patch(tuple(exclude))

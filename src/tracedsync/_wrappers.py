@@ -1,20 +1,26 @@
 """The wrappers :func:`tracedsync.patch` puts in ``threading``'s place.
 
-Each is a :class:`wrapt.FunctionWrapper` around the original name, never
+Each is a :class:`ConstructorWrapper` around the original name, never
 tracedsync's class itself, so ``isinstance``/``issubclass`` against
 ``threading.X``, subclassing while patched, pickling and ``threading``'s own
 calls of ``X.__init__`` keep working (see :mod:`tracedsync._patch`).  A module
-of its own so that wrapt is imported only by a program that patches.
+of its own so that only a program that patches pays for it.
+
+Why not :class:`wrapt.FunctionWrapper`, which this wrapper used to be: wrapt
+2.x's package imports :mod:`asyncio` (and through it
+:mod:`concurrent.futures`) on ``import wrapt``, so every traced process, and
+every traced child, had those modules loaded before the program ran; a
+program that inspects ``sys.modules`` saw the difference (CPython's
+``test_concurrent_futures`` has such a test), and the import doubled ``run``'s
+start-up.  A wrapper of nine names needs little of wrapt: a transparent
+proxy for attribute access, comparisons and type checks, and a call; that
+is this class, with nothing imported.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable
 from types import MethodType
-
-import wrapt
 
 from tracedsync._sites import module_in, register_internal_module
 from tracedsync._typenames import Any
@@ -26,6 +32,9 @@ register_internal_module(__file__)
 #: ``Py_TPFLAGS_BASETYPE``: a type that allows subclasses.
 _BASETYPE = 1 << 10
 
+#: The wrapper's own attributes; every other name is the original's.
+_OWN = frozenset({"__wrapped__", "_self_traced", "_self_excluded", "_self_init"})
+
 
 class _ModuleByName:
     """A module in a pickle: unpickles as ``importlib.import_module(name)``."""
@@ -34,6 +43,8 @@ class _ModuleByName:
         self.name = name
 
     def __reduce__(self) -> tuple[Any, ...]:
+        import importlib  # only when pickled: patching imports nothing a program could see
+
         return importlib.import_module, (self.name,)
 
 
@@ -57,29 +68,33 @@ class _ForwardedInit:
             return MethodType(ConstructorWrapper._setup, wrapper)
 
 
-class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+class ConstructorWrapper:
     """What stands in ``threading.<name>`` while patched.
 
     Calling it builds the traced primitive, unless the caller's module is
-    excluded.  Type checks accept both the original and the traced class;
-    subclassing it subclasses the traced class.
+    excluded.  Everything else is the original's, as through a transparent
+    proxy: attributes (read, set, deleted), ``repr``, equality and hash,
+    ``__class__`` (so ``isinstance(threading.Thread, type)`` holds),
+    ``X | None`` in annotations, and :func:`inspect.signature` (through
+    ``__wrapped__``).  Type checks accept both the original and the traced
+    class; subclassing it subclasses the traced class; it pickles and copies
+    as the original.
     """
+
+    __slots__ = ("__weakref__", "__wrapped__", "_self_excluded", "_self_init", "_self_traced")
+
+    __wrapped__: Any
+    _self_traced: type
+    _self_excluded: tuple[str, ...]
+    _self_init: Any
 
     __init__ = _ForwardedInit()
 
     def _setup(self, original: Any, traced: type, excluded: tuple[str, ...]) -> None:
-        def construct(
-            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
-        ) -> Any:
-            caller = sys._getframe(1)
-            while caller.f_globals.get("__name__", "").startswith("wrapt"):  # pure-Python wrapt
-                caller = caller.f_back  # type: ignore[assignment]
-            if module_in(caller.f_globals.get("__name__", ""), excluded):
-                return wrapped(*args, **kwargs)
-            return traced(*args, **kwargs)
-
-        super().__init__(original, construct)
-        self._self_traced = traced
+        own = object.__setattr__
+        own(self, "__wrapped__", original)
+        own(self, "_self_traced", traced)
+        own(self, "_self_excluded", excluded)
         if isinstance(original, type):
 
             def __init__(instance: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
@@ -93,12 +108,78 @@ class ConstructorWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
                     owner = traced
                 owner.__init__(instance, *args, **kwargs)  # type: ignore[misc]
 
-            self._self_init = __init__
+            own(self, "_self_init", __init__)
         else:
-            self._self_init = original.__init__
+            own(self, "_self_init", original.__init__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if module_in(caller.f_globals.get("__name__", ""), self._self_excluded):
+            return self.__wrapped__(*args, **kwargs)
+        return self._self_traced(*args, **kwargs)
+
+    # -- a transparent proxy of the original ----------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _OWN:  # not set yet: never ask the original for these
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.__wrapped__, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _OWN:
+            object.__delattr__(self, name)
+        else:
+            delattr(self.__wrapped__, name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self.__wrapped__)
+
+    # Names this class has itself, so __getattr__ would never ask the original
+    # (``__name__`` and ``__qualname__`` are the metaclass's: it does).
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:  # the original's class, as a proxy's
+        return self.__wrapped__.__class__
+
+    @property
+    def __module__(self) -> Any:  # type: ignore[override]
+        return self.__wrapped__.__module__
+
+    @property
+    def __doc__(self) -> Any:  # type: ignore[override]
+        return self.__wrapped__.__doc__
+
+    @property
+    def __signature__(self) -> Any:
+        # inspect.unwrap() stops at anything whose __class__ is type (3.13+).
+        import inspect  # only when asked: patching imports nothing a program could see
+
+        return inspect.signature(self.__wrapped__)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.__wrapped__ == getattr(other, "__wrapped__", other))
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.__wrapped__)
+
+    def __or__(self, other: Any) -> Any:
+        return self.__wrapped__ | other
+
+    def __ror__(self, other: Any) -> Any:
+        return other | self.__wrapped__
+
+    # -- type checks, subclassing, pickling -----------------------------------
 
     def __reduce_ex__(self, protocol: Any) -> str | tuple[Any, ...]:
         """Pickle as the original does: by reference to where it lives.

@@ -272,17 +272,11 @@ def _hold_while_worker_waits(
     return handler
 
 
-@pytest.mark.timeout(20)
-def test_a_thread_running_a_handler_inside_its_join_closes_no_cycle(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The joiner is listed as blocked in ``join(worker)`` while a handler run
-    inside that join holds the lock the worker asks for: "worker waits for
-    the joiner, the joiner for the worker" read from the registry is no cycle,
-    since the joiner is running (the CI failure of the ``gc`` stress scenario
-    on 3.15, where a ``__del__`` run by the collector inside ``join()`` took
-    the workers' lock)."""
-    lock = tracedsync.Lock()
+def _takes_lock_when_let_go(
+    lock: Any, then: Callable[[], object] = int
+) -> tuple[Any, list[BaseException], Callable[[], None]]:
+    """A thread body that takes ``lock`` once its ``go`` (a raw lock, given
+    back) is released, keeps what it raised in ``errors``, then calls ``then``."""
     go = _thread.allocate_lock()
     go.acquire()
     errors: list[BaseException] = []
@@ -294,7 +288,23 @@ def test_a_thread_running_a_handler_inside_its_join_closes_no_cycle(
                 pass
         except BaseException as error:
             errors.append(error)
+        then()
 
+    return go, errors, work
+
+
+@pytest.mark.timeout(20)
+def test_a_thread_running_a_handler_inside_its_join_closes_no_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The joiner is listed as blocked in ``join(worker)`` while a handler run
+    inside that join holds the lock the worker asks for: "worker waits for
+    the joiner, the joiner for the worker" read from the registry is no cycle,
+    since the joiner is running (the CI failure of the ``gc`` stress scenario
+    on 3.15, where a ``__del__`` run by the collector inside ``join()`` took
+    the workers' lock)."""
+    lock = tracedsync.Lock()
+    go, errors, work = _takes_lock_when_let_go(lock)
     thread = tracedsync.Thread(target=work)
     _run_inside_first_join(monkeypatch, _hold_while_worker_waits(lock, go, lambda: thread, errors))
     thread.start()
@@ -312,23 +322,8 @@ def test_a_thread_running_a_handler_inside_its_wait_is_not_blocked_forever(
     stranded."""
     lock = tracedsync.Lock()
     event = tracedsync.Event()
-    go = _thread.allocate_lock()
-    go.acquire()
-    errors: list[BaseException] = []
-
-    def wait_for_event() -> None:
-        event.wait()
-
-    def work() -> None:
-        go.acquire()
-        try:
-            with lock:
-                pass
-        except BaseException as error:
-            errors.append(error)
-        event.set()
-
-    waiter = tracedsync.Thread(target=wait_for_event)
+    go, errors, work = _takes_lock_when_let_go(lock, then=event.set)
+    waiter = tracedsync.Thread(target=event.wait)
     waiter.start()
     _until(lambda: waits.get(waiter.ident or 0) is not None)
     worker = tracedsync.Thread(target=work)

@@ -509,19 +509,68 @@ def start_child() -> None:
     _Session(options, child_of=settings_["trace"]).start()
 
 
-def _after_fork_in_child() -> None:
+#: Threads that blocked ``SIGTERM`` for the ``fork()`` they are making (see
+#: :func:`_block_sigterm_for_fork`).
+_sigterm_blocked_for_fork: set[int] = set()
+
+
+def _block_sigterm_for_fork() -> None:
+    """Before ``fork()``: block ``SIGTERM`` in the forking thread while
+    ``run``'s handler is installed, until the child's interpreter is ready.
+
+    A child inherits the Python-level handler, and CPython drops a signal
+    that reaches a child before its interpreter has re-initialised after
+    the fork (``PyOS_AfterFork_Child`` clears the pending flags).  Without a
+    Python handler the kernel would have killed the child there, so
+    ``terminate()`` of a child just forked (a process pool's worker killed
+    at once, CPython's ``test_killed_child`` with ``forkserver``) left it
+    running under ``run`` and never plainly.  Blocked, the signal stays
+    pending in the child until :func:`_unblock_sigterm_after_fork`, and then
+    kills it through the handler, which writes its last events first.
+    """
     session = _active
-    if session is None or session._finished:
+    if session is None or session._sigterm_handler is None:
         return
-    if session._children_trace:
-        session.become_child()
-    else:  # TRACEDSYNC=off: nothing traced, and the run's one line is the parent's
-        session._finishing = _RawRLock()
-        session._finished = True
+    try:
+        if signal.getsignal(signal.SIGTERM) is not session._sigterm_handler:
+            return  # someone else's handler now: fork as they would
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM,))
+    except (AttributeError, ValueError, OSError):  # no SIGTERM or no thread signal masks
+        return
+    if signal.SIGTERM not in previous:
+        _sigterm_blocked_for_fork.add(get_ident())
+
+
+def _unblock_sigterm_after_fork() -> None:
+    """After ``fork()``, in the parent and at the end of the child's
+    after-fork work: undo :func:`_block_sigterm_for_fork` (a ``SIGTERM``
+    that arrived meanwhile is delivered now)."""
+    ident = get_ident()
+    if ident in _sigterm_blocked_for_fork:
+        _sigterm_blocked_for_fork.discard(ident)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM,))
+
+
+def _after_fork_in_child() -> None:
+    try:
+        session = _active
+        if session is None or session._finished:
+            return
+        if session._children_trace:
+            session.become_child()
+        else:  # TRACEDSYNC=off: nothing traced, and the run's one line is the parent's
+            session._finishing = _RawRLock()
+            session._finished = True
+    finally:
+        _unblock_sigterm_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_block_sigterm_for_fork,
+        after_in_parent=_unblock_sigterm_after_fork,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _terminate_children() -> None:

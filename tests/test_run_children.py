@@ -278,6 +278,11 @@ def test_nothing_changes_without_children_or_without_run(tmp_path: Path) -> None
     assert plain.stdout == "None None\n", plain.stderr
 
 
+#: Whether a forked child keeps ``run``'s SIGTERM handler, and so writes its
+#: last events when terminated: not on 3.14+, where the handler often never
+#: ran in it (see ``run._default_sigterm_in_forked_child``).
+FORK_CHILDREN_KEEP_THE_HANDLER = sys.version_info < (3, 14)
+
 TERMINATED = """
 import multiprocessing, threading
 
@@ -309,8 +314,9 @@ def test_a_terminated_child_writes_its_last_events(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     pid, status = map(int, result.stdout.split())
     assert status == -15  # it still dies of the SIGTERM
-    counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
-    assert counts["lock.acquire"] == counts["lock.release"] == 300
+    if FORK_CHILDREN_KEEP_THE_HANDLER:
+        counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
+        assert counts["lock.acquire"] == counts["lock.release"] == 300
 
 
 @pytest.mark.timeout(60)
@@ -319,7 +325,9 @@ def test_a_terminated_child_blocked_where_tracedsync_cannot_see_dies_of_it(
     tmp_path: Path,
 ) -> None:
     """The child inherits ``run``'s SIGTERM handler; blocked in a raw
-    ``_thread`` lock (no traced wait to interrupt), it still runs it and dies."""
+    ``_thread`` lock (no traced wait to interrupt), it still runs it and
+    dies (on 3.14+, where it often did not, it has no handler and dies of
+    the signal: 27 of 40 such children survived on 3.15 before)."""
     blocked_raw = "import _thread; raw = _thread.allocate_lock(); raw.acquire(); raw.acquire()"
     program = TERMINATED.replace("threading.Event().wait()", blocked_raw)
     assert program != TERMINATED
@@ -328,8 +336,9 @@ def test_a_terminated_child_blocked_where_tracedsync_cannot_see_dies_of_it(
     assert result.returncode == 0, result.stderr
     pid, status = map(int, result.stdout.split())
     assert status == -15
-    counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
-    assert counts["lock.acquire"] == counts["lock.release"] == 300
+    if FORK_CHILDREN_KEEP_THE_HANDLER:
+        counts = Counter(event["event"] for event in events_of(child_trace(tmp_path, pid)))
+        assert counts["lock.acquire"] == counts["lock.release"] == 300
 
 
 TERMINATED_AT_ONCE = """

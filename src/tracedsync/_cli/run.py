@@ -53,14 +53,12 @@ import contextlib
 import importlib.util
 import os
 import runpy
-import shutil
 import signal
 import sys
 import threading
 import traceback
 from _thread import RLock as _RawRLock
 from _thread import allocate_lock, get_ident
-from dataclasses import dataclass, field
 
 from tracedsync import _hooks, _patch
 from tracedsync._cli import children
@@ -93,27 +91,51 @@ DEADLOCK_EXIT_STATUS = 86
 ON_DEADLOCK = ("exit", "continue", "raise")
 
 
-@dataclass
 class RunOptions:
-    """What ``tracedsync run`` was asked to do."""
+    """What ``tracedsync run`` was asked to do.
 
-    #: The script's path, or the module's name when ``module`` is set.
-    target: str
-    arguments: list[str] = field(default_factory=list)
-    module: bool = False
-    trace: str | None = None
-    timeline: str | None = None
-    on_deadlock: str = "exit"
-    hang_timeout: float = 10.0
-    summary: bool = True
-    log_level: str | None = None
-    #: Check for data races (``--races``); extra directories of user code.
-    races: bool = False
-    race_paths: list[str] = field(default_factory=list)
-    #: Kinds of finding (``GATE_KINDS``) that make a run that exited with
-    #: status 0 exit with ``fail_on_status`` instead (``--fail-on``).
-    fail_on: tuple[str, ...] = ()
-    fail_on_status: int = 87
+    A plain class, not a dataclass: ``dataclasses`` (with ``inspect``) is
+    start-up time every ``run`` would pay, and modules the traced program
+    would find imported.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        arguments: list[str] | None = None,
+        module: bool = False,
+        trace: str | None = None,
+        timeline: str | None = None,
+        on_deadlock: str = "exit",
+        hang_timeout: float = 10.0,
+        summary: bool = True,
+        log_level: str | None = None,
+        races: bool = False,
+        race_paths: list[str] | None = None,
+        fail_on: tuple[str, ...] = (),
+        fail_on_status: int = 87,
+    ) -> None:
+        #: The script's path, or the module's name when ``module`` is set.
+        self.target = target
+        self.arguments = [] if arguments is None else arguments
+        self.module = module
+        self.trace = trace
+        self.timeline = timeline
+        self.on_deadlock = on_deadlock
+        self.hang_timeout = hang_timeout
+        self.summary = summary
+        self.log_level = log_level
+        #: Check for data races (``--races``); extra directories of user code.
+        self.races = races
+        self.race_paths = [] if race_paths is None else race_paths
+        #: Kinds of finding (``GATE_KINDS``) that make a run that exited with
+        #: status 0 exit with ``fail_on_status`` instead (``--fail-on``).
+        self.fail_on = fail_on
+        self.fail_on_status = fail_on_status
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
+        return f"RunOptions({fields})"
 
 
 class _Session:
@@ -458,6 +480,8 @@ class _Session:
         if self._temporary_trace is not None:
             os.unlink(self._temporary_trace)
         if self._children_directory is not None:
+            import shutil  # start-up cost: only for a run that made the directory
+
             shutil.rmtree(self._children_directory, ignore_errors=True)
         self._stderr.flush()
 

@@ -56,7 +56,6 @@ import runpy
 import signal
 import sys
 import threading
-import traceback
 from _thread import RLock as _RawRLock
 from _thread import allocate_lock, get_ident
 
@@ -69,9 +68,12 @@ from tracedsync._errors import DeadlockError
 from tracedsync._jsonl import open_log_file
 from tracedsync._report import Report
 from tracedsync._sites import INTERNAL_FILES, register_internal_module
-from tracedsync._typenames import Any
+from tracedsync._typenames import TYPE_CHECKING, Any
 from tracedsync._waits import Wait, waits
 from tracedsync._watchdog import watchdog
+
+if TYPE_CHECKING:
+    import traceback
 
 __all__ = ["DEADLOCK_EXIT_STATUS", "RunOptions", "run", "start_child"]
 
@@ -651,6 +653,8 @@ def _print_program_error(error: BaseException) -> None:
             or filename.startswith(("<frozen runpy", package))
             or filename in INTERNAL_FILES - {threading.__file__}
         )
+
+    import traceback  # start-up cost (3.14+: it imports dataclasses): only on an error
 
     shown = traceback.TracebackException.from_exception(error)
     for link in _chain(shown):

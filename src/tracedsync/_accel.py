@@ -60,6 +60,7 @@ _COMMON_SLOTS = (
     "_acquired_ns",
     "_weak_self",
     "_order_key",
+    "_identity",
 )
 
 #: ``"c"`` or ``"python"``: the implementation now installed on the classes.

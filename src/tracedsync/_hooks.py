@@ -112,6 +112,10 @@ ThreadInfo = tuple[int, str, int, int]
 
 
 _per_thread = _local()
+#: Replaced (by a new object) whenever a thread's :data:`ThreadInfo` may
+#: change: the C accelerator keeps each thread's info in its thread state and
+#: reads ``_per_thread`` again once this is no longer the object it saw.
+_info_epoch: object = object()
 _tokens = itertools.count(1)
 #: The process-wide event sequence: ``next(sequence)`` numbers one event.
 sequence = itertools.count(1)
@@ -207,8 +211,10 @@ def describe_error(error: BaseException) -> str:
 def bind_thread(name: str) -> None:
     """Give the calling thread its :data:`ThreadInfo` up front, under ``name``
     (a starting ``Thread`` is not yet in ``threading``'s registry)."""
+    global _info_epoch
     ident = get_ident()
     _per_thread.info = (ident, name, os.getpid(), next(_tokens))
+    _info_epoch = object()
 
 
 def identity(primitive: Any) -> Identity:
@@ -471,8 +477,9 @@ def settings_changed() -> None:
 
 
 def _reset_after_fork() -> None:
-    global _per_thread
+    global _per_thread, _info_epoch
     _per_thread = _local()
+    _info_epoch = object()
 
 
 if hasattr(os, "register_at_fork"):

@@ -39,7 +39,7 @@
  * depth -1 for Lock (no recursion). */
 typedef struct {
     Py_ssize_t lock, owner, acquired_code, acquired_offset, acquired_ns, weak_self, order_key,
-        handoff, depth;
+        identity, handoff, depth;
 } Offsets;
 
 /* One accelerated class. */
@@ -73,7 +73,13 @@ static PyObject *restore_kwnames;   /* ("quiet", "restoring") */
 static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_release,
     *s_blocking, *s_timeout, *s_site, *s_check, *s_acquired, *s_released,
     *s_acquire_contended, *s_observe_acquired, *s_release_observed, *s_release_active, *s_emit,
-    *s_rlock_acquire;
+    *s_rlock_acquire, *s_info_epoch, *s_thread_info, *s_identity, *s_spent, *s_sinks,
+    *s_room_check_at, *s_check_room, *s_sink_failed, *s_logging_debug, *s_render, *s_sequence,
+    *s_release_edge, *s_acquired_data, *s_rlock_acquired_data, *s_lock_acquire, *s_lock_release,
+    *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver;
+static PyObject *debug_level;       /* _hooks.DEBUG */
+static PyObject *acquired_data;     /* tracedsync._lock._ACQUIRED */
+static PyObject *rlock_acquired_data;  /* tracedsync._lock._RLOCK_ACQUIRED */
 
 /* A slot of self, for the Kind k in scope. */
 #define SLOT(self, name) (*(PyObject **)((char *)(self) + k->off.name))
@@ -109,22 +115,55 @@ static uint64_t flags_version;
 #define FLAGS_FRESH() (flags_valid && ((PyDictObject *)hooks_dict)->ma_version_tag == flags_version)
 #endif
 
+/* What the recording path reads of _hooks' globals, cached with the flags
+ * (strong references: a global rebound meanwhile invalidates the cache). */
+static struct {
+    PyObject *sinks;         /* _sinks */
+    long long room_check_at; /* _room_check_at */
+    int logging_debug;       /* _logging_debug */
+    int release_edge_unset;  /* release_edge is None */
+    PyObject *sequence;      /* sequence */
+    PyObject *spent;         /* spent */
+    PyObject *info_epoch;    /* _info_epoch */
+} hooks;
+
 static int
 load_flags(void)
 {
     PyObject *names[3] = {s_ordering, s_active, s_observing};
-    for (int i = 0; i < 3; i++) {
-        PyObject *value = PyDict_GetItemWithError(hooks_dict, names[i]);
-        if (value == NULL) {
+    PyObject *values[10];
+    PyObject *wanted[7] = {s_sinks,    s_room_check_at, s_logging_debug, s_release_edge,
+                           s_sequence, s_spent,         s_info_epoch};
+    for (int i = 0; i < 10; i++) {
+        PyObject *name = i < 3 ? names[i] : wanted[i - 3];
+        values[i] = PyDict_GetItemWithError(hooks_dict, name);
+        if (values[i] == NULL) {
             if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_AttributeError, names[i]);
+                PyErr_SetObject(PyExc_AttributeError, name);
             return -1;
         }
-        int truth = PyObject_IsTrue(value);
+    }
+    for (int i = 0; i < 3; i++) {
+        int truth = PyObject_IsTrue(values[i]);
         if (truth < 0)
             return -1;
         flags[i] = truth;
     }
+    long long check_at = PyLong_AsLongLong(values[4]);
+    int debug = PyObject_IsTrue(values[5]);
+    if ((check_at == -1 && PyErr_Occurred()) || debug < 0)
+        return -1;
+    if (!PyTuple_CheckExact(values[3]) || !PyDict_CheckExact(values[8])) {
+        PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected _hooks._sinks or spent");
+        return -1;
+    }
+    Py_XSETREF(hooks.sinks, Py_NewRef(values[3]));
+    hooks.room_check_at = check_at;
+    hooks.logging_debug = debug;
+    hooks.release_edge_unset = values[6] == Py_None;
+    Py_XSETREF(hooks.sequence, Py_NewRef(values[7]));
+    Py_XSETREF(hooks.spent, Py_NewRef(values[8]));
+    Py_XSETREF(hooks.info_epoch, Py_NewRef(values[9]));
 #if PY_VERSION_HEX < 0x030C0000
     flags_version = ((PyDictObject *)hooks_dict)->ma_version_tag;
 #endif
@@ -139,6 +178,13 @@ hook_flag(int which)
     if (!FLAGS_FRESH() && load_flags() < 0)
         return -1;
     return flags[which];
+}
+
+/* The cached globals (see hooks), fresh: 0, or -1 on error. */
+static inline int
+hooks_fresh(void)
+{
+    return FLAGS_FRESH() || load_flags() == 0 ? 0 : -1;
 }
 
 /* A global of a module (as the Python code reads it at call time): borrowed. */
@@ -176,14 +222,14 @@ delegate(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs
 /* The calling thread's get_ident() as an int object, and (with need_held)
  * getattr(_lockorder._per_thread, "held", None): new references.  Both are
  * kept in the thread state's dict, in the list [ident, held list or None,
- * spare entry or None] (*record_out, borrowed; NULL without a thread state
- * dict): the held list is created once per thread and never replaced, and a
+ * spare entry or None, thread info or None, the _hooks._info_epoch it was
+ * read under] (*record_out, borrowed; NULL without a thread state dict): the held list is created once per thread and never replaced, and a
  * new thread state (as after a PyGILState re-entry) has a new dict.  The
  * ident is checked against the running thread's (fork).  The spare entry is
  * the last held-list entry release() popped, if nothing else refers to it:
  * the next acquire of the same lock at the same site reuses it instead of
  * building an equal tuple. */
-enum { REC_IDENT, REC_HELD, REC_SPARE, REC_SIZE };
+enum { REC_IDENT, REC_HELD, REC_SPARE, REC_INFO, REC_EPOCH, REC_SIZE };
 
 static int
 thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject **record_out)
@@ -236,6 +282,8 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
         PyList_SET_ITEM(fresh, REC_HELD,
                         Py_NewRef(held != NULL && PyList_CheckExact(held) ? held : Py_None));
         PyList_SET_ITEM(fresh, REC_SPARE, Py_NewRef(Py_None));
+        PyList_SET_ITEM(fresh, REC_INFO, Py_NewRef(Py_None));
+        PyList_SET_ITEM(fresh, REC_EPOCH, Py_NewRef(Py_None));
         if (PyDict_SetItem(tdict, held_key, fresh) < 0) {
             Py_DECREF(fresh);
             Py_DECREF(ident);
@@ -374,7 +422,8 @@ slots_ready(Kind *k, PyObject *self)
 {
     return SLOT(self, lock) && SLOT(self, owner) && SLOT(self, weak_self) && SLOT(self, order_key)
            && (k->off.handoff < 0 || SLOT(self, handoff)) && (k->off.depth < 0 || SLOT(self, depth))
-           && SLOT(self, acquired_code) && SLOT(self, acquired_offset) && SLOT(self, acquired_ns);
+           && SLOT(self, acquired_code) && SLOT(self, acquired_offset) && SLOT(self, acquired_ns)
+           && SLOT(self, identity);
 }
 
 static inline int
@@ -435,18 +484,300 @@ call_site(PyFrameObject *frame, PyObject **code, PyObject **offset)
     return 0;
 }
 
-/* self._observe_acquired(code, offset, blocking, timeout) */
+/* The user's site of frame, as the Python methods find it: the frame's own
+ * code object and bytecode offset, or _site(frame) when the frame is one of
+ * tracedsync's (or threading's).  New references. */
 static int
-observe_acquired(PyObject *self, PyObject *code, PyObject *offset, PyObject *blocking,
-                 PyObject *timeout)
+frame_site(PyFrameObject *frame, PyObject **code, PyObject **offset)
 {
-    PyObject *stack[5] = {self, code, offset, blocking, timeout};
-    PyObject *called = PyObject_VectorcallMethod(s_observe_acquired, stack,
-                                                 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    if (called == NULL)
+    *code = (PyObject *)PyFrame_GetCode(frame);
+#if PY_VERSION_HEX >= 0x030B0000
+    *offset = PyLong_FromLong(PyFrame_GetLasti(frame));
+#else
+    *offset = PyLong_FromLong(frame->f_lasti < 0 ? -1 : frame->f_lasti * 2);
+#endif
+    if (*offset == NULL) {
+        Py_CLEAR(*code);
         return -1;
-    Py_DECREF(called);
+    }
+    int internal = is_internal(*code);
+    if (internal == 0)
+        return 0;
+    Py_CLEAR(*code);
+    Py_CLEAR(*offset);
+    if (internal < 0)
+        return -1;
+    return call_site(frame, code, offset);
+}
+
+/* ---- recording: _hooks.publish and the locks' events in C --------------
+ *
+ * While something observes (a sink or debug logging), the common events of
+ * Lock and RLock (an acquire with the default arguments, a release by the
+ * owner) are built and handed to the sinks here, exactly as Lock and RLock's
+ * _observe_acquired, Lock._release_observed, RLock._release_active and
+ * _hooks.publish do in Python: the same sequence number, clock, record tuple
+ * (see _hooks.RECORD_FIELDS) and sinks, the same fault barrier
+ * (_hooks.sink_failed) and the same accounting of tracedsync's own time
+ * (_hooks.spent).  Everything less common calls those Python methods. */
+
+/* time.monotonic_ns() */
+static int
+monotonic_ns(long long *out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t now;
+    if (PyTime_Monotonic(&now) < 0)
+        return -1;
+    *out = (long long)now;
+#else
+    *out = (long long)_PyTime_GetMonotonicClock();
+#endif
     return 0;
+}
+
+/* _hooks.thread_info(), kept in the thread's record until _hooks._info_epoch
+ * changes (bind_thread, fork): a new reference. */
+static PyObject *
+thread_info_of(PyObject *record)
+{
+    if (hooks_fresh() < 0)
+        return NULL;
+    PyObject *epoch = hooks.info_epoch;
+    if (record != NULL && PyList_GET_ITEM(record, REC_EPOCH) == epoch
+        && PyList_GET_ITEM(record, REC_INFO) != Py_None)
+        return Py_NewRef(PyList_GET_ITEM(record, REC_INFO));
+    PyObject *func = module_global(hooks_dict, s_thread_info);
+    if (func == NULL)
+        return NULL;
+    Py_INCREF(epoch);  /* thread_info() may run code that changes it */
+    PyObject *info = PyObject_CallNoArgs(func);
+    if (info != NULL && record != NULL) {
+        Py_SETREF(((PyListObject *)record)->ob_item[REC_INFO], Py_NewRef(info));
+        Py_SETREF(((PyListObject *)record)->ob_item[REC_EPOCH], Py_NewRef(epoch));
+    }
+    Py_DECREF(epoch);
+    return info;
+}
+
+/* _hooks.spent.get(ident, 0) */
+static int
+spent_of(PyObject *ident, long long *out)
+{
+    if (hooks_fresh() < 0)
+        return -1;
+    PyObject *value = PyDict_GetItemWithError(hooks.spent, ident);
+    if (value == NULL) {
+        *out = 0;
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    *out = PyLong_AsLongLong(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The current exception as an object (cleared). */
+static PyObject *
+fetch_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* _hooks.publish(seq, now, event, self, code, offset, data) for a thread whose
+ * record (from thread_state, may be NULL) is known; spent_known is the
+ * thread's _hooks.spent entry if the caller has just read it, else -1.  A
+ * sink that emits events itself charges its time to the thread as well,
+ * which the charge here (started to ended) counts already. */
+static int
+publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, PyObject *code,
+        PyObject *offset, PyObject *data, PyObject *thread_record, long long spent_known)
+{
+    int status = -1;
+    PyObject *info = NULL, *found = NULL, *time = NULL, *record = NULL, *sinks = NULL;
+    Py_XINCREF(thread_record);
+    if ((info = thread_info_of(thread_record)) == NULL)
+        goto done;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 1) {
+        PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected thread info");
+        goto done;
+    }
+    found = Py_NewRef(SLOT(self, identity));
+    if (found == Py_None) {  /* found = identity(primitive) */
+        Py_DECREF(found);
+        PyObject *func = module_global(hooks_dict, s_identity);
+        if (func == NULL || (found = PyObject_CallOneArg(func, self)) == NULL)
+            goto done;
+    }
+    if ((time = PyLong_FromLongLong(now)) == NULL || (record = PyTuple_New(9)) == NULL)
+        goto done;
+    PyObject *items[9] = {seq, time, info, event, debug_level, found, code, offset, data};
+    int tracked = 0;
+    for (int i = 0; i < 9; i++) {
+        PyTuple_SET_ITEM(record, i, Py_NewRef(items[i]));
+        tracked |= PyObject_GC_IsTracked(items[i]);
+    }
+    /* A tuple of untracked items is untracked at the collector's first pass
+     * anyway (_PyTuple_MaybeUntrack): do it now and spare that pass. */
+    if (!tracked)
+        PyObject_GC_UnTrack(record);
+    if (hooks_fresh() < 0)
+        goto done;
+    long long number = PyLong_AsLongLong(seq);
+    if (number == -1 && PyErr_Occurred())
+        goto done;
+    if (number >= hooks.room_check_at) {  /* _check_room(seq) */
+        PyObject *func = module_global(hooks_dict, s_check_room);
+        PyObject *checked = func == NULL ? NULL : PyObject_CallOneArg(func, seq);
+        if (checked == NULL)
+            goto done;
+        Py_DECREF(checked);
+    }
+    long long started;
+    if (monotonic_ns(&started) < 0)
+        goto done;
+    if (hooks_fresh() < 0)
+        goto done;
+    sinks = Py_NewRef(hooks.sinks);  /* a sink may replace _sinks */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sinks); i++) {
+        PyObject *sink = PyTuple_GET_ITEM(sinks, i);
+        PyObject *result = PyObject_CallOneArg(sink, record);
+        if (result != NULL) {
+            Py_DECREF(result);
+            continue;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            goto done;  /* not a fault (KeyboardInterrupt, ...): it passes through */
+        PyObject *error = fetch_error();  /* sink_failed(sink, error): the fault barrier */
+        PyObject *func = module_global(hooks_dict, s_sink_failed);
+        PyObject *called = NULL;
+        if (func != NULL) {
+            PyObject *stack[2] = {sink, error};
+            called = PyObject_Vectorcall(func, stack, 2, NULL);
+        }
+        Py_XDECREF(error);
+        if (called == NULL)
+            goto done;
+        Py_DECREF(called);
+    }
+    if (hooks_fresh() < 0)
+        goto done;
+    if (hooks.logging_debug) {  /* render(record) */
+        PyObject *func = module_global(hooks_dict, s_render);
+        PyObject *rendered = func == NULL ? NULL : PyObject_CallOneArg(func, record);
+        if (rendered == NULL)
+            goto done;
+        Py_DECREF(rendered);
+    }
+    /* spent[ident] = spent.get(ident, 0) + monotonic_ns() - started */
+    PyObject *ident = PyTuple_GET_ITEM(info, 0);
+    long long ended, before;
+    before = spent_known;  /* the caller's spent_of(ident), when it has it */
+    if (monotonic_ns(&ended) < 0 || (spent_known < 0 && spent_of(ident, &before) < 0))
+        goto done;
+    PyObject *total = PyLong_FromLongLong(before + ended - started);
+    if (total == NULL)
+        goto done;
+    int stored = PyDict_SetItem(hooks.spent, ident, total);  /* fresh: spent_of */
+    Py_DECREF(total);
+    if (stored < 0)
+        goto done;
+    status = 0;
+done:
+    Py_XDECREF(thread_record);
+    Py_XDECREF(info);
+    Py_XDECREF(found);
+    Py_XDECREF(time);
+    Py_XDECREF(record);
+    Py_XDECREF(sinks);
+    return status;
+}
+
+/* Whether the events of self can be built here: its class is the one
+ * accelerated (a subclass may override the Python methods that build them)
+ * and the data-race detector's release_edge is not set. */
+static int
+records_here(Kind *k, PyObject *self)
+{
+    if ((PyObject *)Py_TYPE(self) != k->cls)
+        return 0;
+    if (hooks_fresh() < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return hooks.release_edge_unset;
+}
+
+/* self._observe_acquired(code, offset, blocking, timeout): the acquire event
+ * of a fresh or (RLock) recursive acquisition, whose depth is already set. */
+static int
+observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyObject *blocking,
+                 PyObject *timeout, PyObject *thread_record)
+{
+    PyObject *data = NULL;
+    long depth = 1;
+    if (blocking == Py_True && timeout == no_timeout && records_here(k, self)) {
+        /* data = _ACQUIRED, or _RLOCK_ACQUIRED[depth] */
+        PyObject *shared = k->reentrant ? rlock_acquired_data : acquired_data;
+        if (!k->reentrant)
+            data = shared;
+        else if (PyTuple_CheckExact(shared) && PyLong_CheckExact(SLOT(self, depth))) {
+            depth = PyLong_AsLong(SLOT(self, depth));
+            if (depth == -1 && PyErr_Occurred())
+                PyErr_Clear();
+            else if (depth >= 0 && depth < PyTuple_GET_SIZE(shared))
+                data = PyTuple_GET_ITEM(shared, depth);
+        }
+    }
+    if (data == NULL) {  /* anything else: the Python method */
+        PyObject *stack[5] = {self, code, offset, blocking, timeout};
+        PyObject *called = PyObject_VectorcallMethod(s_observe_acquired, stack,
+                                                     5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (called == NULL)
+            return -1;
+        Py_DECREF(called);
+        return 0;
+    }
+    Py_INCREF(data);
+    /* now = monotonic_ns(); base = now - spent.get(get_ident(), 0);
+     * publish(next(_sequence), now, ...); self._acquired_ns = base */
+    int status = -1;
+    PyObject *seq = NULL, *ident = NULL, *base = NULL;
+    long long now, spent;
+    if (monotonic_ns(&now) < 0 || (ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident()))
+                                      == NULL
+        || spent_of(ident, &spent) < 0)
+        goto done;
+    if (hooks_fresh() < 0 || (seq = PyIter_Next(hooks.sequence)) == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_StopIteration);
+        goto done;
+    }
+    if (publish(k, self, seq, now, k->reentrant ? s_rlock_acquire : s_lock_acquire, code, offset,
+                data, thread_record, spent)
+        < 0)
+        goto done;
+    if (depth == 1) {  /* a recursive acquire does not restart the hold */
+        if ((base = PyLong_FromLongLong(now - spent)) == NULL)
+            goto done;
+        set_slot(self, k->off.acquired_ns, base);
+    }
+    status = 0;
+done:
+    Py_DECREF(data);
+    Py_XDECREF(seq);
+    Py_XDECREF(ident);
+    Py_XDECREF(base);
+    return status;
 }
 
 /* _lockorder.acquired(self, frame, may_raise) */
@@ -543,9 +874,12 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
             if (observing < 0)
                 return NULL;
             if (observing) {  /* code, offset = _site(_getframe(1)); self._observe_acquired */
+                if (thread_state(0, &ident, &held, &record) < 0)
+                    return NULL;
+                Py_CLEAR(ident);
                 if (call_site(frame, &code, &offset) < 0)
                     return NULL;
-                int failed = observe_acquired(self, code, offset, blocking, timeout);
+                int failed = observe_acquired(k, self, code, offset, blocking, timeout, record);
                 Py_DECREF(code);
                 Py_DECREF(offset);
                 if (failed)
@@ -556,23 +890,8 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     }
 
     /* The caller's site: code object and bytecode offset (f_lasti). */
-    code = (PyObject *)PyFrame_GetCode(frame);
-#if PY_VERSION_HEX >= 0x030B0000
-    offset = PyLong_FromLong(PyFrame_GetLasti(frame));
-#else
-    offset = PyLong_FromLong(frame->f_lasti < 0 ? -1 : frame->f_lasti * 2);
-#endif
-    if (offset == NULL)
+    if (frame_site(frame, &code, &offset) < 0)
         goto done;
-    int internal = is_internal(code);
-    if (internal < 0)
-        goto done;
-    if (internal) {  /* code, offset = _site(frame) */
-        Py_CLEAR(code);
-        Py_CLEAR(offset);
-        if (call_site(frame, &code, &offset) < 0)
-            goto done;
-    }
 
     /* _lockorder.acquired's commonest case, inlined (see Lock.acquire; RLock's
      * Python method calls _lockorder.prepared_entry and passes the entry to
@@ -661,7 +980,8 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
             int observing = hook_flag(OBSERVING);
             if (observing < 0)
                 goto done;
-            if (observing && observe_acquired(self, code, offset, blocking, timeout) < 0)
+            if (observing
+                && observe_acquired(k, self, code, offset, blocking, timeout, record) < 0)
                 goto done;
         }
         result = Py_NewRef(Py_True);
@@ -809,6 +1129,174 @@ unlock(Kind *k, PyObject *self)
     return raw_do_release(SLOT(self, lock));
 }
 
+/* held_ns of a release at now: max(0, now - spent - acquired_ns) if
+ * acquired_ns else None, spent being tracedsync's time in the holder so far
+ * (see _hooks.spent).  A new reference. */
+static PyObject *
+held_for(long long now, long long spent, PyObject *acquired_ns)
+{
+    int started = PyObject_IsTrue(acquired_ns);
+    if (started <= 0)
+        return started < 0 ? NULL : Py_NewRef(Py_None);
+    long long since = PyLong_AsLongLong(acquired_ns);
+    if (since == -1 && PyErr_Occurred())
+        return NULL;
+    long long held = now - spent - since;
+    return PyLong_FromLongLong(held > 0 ? held : 0);
+}
+
+/* seq, now = next(_sequence), monotonic_ns(): a new reference. */
+static PyObject *
+stamp(long long *now)
+{
+    if (hooks_fresh() < 0)
+        return NULL;
+    PyObject *seq = PyIter_Next(hooks.sequence);
+    if (seq == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    if (monotonic_ns(now) < 0)
+        Py_CLEAR(seq);
+    return seq;
+}
+
+/* Lock._release_observed(frame) (its caller has told the order checker),
+ * for an owned lock of the accelerated class with no release_edge. */
+static PyObject *
+lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
+{
+    PyObject *result = NULL, *seq, *acquired = NULL, *owner = NULL, *held = NULL, *code = NULL,
+             *offset = NULL, *data = NULL, *ident = NULL, *holder_held, *record;
+    long long now;
+    if ((seq = stamp(&now)) == NULL)
+        return NULL;
+    acquired = Py_NewRef(SLOT(self, acquired_ns));
+    set_slot(self, k->off.acquired_ns, zero);
+    owner = Py_NewRef(SLOT(self, owner));
+    set_slot(self, k->off.owner, Py_None);
+    int mine = 0;
+    if (owner != Py_None) {
+        if ((mine = is_me(owner)) < 0)
+            goto done;
+        if (!mine)
+            set_slot(self, k->off.handoff, Py_True);
+    }
+    if (raw_do_release(SLOT(self, lock)) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
+            goto done;
+        /* _hooks.deliver((seq, now), "lock.release", self, frame,
+         *                {"outcome": "error", "error": describe_error(error)}); raise */
+        PyObject *error = fetch_error();
+        PyObject *describe = module_global(hooks_dict, s_describe_error);
+        PyObject *deliver = describe == NULL ? NULL : module_global(hooks_dict, s_deliver);
+        PyObject *text = deliver == NULL ? NULL : PyObject_CallOneArg(describe, error);
+        PyObject *fields = text == NULL ? NULL
+                                        : Py_BuildValue("{sOsO}", "outcome", s_error, "error",
+                                                        text);
+        PyObject *stamped = fields == NULL ? NULL : Py_BuildValue("(OL)", seq, now);
+        PyObject *delivered = NULL;
+        if (stamped != NULL) {
+            PyObject *stack[5] = {stamped, s_lock_release, self, (PyObject *)frame, fields};
+            delivered = PyObject_Vectorcall(deliver, stack, 5, NULL);
+        }
+        Py_XDECREF(text);
+        Py_XDECREF(fields);
+        Py_XDECREF(stamped);
+        if (delivered == NULL) {
+            Py_XDECREF(error);
+            goto done;
+        }
+        Py_DECREF(delivered);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(error);
+#else
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+#endif
+        goto done;
+    }
+    long long spent;  /* the holder's: spent.get(owner or 0, 0) */
+    if (spent_of(owner == Py_None ? zero : owner, &spent) < 0
+        || (held = held_for(now, spent, acquired)) == NULL
+        || frame_site(frame, &code, &offset) < 0
+        || (data = PyTuple_Pack(4, s_outcome, s_released, s_held_ns, held)) == NULL
+        || thread_state(0, &ident, &holder_held, &record) < 0)
+        goto done;
+    PyObject_GC_UnTrack(data);  /* strings, an int or None: see publish */
+    if (publish(k, self, seq, now, s_lock_release, code, offset, data, record, mine ? spent : -1)
+        < 0)
+        goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(seq);
+    Py_XDECREF(acquired);
+    Py_XDECREF(owner);
+    Py_XDECREF(held);
+    Py_XDECREF(code);
+    Py_XDECREF(offset);
+    Py_XDECREF(data);
+    Py_XDECREF(ident);
+    return result;
+}
+
+/* RLock._release_active(frame, 1, whole=False), for the owner, of the
+ * accelerated class, with no release_edge: one level released. */
+static PyObject *
+rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
+{
+    PyObject *result = NULL, *seq = NULL, *depth = NULL, *held = NULL, *code = NULL,
+             *offset = NULL, *data = NULL, *ident = NULL, *holder_held, *record;
+    long long now;
+    int last = PyLong_CheckExact(SLOT(self, depth)) ? PyLong_AsLong(SLOT(self, depth)) == 1
+                                                    : PyObject_RichCompareBool(SLOT(self, depth),
+                                                                               one, Py_EQ);
+    if (last < 0 || PyErr_Occurred())
+        return NULL;
+    if (last) {  /* if ordering (and the owner releases its last level): released(self) */
+        int ordering = hook_flag(ORDERING);
+        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
+            return NULL;
+    }
+    if ((seq = stamp(&now)) == NULL
+        || thread_state(0, &ident, &holder_held, &record) < 0
+        || (depth = PyNumber_Subtract(SLOT(self, depth), one)) == NULL)
+        goto done;
+    set_slot(self, k->off.depth, depth);
+    int unlocks = PyObject_RichCompareBool(depth, zero, Py_EQ);
+    if (unlocks < 0)
+        goto done;
+    long long spent = -1;
+    if (unlocks) {
+        if (spent_of(ident, &spent) < 0
+            || (held = held_for(now, spent, SLOT(self, acquired_ns))) == NULL)
+            goto done;
+        if (unlock(k, self) < 0)
+            goto done;
+    }
+    else
+        held = Py_NewRef(Py_None);
+    if (frame_site(frame, &code, &offset) < 0
+        || (data = PyTuple_Pack(6, s_outcome, s_released, s_depth, depth, s_held_ns, held))
+               == NULL)
+        goto done;
+    if (!PyObject_GC_IsTracked(depth))  /* an int, as a rule: see publish */
+        PyObject_GC_UnTrack(data);
+    if (publish(k, self, seq, now, s_rlock_release, code, offset, data, record, spent) < 0)
+        goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(seq);
+    Py_XDECREF(depth);
+    Py_XDECREF(held);
+    Py_XDECREF(code);
+    Py_XDECREF(offset);
+    Py_XDECREF(data);
+    Py_XDECREF(ident);
+    return result;
+}
+
 /* Lock.release */
 static PyObject *
 lock_release_impl(Kind *k, PyObject *self)
@@ -827,6 +1315,9 @@ lock_release_impl(Kind *k, PyObject *self)
             PyFrameObject *frame = calling_frame();
             if (frame == NULL)
                 return NULL;
+            int here = records_here(k, self) && SLOT(self, owner) != Py_None;
+            if (here)
+                return lock_release_recorded(k, self, frame);
             PyObject *stack[2] = {self, (PyObject *)frame};
             PyObject *called = PyObject_VectorcallMethod(
                 s_release_observed, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -878,6 +1369,13 @@ rlock_release_impl(Kind *k, PyObject *self, int save)
         PyFrameObject *frame = calling_frame();
         if (frame == NULL)
             goto error;
+        if (!save && records_here(k, self)) {
+            int mine = is_me(SLOT(self, owner));
+            if (mine < 0)
+                goto error;
+            if (mine)
+                return rlock_release_recorded(k, self, frame);
+        }
         PyObject *stack[4] = {self, (PyObject *)frame,
                               save ? PyTuple_GET_ITEM(state, 0) : one,
                               save ? Py_True : Py_False};
@@ -1030,6 +1528,14 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                        "levels", depth);
         if (data == NULL)
             return NULL;
+        long long base;  /* less tracedsync's time meanwhile (see _hooks.spent) */
+        PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+        int failed = me == NULL || spent_of(me, &base) < 0;
+        Py_XDECREF(me);
+        if (failed) {
+            Py_DECREF(data);
+            return NULL;
+        }
         PyObject *emit = module_global(hooks_dict, s_emit);
         PyObject *stamped = NULL;
         if (emit != NULL) {
@@ -1039,8 +1545,15 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(data);
         if (stamped == NULL)
             return NULL;
-        set_slot(self, k->off.acquired_ns, stamped);
+        long long at = PyLong_AsLongLong(stamped);
         Py_DECREF(stamped);
+        if (at == -1 && PyErr_Occurred())
+            return NULL;
+        PyObject *since = PyLong_FromLongLong(at - base);
+        if (since == NULL)
+            return NULL;
+        set_slot(self, k->off.acquired_ns, since);
+        Py_DECREF(since);
     }
     Py_RETURN_NONE;
 }
@@ -1152,6 +1665,20 @@ install_shared(PyObject *config)
                            && raw->tp_weaklistoffset == offsetof(raw_lockobject, in_weakreflist);
     }
 #endif
+    if ((debug_level = PyDict_GetItemString(hooks_dict, "DEBUG")) == NULL) {
+        PyErr_SetString(PyExc_KeyError, "install(): _hooks has no DEBUG");
+        return -1;
+    }
+    Py_INCREF(debug_level);
+    if ((acquired_data = PyDict_GetItemWithError(lock_globals, s_acquired_data)) == NULL
+        || (rlock_acquired_data = PyDict_GetItemWithError(lock_globals, s_rlock_acquired_data))
+               == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "install(): _lock has no _ACQUIRED");
+        return -1;
+    }
+    Py_INCREF(acquired_data);
+    Py_INCREF(rlock_acquired_data);
     raw_acquire = PyObject_GetAttrString(raw_lock_type, "acquire");
     raw_release = PyObject_GetAttrString(raw_lock_type, "release");
     if (raw_acquire == NULL || raw_release == NULL)
@@ -1184,6 +1711,7 @@ install(PyObject *module, PyObject *config)
         || take_offset(config, "_acquired_ns", 0, &made.off.acquired_ns) < 0
         || take_offset(config, "_weak_self", 0, &made.off.weak_self) < 0
         || take_offset(config, "_order_key", 0, &made.off.order_key) < 0
+        || take_offset(config, "_identity", 0, &made.off.identity) < 0
         || take_offset(config, "_handoff", reentrant, &made.off.handoff) < 0
         || take_offset(config, "_depth", !reentrant, &made.off.depth) < 0)
         return NULL;
@@ -1260,6 +1788,29 @@ PyInit__speedups(void)
     INTERN(s_release_active, "_release_active");
     INTERN(s_emit, "emit");
     INTERN(s_rlock_acquire, "rlock.acquire");
+    INTERN(s_info_epoch, "_info_epoch");
+    INTERN(s_thread_info, "thread_info");
+    INTERN(s_identity, "identity");
+    INTERN(s_spent, "spent");
+    INTERN(s_sinks, "_sinks");
+    INTERN(s_room_check_at, "_room_check_at");
+    INTERN(s_check_room, "_check_room");
+    INTERN(s_sink_failed, "sink_failed");
+    INTERN(s_logging_debug, "_logging_debug");
+    INTERN(s_render, "render");
+    INTERN(s_sequence, "sequence");
+    INTERN(s_release_edge, "release_edge");
+    INTERN(s_acquired_data, "_ACQUIRED");
+    INTERN(s_rlock_acquired_data, "_RLOCK_ACQUIRED");
+    INTERN(s_lock_acquire, "lock.acquire");
+    INTERN(s_lock_release, "lock.release");
+    INTERN(s_rlock_release, "rlock.release");
+    INTERN(s_outcome, "outcome");
+    INTERN(s_held_ns, "held_ns");
+    INTERN(s_depth, "depth");
+    INTERN(s_error, "error");
+    INTERN(s_describe_error, "describe_error");
+    INTERN(s_deliver, "deliver");
     INTERN(held_key, "tracedsync._speedups.held");
     if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
         || (one = PyLong_FromLong(1)) == NULL

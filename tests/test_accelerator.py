@@ -8,8 +8,10 @@ same operations and require the same results, states and recorded events.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import warnings
 from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 import tracedsync
 from helpers import run_python
-from tracedsync import _accel, _lockorder
+from tracedsync import _accel, _hooks, _lockorder
 from tracedsync._lockorder import graph
 from tracedsync._sites import line_at
 
@@ -444,3 +446,138 @@ def test_free_threaded_builds_keep_pure_python() -> None:
         assert "free-threaded" in (_accel.reason() or "")
     else:
         assert _accel._unsupported() is None or sys.implementation.name != "cpython"
+
+
+# -- recording: the C-built events are the Python ones --------------------------
+
+
+def _lock_events(trace: Any) -> list[tuple[str, str, int]]:
+    return [
+        (event["event"], event["thread_name"], event["pid"])
+        for event in trace.events()
+        if event["event"].startswith(("lock.", "rlock."))
+    ]
+
+
+@needs_c
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_recorded_events_name_their_thread(implementation: str) -> None:
+    # The C recorder keeps each thread's name in its thread state: a thread
+    # named after its first event, or a new thread, must not get another's.
+    _accel.select(implementation)
+    lock, rlock = tracedsync.Lock(), tracedsync.RLock()
+
+    def work() -> None:
+        with lock, rlock, rlock:
+            pass
+
+    with tracedsync.record() as trace:
+        work()
+        worker = tracedsync.Thread(target=work, name="worker-1")
+        worker.start()
+        worker.join()
+        work()
+    threads = [thread for _, thread, _ in _lock_events(trace)]
+    assert threads == ["MainThread"] * 6 + ["worker-1"] * 6 + ["MainThread"] * 6
+
+
+@needs_c
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_forked_child_records_its_own_pid(implementation: str) -> None:
+    # The forking thread's state survives fork(): its cached thread info
+    # (the parent's pid) must not.
+    _accel.select(implementation)
+    lock = tracedsync.Lock()
+    reader, writer = os.pipe()
+    with tracedsync.record() as trace:
+        with lock:
+            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: other threads
+            pid = os.fork()
+        if pid == 0:  # the child: report its lock events' pids, then leave
+            try:
+                with lock:
+                    pass
+                pids = {event_pid for _, _, event_pid in _lock_events(trace)[2:]}
+                os.write(writer, repr((os.getpid(), sorted(pids))).encode())
+            finally:
+                os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child, pids = eval(pipe.read())  # noqa: S307 - our own child's repr
+    os.waitpid(pid, 0)
+    assert pids == [child]
+    assert {event_pid for _, _, event_pid in _lock_events(trace)} == {os.getpid()}
+
+
+@needs_c
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("restore_implementation")
+def test_a_subclass_records_what_its_class_records() -> None:
+    # A subclass's events are built by the Python methods (it may override
+    # them), the class's own in C: the same events either way.
+    class Sub(tracedsync.Lock):
+        __slots__ = ()
+
+    class SubR(tracedsync.RLock):
+        __slots__ = ()
+
+    seen = {}
+    for implementation in IMPLEMENTATIONS:
+        _accel.select(implementation)
+        for name, kinds in (("class", (tracedsync.Lock, tracedsync.RLock)), ("sub", (Sub, SubR))):
+            lock, rlock = kinds[0](name="L"), kinds[1](name="R")
+            with tracedsync.record() as trace:
+                with lock, rlock, rlock:
+                    pass
+                lock.acquire(False)
+                lock.release()
+            seen[implementation, name] = [
+                {key: value for key, value in _normalise(event).items() if key != "primitive_kind"}
+                for event in trace.events()
+            ]
+    assert len(seen["c", "class"]) == 8
+    assert seen["c", "class"] == seen["python", "class"]
+    assert seen["c", "sub"] == seen["python", "sub"] == seen["c", "class"]
+
+
+@needs_c
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_raising_sink_is_dropped_and_the_lock_works_on(
+    implementation: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _accel.select(implementation)
+    lock, rlock = tracedsync.Lock(), tracedsync.RLock()
+    calls: list[str] = []
+
+    def broken(record: Any) -> None:
+        calls.append(record[3])
+        raise ValueError("disk full")
+
+    with tracedsync.record() as trace:
+        _hooks.add_sink(broken)
+        try:
+            assert lock.acquire() is True
+            assert lock.locked()
+            lock.release()
+            with rlock, rlock:
+                assert rlock._is_owned()
+        finally:
+            _hooks.remove_sink(broken)
+    assert calls == ["lock.acquire"]  # dropped at its first failure
+    assert not lock.locked() and not rlock._is_owned()
+    assert [event["event"] for event in trace.events()] == [
+        "lock.acquire",
+        "lock.release",
+        *["rlock.acquire"] * 2,
+        *["rlock.release"] * 2,
+    ]
+    assert "raised ValueError: disk full" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The JSON Lines file sink (``TRACEDSYNC_LOG_FILE`` / ``configure(log_file=...)``).
 
-Records are buffered and written in batches by whichever thread fills the
-buffer, under a raw lock.  The rest is written when the process exits
+Records are buffered and written in batches, under a raw lock, by a thread
+that fills the buffer while it holds none of the program's traced locks: a
+batch written inside a critical section would lengthen it by the whole
+write (see :class:`JsonLinesSink`).  The rest is written when the process exits
 normally, by ``sys.exit`` or after an unhandled exception in any thread
 (an ``atexit`` handler, which runs after ``threading`` has joined the
 non-daemon threads); after that the sink writes through, line by line, so
@@ -45,6 +47,14 @@ register_internal_module(__file__)
 #: Records per batch: large enough to amortise the write, small enough that
 #: a crash loses little.
 BATCH = 2048
+
+#: Batches a full buffer may grow to while every thread that adds to it holds
+#: a lock; past that it is written anyway (and counted: see
+#: ``JsonLinesSink.written_under_lock``), so memory stays bounded.
+DEFERRED_BATCHES = 8
+
+_ACQUIRES = frozenset({"lock.acquire", "rlock.acquire"})
+_RELEASES = frozenset({"lock.release", "rlock.release"})
 
 #: ``<pid>:<real path>`` of the process that created the current log file,
 #: inherited by the processes it starts: see the module docstring.
@@ -171,11 +181,30 @@ def record_to_json(record: Record) -> str:
     )
 
 
+def _field(data: Any, key: str) -> Any:
+    """``data[key]`` of a record's operation fields (pairs or a dictionary)."""
+    if type(data) is tuple:
+        for index in range(0, len(data), 2):
+            if data[index] == key:
+                return data[index + 1]
+        return None
+    return None if data is None else data.get(key)
+
+
 class JsonLinesSink:
     """Append every record to a JSON Lines file.
 
     ``truncate``: empty the file first (the process that creates the trace);
     otherwise the records are added after what other processes wrote.
+
+    A full buffer is written by the first thread to add a record while it
+    holds no ``Lock`` or ``RLock`` of the program's, so the write never
+    lengthens a critical section.  The sink learns who holds what from the
+    records themselves (an acquire is recorded while its lock is held, a
+    release once it is not), which works whatever the detectors' settings.
+    If every thread keeps a lock held until :data:`DEFERRED_BATCHES` batches
+    have piled up, the buffer is written anyway, and
+    :attr:`written_under_lock` counts such writes.
     """
 
     def __init__(
@@ -190,12 +219,44 @@ class JsonLinesSink:
         self._guard = RLock()
         self._write_through = False
         self.written = 0
+        #: Batches written while the writing thread held a lock (see above).
+        self.written_under_lock = 0
+        #: Who holds what, as far as the records tell: primitive id -> the
+        #: holding thread's token, and token -> how many it holds.
+        self._holder: dict[int, int] = {}
+        self._holding: dict[int, int] = {}
 
     def __call__(self, record: Record) -> None:
         with self._guard:
             self._buffer.append(record)
-            if self._write_through or len(self._buffer) >= self._batch:
+            event = record[3]
+            if event in _ACQUIRES or event in _RELEASES:
+                self._note_holds(record, event in _ACQUIRES)
+            if self._write_through:
                 self._flush_locked()
+            elif len(self._buffer) >= self._batch:
+                if record[2][3] not in self._holding:
+                    self._flush_locked()
+                elif len(self._buffer) >= self._batch * DEFERRED_BATCHES:
+                    self.written_under_lock += 1
+                    self._flush_locked()
+
+    def _note_holds(self, record: Record, acquire: bool) -> None:
+        """Follow who holds which lock (see the class docstring)."""
+        data = record[8]
+        primitive, token = record[5][1], record[2][3]
+        if acquire:
+            if _field(data, "outcome") == "acquired" and primitive not in self._holder:
+                self._holder[primitive] = token
+                self._holding[token] = self._holding.get(token, 0) + 1
+            return
+        if _field(data, "outcome") != "released" or (_field(data, "depth") or 0) > 0:
+            return  # an RLock still held at a lower depth, or a failed release
+        holder = self._holder.pop(primitive, None)
+        if holder is not None:  # a Lock may be released by another thread
+            count = self._holding.pop(holder) - 1
+            if count:
+                self._holding[holder] = count
 
     def _flush_locked(self) -> None:
         records, self._buffer = self._buffer, []

@@ -581,3 +581,35 @@ def test_a_raising_sink_is_dropped_and_the_lock_works_on(
         *["rlock.release"] * 2,
     ]
     assert "raised ValueError: disk full" in capsys.readouterr().err
+
+
+@needs_c
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_time_is_charged_only_for_sinks_that_can_take_it(implementation: str) -> None:
+    # list.append cannot take long: timing it would cost more than it takes.
+    # A Python sink can (a file, a callback), and its time is left out of the
+    # holds the events report (see _hooks.spent).
+    _accel.select(implementation)
+    lock = tracedsync.Lock()
+    me = get_ident()
+    kept: list[Any] = []
+    with tracedsync.record():
+        _hooks.spent.pop(me, None)
+        _hooks.add_sink(kept.append)
+        try:
+            with lock:
+                pass
+        finally:
+            _hooks.remove_sink(kept.append)
+        assert me not in _hooks.spent
+        python_sink = kept.append.__call__  # a method-wrapper: not a C function
+        _hooks.add_sink(python_sink)
+        try:
+            with lock:
+                pass
+        finally:
+            _hooks.remove_sink(python_sink)
+        assert _hooks.spent.get(me, 0) > 0
+    assert [record[3] for record in kept] == ["lock.acquire", "lock.release"] * 2

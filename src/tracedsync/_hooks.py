@@ -150,6 +150,13 @@ _bounded: dict[Sink, BoundedSink] = {}
 _room_check_at = sys.maxsize
 #: Whether debug events are rendered through structlog (log level ``debug``).
 _logging_debug = False
+#: Whether handing a record on can take time worth leaving out of the holds
+#: and waits events report (see :data:`spent`): some sink is not a C
+#: function (``list.append``, a trace's own sink) or records are rendered.
+#: Otherwise the two clock reads would cost more than what they measure.
+_charging = False
+#: The type of C functions and methods (``len``, ``[].append``).
+_C_FUNCTION = type(len)
 
 #: Whether any operation must be reported: a sink is registered, or the log
 #: level lets debug events through.
@@ -234,7 +241,8 @@ def identity(primitive: Any) -> Identity:
 
 #: Per thread (by ident): the nanoseconds tracedsync has spent on the
 #: thread's behalf in its costly parts, handing records to the sinks and to
-#: structlog, and learning lock orders.  The holds and waits the events report leave that
+#: structlog (unless every sink is a C function: see :data:`_charging`), and
+#: learning lock orders.  The holds and waits the events report leave that
 #: time out (a lock held while tracedsync works is not the program's hold):
 #: a start is stored less the thread's count then, an end subtracts its count
 #: then (see ``Lock._observe_acquired``).  Each thread writes its own entry.
@@ -307,7 +315,7 @@ def _deliver(
     record: Record = (seq, now, info, event, level, found, code, offset, data)
     if seq >= _room_check_at:
         _check_room(seq)
-    started = monotonic_ns()
+    started = monotonic_ns() if _charging else 0
     for sink in _sinks:
         try:
             sink(record)
@@ -315,7 +323,8 @@ def _deliver(
             sink_failed(sink, error)
     if log and level >= settings.log_level:
         render(record)
-    charge(started, info[0])
+    if started:
+        charge(started, info[0])
 
 
 def publish(
@@ -343,7 +352,7 @@ def publish(
     record: Record = (seq, now, info, event, DEBUG, found, code, offset, data)
     if seq >= _room_check_at:
         _check_room(seq)
-    started = monotonic_ns()
+    started = monotonic_ns() if _charging else 0
     for sink in _sinks:
         try:
             sink(record)
@@ -351,8 +360,9 @@ def publish(
             sink_failed(sink, error)
     if _logging_debug:
         render(record)
-    ident = info[0]  # charge(), inlined: the hot path
-    spent[ident] = spent.get(ident, 0) + monotonic_ns() - started
+    if started:
+        ident = info[0]  # charge(), inlined: the hot path
+        spent[ident] = spent.get(ident, 0) + monotonic_ns() - started
 
 
 def sink_failed(sink: Sink, error: Exception) -> None:
@@ -435,12 +445,19 @@ def _check_room(seq: int) -> None:
             del _bounded[sink]
             overflow = owner.overflow_sink()
             _sinks = tuple(overflow if existing == sink else existing for existing in _sinks)
+        _update_charging()
         _room_check_at = check_at
+
+
+def _update_charging() -> None:
+    global _charging
+    _charging = _logging_debug or any(type(sink) is not _C_FUNCTION for sink in _sinks)
 
 
 def _update_observing() -> None:
     global observing, ordering, active, _logging_debug
     _logging_debug = settings.log_level <= DEBUG
+    _update_charging()
     observing = bool(_sinks) or _logging_debug
     ordering = settings.lock_order
     active = observing or ordering

@@ -76,7 +76,7 @@ static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_re
     *s_rlock_acquire, *s_info_epoch, *s_thread_info, *s_identity, *s_spent, *s_sinks,
     *s_room_check_at, *s_check_room, *s_sink_failed, *s_logging_debug, *s_render, *s_sequence,
     *s_release_edge, *s_acquired_data, *s_rlock_acquired_data, *s_lock_acquire, *s_lock_release,
-    *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver;
+    *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver, *s_charging;
 static PyObject *debug_level;       /* _hooks.DEBUG */
 static PyObject *acquired_data;     /* tracedsync._lock._ACQUIRED */
 static PyObject *rlock_acquired_data;  /* tracedsync._lock._RLOCK_ACQUIRED */
@@ -121,6 +121,7 @@ static struct {
     PyObject *sinks;         /* _sinks */
     long long room_check_at; /* _room_check_at */
     int logging_debug;       /* _logging_debug */
+    int charging;            /* _charging */
     int release_edge_unset;  /* release_edge is None */
     PyObject *sequence;      /* sequence */
     PyObject *spent;         /* spent */
@@ -131,10 +132,10 @@ static int
 load_flags(void)
 {
     PyObject *names[3] = {s_ordering, s_active, s_observing};
-    PyObject *values[10];
-    PyObject *wanted[7] = {s_sinks,    s_room_check_at, s_logging_debug, s_release_edge,
-                           s_sequence, s_spent,         s_info_epoch};
-    for (int i = 0; i < 10; i++) {
+    PyObject *values[11];
+    PyObject *wanted[8] = {s_sinks,    s_room_check_at, s_logging_debug, s_release_edge,
+                           s_sequence, s_spent,         s_info_epoch,    s_charging};
+    for (int i = 0; i < 11; i++) {
         PyObject *name = i < 3 ? names[i] : wanted[i - 3];
         values[i] = PyDict_GetItemWithError(hooks_dict, name);
         if (values[i] == NULL) {
@@ -151,7 +152,8 @@ load_flags(void)
     }
     long long check_at = PyLong_AsLongLong(values[4]);
     int debug = PyObject_IsTrue(values[5]);
-    if ((check_at == -1 && PyErr_Occurred()) || debug < 0)
+    int charging = PyObject_IsTrue(values[10]);
+    if ((check_at == -1 && PyErr_Occurred()) || debug < 0 || charging < 0)
         return -1;
     if (!PyTuple_CheckExact(values[3]) || !PyDict_CheckExact(values[8])) {
         PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected _hooks._sinks or spent");
@@ -160,6 +162,7 @@ load_flags(void)
     Py_XSETREF(hooks.sinks, Py_NewRef(values[3]));
     hooks.room_check_at = check_at;
     hooks.logging_debug = debug;
+    hooks.charging = charging;
     hooks.release_edge_unset = values[6] == Py_None;
     Py_XSETREF(hooks.sequence, Py_NewRef(values[7]));
     Py_XSETREF(hooks.spent, Py_NewRef(values[8]));
@@ -642,10 +645,10 @@ publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, 
             goto done;
         Py_DECREF(checked);
     }
-    long long started;
-    if (monotonic_ns(&started) < 0)
+    if (hooks_fresh() < 0)  /* _check_room may have changed them */
         goto done;
-    if (hooks_fresh() < 0)
+    long long started = 0;  /* only while handing on can take time: see _hooks._charging */
+    if (hooks.charging && monotonic_ns(&started) < 0)
         goto done;
     sinks = Py_NewRef(hooks.sinks);  /* a sink may replace _sinks */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sinks); i++) {
@@ -677,6 +680,10 @@ publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, 
         if (rendered == NULL)
             goto done;
         Py_DECREF(rendered);
+    }
+    if (!started) {
+        status = 0;
+        goto done;
     }
     /* spent[ident] = spent.get(ident, 0) + monotonic_ns() - started */
     PyObject *ident = PyTuple_GET_ITEM(info, 0);
@@ -1811,6 +1818,7 @@ PyInit__speedups(void)
     INTERN(s_error, "error");
     INTERN(s_describe_error, "describe_error");
     INTERN(s_deliver, "deliver");
+    INTERN(s_charging, "_charging");
     INTERN(held_key, "tracedsync._speedups.held");
     if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
         || (one = PyLong_FromLong(1)) == NULL

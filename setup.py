@@ -61,7 +61,7 @@ else:
     extensions = [
         Extension(
             "tracedsync._speedups",
-            sources=["src/tracedsync/_speedups.c"],
+            sources=["src/tracedsync/_speedups.c", "src/tracedsync/_jsonlines.c"],
             optional=True,
         )
     ]

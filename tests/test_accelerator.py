@@ -510,7 +510,7 @@ def test_a_forked_child_records_its_own_pid(implementation: str) -> None:
                 os._exit(0)
     os.close(writer)
     with os.fdopen(reader) as pipe:
-        child, pids = eval(pipe.read())  # noqa: S307 - our own child's repr
+        child, pids = eval(pipe.read())  # our own child's repr
     os.waitpid(pid, 0)
     assert pids == [child]
     assert {event_pid for _, _, event_pid in _lock_events(trace)} == {os.getpid()}

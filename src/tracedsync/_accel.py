@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
 
 from tracedsync import _blocking, _hooks, _lockorder, _sites
@@ -27,7 +28,15 @@ from tracedsync._config import settings
 from tracedsync._errors import REPORTED_ERRORS
 from tracedsync._typenames import Any
 
-__all__ = ["available", "describe", "implementation", "install", "reason", "select"]
+__all__ = [
+    "available",
+    "describe",
+    "implementation",
+    "install",
+    "json_lines",
+    "reason",
+    "select",
+]
 
 #: Per class name: the methods the accelerator replaces, by the name of its
 #: C method.
@@ -63,6 +72,8 @@ _COMMON_SLOTS = (
     "_identity",
 )
 
+#: The extension module, where it loaded.
+_speedups: Any = None
 #: ``"c"`` or ``"python"``: the implementation now installed on the classes.
 _active = "python"
 #: Why the C accelerator is not active (``None`` while it is).
@@ -120,7 +131,9 @@ def install(classes: tuple[type, ...], module: ModuleType) -> None:
         for klass in classes
     }
     _methods["python"] = python
+    global _speedups
     speedups, _why_not = _load()
+    _speedups = speedups
     forced = _forced()
     if speedups is None:
         _why_not = forced or _why_not
@@ -212,6 +225,15 @@ def select(name: str) -> None:
             setattr(klass, attribute, method)
     _active = name
     _why_not = None if name == "c" else "selected in this process"
+
+
+def json_lines() -> Callable[[list[Any], tuple[Any, ...]], bytes] | None:
+    """The C encoder of JSON Lines batches (``_speedups.json_lines``) while
+    the C implementation is selected; ``None`` for pure Python."""
+    if _active != "c" or _speedups is None:
+        return None
+    encoder: Callable[[list[Any], tuple[Any, ...]], bytes] = _speedups.json_lines
+    return encoder
 
 
 def describe() -> str:

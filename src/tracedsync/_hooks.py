@@ -156,7 +156,7 @@ _logging_debug = False
 #: Otherwise the two clock reads would cost more than what they measure.
 _charging = False
 #: The type of C functions and methods (``len``, ``[].append``).
-_C_FUNCTION = type(len)
+_C_FUNCTION: type = type(len)
 
 #: Whether any operation must be reported: a sink is registered, or the log
 #: level lets debug events through.

@@ -34,7 +34,7 @@ from _thread import RLock
 from collections.abc import Callable
 from types import CodeType
 
-from tracedsync import _hooks
+from tracedsync import _accel, _hooks
 from tracedsync._hooks import Identity, Record, ThreadInfo
 from tracedsync._schema import LEVEL_NAMES, SCHEMA_VERSION, line_of, record_to_dict
 from tracedsync._sites import register_internal_module
@@ -53,8 +53,13 @@ BATCH = 2048
 #: ``JsonLinesSink.written_under_lock``), so memory stays bounded.
 DEFERRED_BATCHES = 8
 
-_ACQUIRES = frozenset({"lock.acquire", "rlock.acquire"})
-_RELEASES = frozenset({"lock.release", "rlock.release"})
+#: The events that start (``True``) or end (``False``) a hold.
+_HOLDS = {
+    "lock.acquire": True,
+    "rlock.acquire": True,
+    "lock.release": False,
+    "rlock.release": False,
+}
 
 #: ``<pid>:<real path>`` of the process that created the current log file,
 #: inherited by the processes it starts: see the module docstring.
@@ -181,6 +186,41 @@ def record_to_json(record: Record) -> str:
     )
 
 
+#: What the C encoder (``_speedups.json_lines``) builds lines from: the
+#: reference for whole records, the fragment makers, the quoting, the level
+#: names, the common fields and the start of every line.
+_PIECES = (
+    record_to_json,
+    _thread_json,
+    _primitive_json,
+    _site_json,
+    _quote,
+    LEVEL_NAMES,
+    _COMMON_FIELDS,
+    f'{{"schema":{SCHEMA_VERSION},"seq":',
+)
+
+
+def json_lines(records: list[Record]) -> bytes:
+    """``records`` as JSON Lines (a newline after each): :func:`record_to_json`
+    of each, built in C by the accelerator where it is active."""
+    encoder = _accel.json_lines()
+    if encoder is not None:
+        return encoder(records, _PIECES)
+    return "".join(record_to_json(record) + "\n" for record in records).encode()
+
+
+def _released_depth(data: Any) -> Any:
+    """The ``depth`` of a release's fields: an RLock's release says it third,
+    a Lock's has none (neither needs a search)."""
+    if type(data) is tuple:
+        if len(data) > 3 and data[2] == "depth":
+            return data[3]
+        if "depth" not in data:
+            return None
+    return _field(data, "depth")
+
+
 def _field(data: Any, key: str) -> Any:
     """``data[key]`` of a record's operation fields (pairs or a dictionary)."""
     if type(data) is tuple:
@@ -201,7 +241,8 @@ class JsonLinesSink:
     holds no ``Lock`` or ``RLock`` of the program's, so the write never
     lengthens a critical section.  The sink learns who holds what from the
     records themselves (an acquire is recorded while its lock is held, a
-    release once it is not), which works whatever the detectors' settings.
+    release once it is not), which works whatever the detectors' settings;
+    it reads them when the buffer is full, not one by one as they come.
     If every thread keeps a lock held until :data:`DEFERRED_BATCHES` batches
     have piled up, the buffer is written anyway, and
     :attr:`written_under_lock` counts such writes.
@@ -222,48 +263,62 @@ class JsonLinesSink:
         #: Batches written while the writing thread held a lock (see above).
         self.written_under_lock = 0
         #: Who holds what, as far as the records tell: primitive id -> the
-        #: holding thread's token, and token -> how many it holds.
+        #: holding thread's token, and token -> how many it holds; followed
+        #: up to ``_buffer[_followed]``.
         self._holder: dict[int, int] = {}
         self._holding: dict[int, int] = {}
+        self._followed = 0
 
     def __call__(self, record: Record) -> None:
         with self._guard:
-            self._buffer.append(record)
-            event = record[3]
-            if event in _ACQUIRES or event in _RELEASES:
-                self._note_holds(record, event in _ACQUIRES)
-            if self._write_through:
-                self._flush_locked()
-            elif len(self._buffer) >= self._batch:
-                if record[2][3] not in self._holding:
-                    self._flush_locked()
-                elif len(self._buffer) >= self._batch * DEFERRED_BATCHES:
-                    self.written_under_lock += 1
-                    self._flush_locked()
+            buffer = self._buffer
+            buffer.append(record)
+            if len(buffer) >= self._batch or self._write_through:
+                self._full(record[2][3])
 
-    def _note_holds(self, record: Record, acquire: bool) -> None:
-        """Follow who holds which lock (see the class docstring)."""
-        data = record[8]
-        primitive, token = record[5][1], record[2][3]
-        if acquire:
-            if _field(data, "outcome") == "acquired" and primitive not in self._holder:
-                self._holder[primitive] = token
-                self._holding[token] = self._holding.get(token, 0) + 1
-            return
-        if _field(data, "outcome") != "released" or (_field(data, "depth") or 0) > 0:
-            return  # an RLock still held at a lower depth, or a failed release
-        holder = self._holder.pop(primitive, None)
-        if holder is not None:  # a Lock may be released by another thread
-            count = self._holding.pop(holder) - 1
-            if count:
-                self._holding[holder] = count
+    def _full(self, token: int) -> None:
+        """The buffer is full, or writes through: write it, unless the thread
+        (``token``) adding to it holds a lock and there is room still."""
+        if not self._write_through:
+            self._follow_holds()
+            if token in self._holding:
+                if len(self._buffer) < self._batch * DEFERRED_BATCHES:
+                    return
+                self.written_under_lock += 1
+        self._flush_locked()
+
+    def _follow_holds(self) -> None:
+        """Read the holds of the records not followed yet (see the class docstring)."""
+        holder, holding = self._holder, self._holding
+        for record in self._buffer[self._followed :]:
+            acquire = _HOLDS.get(record[3])
+            if acquire is None:
+                continue
+            data, primitive = record[8], record[5][1]
+            # The locks' own records start ("outcome", ...): no call for them.
+            outcome = data[1] if type(data) is tuple and data and data[0] == "outcome" else None
+            if outcome is None:
+                outcome = _field(data, "outcome")
+            if acquire:
+                if outcome == "acquired" and primitive not in holder:
+                    token = record[2][3]
+                    holder[primitive] = token
+                    holding[token] = holding.get(token, 0) + 1
+            elif outcome == "released" and not _released_depth(data):
+                token = holder.pop(primitive, 0)  # any thread may release a Lock
+                if token:  # tokens count from 1
+                    count = holding.pop(token) - 1
+                    if count:
+                        holding[token] = count
+        self._followed = len(self._buffer)
 
     def _flush_locked(self) -> None:
-        records, self._buffer = self._buffer, []
+        self._follow_holds()
+        records, self._buffer, self._followed = self._buffer, [], 0
         if records and self._fd is not None:
             # One write() of whole lines on an O_APPEND file: another
             # process's batch lands before or after it, never inside it.
-            data = "".join(record_to_json(record) + "\n" for record in records).encode()
+            data = json_lines(records)
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
@@ -296,6 +351,7 @@ class JsonLinesSink:
         ``multiprocessing`` does before it ends the child with ``os._exit``
         (the inherited ``atexit`` handler does not run then)."""
         self._buffer = []
+        self._followed = 0
         self._guard = RLock()
         self._finish_at_thread_shutdown()
 

@@ -1756,7 +1756,14 @@ install(PyObject *module, PyObject *config)
     return methods;
 }
 
+/* In _jsonlines.c. */
+PyObject *tracedsync_json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef module_methods[] = {
+    {"json_lines", (PyCFunction)(void (*)(void))tracedsync_json_lines, METH_FASTCALL,
+     "json_lines(records, helpers)\n--\n\n"
+     "The JSON Lines of records, as bytes: what tracedsync._jsonl.record_to_json makes of "
+     "each, with a newline after each (see _jsonlines.c)."},
     {"install", install, METH_O,
      "install(config)\n--\n\n"
      "Make C method descriptors of tracedsync._lock.Lock or RLock (config['reentrant']): "

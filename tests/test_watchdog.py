@@ -9,7 +9,7 @@ import pytest
 
 import tracedsync
 import tracedsync.testing
-from helpers import wait_until, wait_until_blocked
+from helpers import run_python, wait_until, wait_until_blocked
 from tracedsync._watchdog import watchdog
 
 
@@ -97,3 +97,22 @@ def test_the_watchdog_thread_never_counts_as_able_to_release() -> None:
     worker.start()
     worker.join()
     assert len(errors) == 1
+
+
+def test_the_watchdog_thread_is_never_taken_for_a_program_thread() -> None:
+    # From 3.13 a thread just started has a thread state without an ident
+    # until it runs: a lone wait checked right after the watchdog started
+    # (tracedsync run: the program's first queue.get()) took it for a thread
+    # that could end the wait, and the deadlock was reported only at the
+    # --hang-timeout (7 of 80 runs under load on 3.14).  configure() now
+    # returns once the thread has marked itself internal.
+    code = (
+        "import tracedsync\n"
+        "from _thread import get_ident\n"
+        "from tracedsync._waits import waits\n"
+        "tracedsync.configure(wait_warning=30)\n"
+        "print(waits.others_exist(get_ident()))\n"
+    )
+    for _ in range(3):
+        result = run_python(code)
+        assert result.stdout == "False\n", result.stderr

@@ -74,16 +74,24 @@ class Watchdog:
                 self._stop, self._finished = allocate_lock(), allocate_lock()
                 self._stop.acquire()
                 self._finished.acquire()
-                start_new_thread(self._run, (self._stop, self._finished))
+                # Return once the thread has marked itself internal: until
+                # then it is a thread state without an ident (3.13+) or not
+                # yet internal, and a lone wait checked meanwhile
+                # (check_alone) would take it for a thread that could end it.
+                ready = allocate_lock()
+                ready.acquire()
+                start_new_thread(self._run, (self._stop, self._finished, ready))
+                ready.acquire()
             elif not seconds and self._stop is not None:
                 stop, finished = self._stop, self._finished
                 self._stop = self._finished = None
                 stop.release()
                 finished.acquire()  # the thread has exited its loop
 
-    def _run(self, stop: Any, finished: Any) -> None:
-        _hooks.bind_thread("tracedsync-watchdog")
+    def _run(self, stop: Any, finished: Any, ready: Any) -> None:
         waits.internal.add(get_ident())
+        ready.release()
+        _hooks.bind_thread("tracedsync-watchdog")
         try:
             while not stop.acquire(True, max(min(self.threshold_ns / 4e9, 1.0), 0.01)):
                 self.scan()

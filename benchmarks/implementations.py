@@ -3,8 +3,9 @@
 Both are measured in one process, switching ``Lock``'s methods with
 :func:`tracedsync._accel.select` between measurements: the uncontended pair
 and ``with`` block against ``threading.Lock`` in the modes the targets name,
-and the contended increments against ``threading`` and the pass-through
-floor at both switch intervals.  Where the accelerator is not built only the
+the contended increments against ``threading`` and the pass-through
+floor at both switch intervals, and the JSON Lines sink's events per second
+(whose batches the C accelerator encodes).  Where the accelerator is not built only the
 pure-Python figures exist, and the section says why.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import measure
+import sinks
 import tracedsync
 import workloads
 from contended import Sizes
@@ -58,6 +60,7 @@ def run(budget: measure.Budget, progress: Callable[[str], None]) -> dict[str, An
     """``{"implementations": {impl: {"uncontended": {op: {mode: ratio}}, "increments": ...}}}``."""
     names = ["c", "python"] if _accel.available() else ["python"]
     previous = _accel.implementation()
+    records = sinks.sample_records(2_000 if budget.smoke else 200_000)
     modes = [mode for mode in MODES if mode.key in IMPLEMENTATION_MODES]
     operations = [op for op in OPERATIONS if op.key in IMPLEMENTATION_OPERATIONS]
     sizes = Sizes.for_budget(budget)
@@ -80,6 +83,8 @@ def run(budget: measure.Budget, progress: Callable[[str], None]) -> dict[str, An
                     ]
             progress(f"implementations: {name}, contended increments")
             figures["increments"] = _increments(sizes, budget)
+            progress(f"implementations: {name}, JSON Lines sink")
+            figures["json_lines_events_per_s"] = sinks.json_lines_rate(records, budget.rounds)
             results["implementations"][name] = figures
     finally:
         _accel.select(previous)

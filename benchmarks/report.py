@@ -307,6 +307,7 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
 #: of threading.Lock's, by mode) and the pure-Python floor (pair, with block).
 C_TARGETS = {"default": 1.5, "recorded_detectors": 2.0}
 C_MAX_CONTENDED_FLOOR = 1.2
+C_MIN_JSON_LINES_RATE = 1_000_000
 PYTHON_TARGETS = {
     ("lock_pair", "default"): 5.0,
     ("lock_with", "default"): 3.0,
@@ -336,6 +337,20 @@ def _implementation_targets(results: dict[str, Any]) -> list[list[str]]:
             f"{C_MAX_CONTENDED_FLOOR:g}x the floor",
             value,
             C_MAX_CONTENDED_FLOOR,
+        )
+    rate = None if c is None else c.get("json_lines_events_per_s")
+    if rate is None:
+        rows.append(
+            [f"C: JSON Lines sink at least {C_MIN_JSON_LINES_RATE:,} events/s", "not measured", ""]
+        )
+    else:
+        met = rate >= C_MIN_JSON_LINES_RATE
+        rows.append(
+            [
+                f"C: JSON Lines sink at least {C_MIN_JSON_LINES_RATE:,} events/s",
+                _rate(rate),
+                "met" if met else "**missed**",
+            ]
         )
     python = found["python"]["uncontended"]
     for (operation, mode), limit in PYTHON_TARGETS.items():
@@ -387,6 +402,13 @@ def _implementations_section(results: dict[str, Any]) -> list[str]:
                 ],
             ]
         )
+    rows.append(
+        [
+            "JSON Lines sink, events per second",
+            "",
+            *[_rate(found[name]["json_lines_events_per_s"]) for name in found],
+        ]
+    )
     lines += _table(header, rows)
     lines += ["Targets:", "", *_table(["target", "measured", ""], _implementation_targets(results))]
     return lines

@@ -14,7 +14,7 @@ import measure
 import tracedsync
 from tracedsync import _hooks, _jsonl, _log
 
-__all__ = ["run", "sample_records"]
+__all__ = ["json_lines_rate", "run", "sample_records"]
 
 
 def sample_records(count: int) -> list[_hooks.Record]:
@@ -44,7 +44,8 @@ def _best_rate(rounds: int, events: int, timed: Callable[[], int]) -> float:
     return events * 1e9 / best if best > 0 else math.nan
 
 
-def _json_lines_rate(records: list[_hooks.Record], rounds: int) -> float:
+def json_lines_rate(records: list[_hooks.Record], rounds: int) -> float:
+    """Events per second of the JSON Lines sink fed ``records`` (best of ``rounds``)."""
     directory = tempfile.mkdtemp(prefix="tracedsync-bench-")
     path = os.path.join(directory, "events.jsonl")
 
@@ -116,7 +117,7 @@ def run(budget: measure.Budget, progress: Callable[[str], None]) -> dict[str, An
     progress("sinks: sample records")
     records = sample_records(count)
     progress("sinks: JSON Lines sink")
-    json_lines = _json_lines_rate(records, rounds)
+    json_lines = json_lines_rate(records, rounds)
     progress("sinks: JSON Lines end to end")
     end_to_end = _end_to_end_rate(count // 2, rounds)
     progress("sinks: structlog JSON")

@@ -451,6 +451,19 @@ def test_free_threaded_builds_keep_pure_python() -> None:
 # -- recording: the C-built events are the Python ones --------------------------
 
 
+def on_both_implementations(test: Callable[..., None]) -> Callable[..., None]:
+    """Run ``test(implementation, ...)`` once per implementation (where the C
+    one is built), restoring the active one afterwards."""
+    for mark in (
+        pytest.mark.parametrize("implementation", IMPLEMENTATIONS),
+        pytest.mark.usefixtures("restore_implementation"),
+        pytest.mark.timeout(60),
+        needs_c,
+    ):
+        test = mark(test)
+    return test
+
+
 def _lock_events(trace: Any) -> list[tuple[str, str, int]]:
     return [
         (event["event"], event["thread_name"], event["pid"])
@@ -459,10 +472,7 @@ def _lock_events(trace: Any) -> list[tuple[str, str, int]]:
     ]
 
 
-@needs_c
-@pytest.mark.timeout(60)
-@pytest.mark.usefixtures("restore_implementation")
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@on_both_implementations
 def test_recorded_events_name_their_thread(implementation: str) -> None:
     # The C recorder keeps each thread's name in its thread state: a thread
     # named after its first event, or a new thread, must not get another's.
@@ -483,11 +493,8 @@ def test_recorded_events_name_their_thread(implementation: str) -> None:
     assert threads == ["MainThread"] * 6 + ["worker-1"] * 6 + ["MainThread"] * 6
 
 
-@needs_c
-@pytest.mark.timeout(60)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.usefixtures("restore_implementation")
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@on_both_implementations
 def test_a_forked_child_records_its_own_pid(implementation: str) -> None:
     # The forking thread's state survives fork(): its cached thread info
     # (the parent's pid) must not.
@@ -547,10 +554,7 @@ def test_a_subclass_records_what_its_class_records() -> None:
     assert seen["c", "sub"] == seen["python", "sub"] == seen["c", "class"]
 
 
-@needs_c
-@pytest.mark.timeout(60)
-@pytest.mark.usefixtures("restore_implementation")
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@on_both_implementations
 def test_a_raising_sink_is_dropped_and_the_lock_works_on(
     implementation: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -583,10 +587,7 @@ def test_a_raising_sink_is_dropped_and_the_lock_works_on(
     assert "raised ValueError: disk full" in capsys.readouterr().err
 
 
-@needs_c
-@pytest.mark.timeout(60)
-@pytest.mark.usefixtures("restore_implementation")
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@on_both_implementations
 def test_time_is_charged_only_for_sinks_that_can_take_it(implementation: str) -> None:
     # list.append cannot take long: timing it would cost more than it takes.
     # A Python sink can (a file, a callback), and its time is left out of the

@@ -614,3 +614,20 @@ def test_time_is_charged_only_for_sinks_that_can_take_it(implementation: str) ->
             _hooks.remove_sink(python_sink)
         assert _hooks.spent.get(me, 0) > 0
     assert [record[3] for record in kept] == ["lock.acquire", "lock.release"] * 2
+
+
+@on_both_implementations
+def test_a_release_that_fails_is_recorded_as_an_error(implementation: str) -> None:
+    # Owned on paper but unlocked (the tiny window between a raw acquire and
+    # the owner's store in pure Python, forced here): the release fails as
+    # the raw lock's does, and its event says so, in C as in Python.
+    _accel.select(implementation)
+    lock = tracedsync.Lock(name="L")
+    with tracedsync.record() as trace:
+        lock._owner = get_ident()
+        with pytest.raises(RuntimeError, match="release unlocked lock"):
+            lock.release()
+    assert [(e["event"], e["outcome"], e["error"]) for e in trace.events()] == [
+        ("lock.release", "error", "RuntimeError: release unlocked lock")
+    ]
+    assert lock._owner is None and not lock.locked()

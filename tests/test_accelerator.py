@@ -444,6 +444,9 @@ def test_free_threaded_builds_keep_pure_python() -> None:
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         assert not _accel.available()
         assert "free-threaded" in (_accel.reason() or "")
+    elif sys.version_info >= (3, 14):
+        assert not _accel.available()
+        assert "3.14 and later" in (_accel.reason() or "")
     else:
         assert _accel._unsupported() is None or sys.implementation.name != "cpython"
 

@@ -351,12 +351,12 @@ is_internal(PyObject *code)
     return internal;
 }
 
-#if PY_VERSION_HEX < 0x030D0000
-/* The layout of _thread.lock objects in CPython 3.10-3.12 (Modules/
+/* The layout of _thread.lock objects in CPython 3.10-3.13 (Modules/
  * _threadmodule.c), checked at install() against the type's size and weak
  * reference offset: a non-blocking acquire and a release of a locked lock are
  * then exactly what lock.acquire(False) and lock.release() do, without a
- * method call.  3.13 made the lock a PyMutex: the methods are called there. */
+ * method call.  3.14 made the lock a PyMutex: the methods are called there
+ * (where the accelerator is used at all: see _accel._unsupported). */
 #define RAW_LOCK_LAYOUT 1
 typedef struct {
     PyObject_HEAD
@@ -365,7 +365,6 @@ typedef struct {
     char locked;
 } raw_lockobject;
 static int raw_layout_known;
-#endif
 
 /* self._lock.acquire(False) as a truth value (1, 0, -1 on error). */
 static int
@@ -1665,13 +1664,11 @@ install_shared(PyObject *config)
     if (PyDict_Watch(hooks_watcher, hooks_dict) < 0)
         return -1;
 #endif
-#ifdef RAW_LOCK_LAYOUT
     {
         PyTypeObject *raw = (PyTypeObject *)raw_lock_type;
         raw_layout_known = raw->tp_basicsize == sizeof(raw_lockobject)
                            && raw->tp_weaklistoffset == offsetof(raw_lockobject, in_weakreflist);
     }
-#endif
     if ((debug_level = PyDict_GetItemString(hooks_dict, "DEBUG")) == NULL) {
         PyErr_SetString(PyExc_KeyError, "install(): _hooks has no DEBUG");
         return -1;

@@ -23,8 +23,6 @@ def _skip_reason() -> str | None:
         return f"{platform.python_implementation()} is not CPython"
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         return "free-threaded CPython (the accelerator needs the GIL)"
-    if sys.version_info >= (3, 14):
-        return "CPython 3.14 and later (not yet trusted there: see docs/performance.md)"
     if os.environ.get("TRACEDSYNC_PURE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "TRACEDSYNC_PURE is set"
     return None

@@ -90,13 +90,6 @@ def _unsupported() -> str | None:
         return f"{sys.implementation.name} is not CPython"
     if _free_threaded():
         return "free-threaded CPython: the accelerator supports GIL builds only"
-    if sys.version_info >= (3, 14):
-        # Built by hand for 3.14, the accelerator hung the gc stress scenario
-        # (benchmarks/stress.py --smoke gc) in about 1 run in 10: 3.14 runs a
-        # collection the C acquire's own allocation asked for as soon as the
-        # call returns, with the lock held, and a finalizer taking that lock
-        # waits for its own thread.  Pure Python never hung.
-        return "CPython 3.14 and later: not yet trusted there (see docs/performance.md)"
     return None
 
 

@@ -88,6 +88,17 @@ def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
     allocate_lock().acquire(blocking, timeout)
 
 
+def _run_pending() -> None:
+    """Do nothing; the C accelerator calls this after its acquire allocated
+    and before it takes the raw lock.
+
+    Entering a Python function is where CPython 3.12+ runs a collection an
+    allocation asked for: there, a ``__del__`` taking the lock finds it free
+    (or held by another thread), never held by its own thread with no Python
+    code of the user's in between (the C ``run_pending``).
+    """
+
+
 class _LockBase:
     """What both lock classes share: names, sites, identity, the off switch."""
 

@@ -33,6 +33,15 @@
 #error "tracedsync._speedups supports GIL builds of CPython only"
 #endif
 
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+/* 3.12 only: the interpreter's eval_breaker (see run_pending), which 3.13
+ * made public per thread.  CPython's own headers, as Cython includes them. */
+#  define Py_BUILD_CORE 1
+#  undef _PyGC_FINALIZED
+#  include "internal/pycore_interp.h"
+#  undef Py_BUILD_CORE
+#endif
+
 /* ---- what install() captures ------------------------------------------ */
 
 /* Slot offsets; handoff is -1 for RLock (a class attribute: never a handoff),
@@ -76,7 +85,8 @@ static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_re
     *s_rlock_acquire, *s_info_epoch, *s_thread_info, *s_identity, *s_spent, *s_sinks,
     *s_room_check_at, *s_check_room, *s_sink_failed, *s_logging_debug, *s_render, *s_sequence,
     *s_release_edge, *s_acquired_data, *s_rlock_acquired_data, *s_lock_acquire, *s_lock_release,
-    *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver, *s_charging;
+    *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver, *s_charging,
+    *s_run_pending, *s_prepare_lock, *s_thread_state;
 static PyObject *debug_level;       /* _hooks.DEBUG */
 static PyObject *acquired_data;     /* tracedsync._lock._ACQUIRED */
 static PyObject *rlock_acquired_data;  /* tracedsync._lock._RLOCK_ACQUIRED */
@@ -301,9 +311,11 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
     return 0;
 }
 
-/* The spare entry of record if it equals (reference, key, code, offset, None)
- * and nothing else refers to it (a new reference, taken out of the record),
- * else NULL. */
+/* The spare entry of record, made (reference, key, code, offset, None), if
+ * nothing else refers to it (a new reference, taken out of the record), else
+ * NULL.  Rewriting a tuple only this function can see is what CPython's own
+ * zip() and enumerate() do with their result tuples: an acquire at a new
+ * site, or of another lock, allocates nothing (see run_pending). */
 static PyObject *
 take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code, PyObject *offset)
 {
@@ -311,22 +323,54 @@ take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code,
         return NULL;
     PyObject *spare = PyList_GET_ITEM(record, REC_SPARE);
     if (spare == Py_None || Py_REFCNT(spare) != 1 || !PyTuple_CheckExact(spare)
-        || PyTuple_GET_SIZE(spare) != 5 || PyTuple_GET_ITEM(spare, 0) != reference
-        || PyTuple_GET_ITEM(spare, 1) != key || PyTuple_GET_ITEM(spare, 2) != code
-        || PyTuple_GET_ITEM(spare, 4) != Py_None)
+        || PyTuple_GET_SIZE(spare) != 5 || PyTuple_GET_ITEM(spare, 4) != Py_None)
         return NULL;
-    PyObject *kept = PyTuple_GET_ITEM(spare, 3);
-    if (kept != offset) {
-        if (!PyLong_CheckExact(kept) || !PyLong_CheckExact(offset))
-            return NULL;
-        long a = PyLong_AsLong(kept), b = PyLong_AsLong(offset);
-        if (a != b || (a == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
-            return NULL;
+    PyList_SET_ITEM(record, REC_SPARE, Py_NewRef(Py_None));
+    PyObject *fields[4] = {reference, key, code, offset};
+    for (int i = 0; i < 4; i++) {
+        PyObject *old = PyTuple_GET_ITEM(spare, i);
+        if (old != fields[i]) {
+            PyTuple_SET_ITEM(spare, i, Py_NewRef(fields[i]));
+            Py_DECREF(old);  /* a weak reference, a key, a code object, an int */
         }
     }
-    PyList_SET_ITEM(record, REC_SPARE, Py_NewRef(Py_None));
     return spare;  /* the record's reference, now the caller's */
+}
+
+/* Before a raw lock is taken: do what the interpreter would do at its next
+ * check (run a collection an allocation asked for, a signal handler, a
+ * switch to another thread), as the Python acquire does with the calls it
+ * makes before taking its raw lock.  From CPython 3.12 an allocation only
+ * asks for a collection, which runs at the interpreter's next check: without
+ * this, when the acquire returns, with the lock taken.  A __del__ the
+ * collector runs there taking the lock waits for its own thread, where
+ * threading.Lock (which allocates nothing) never runs Python code with its
+ * lock taken.  PyEval_GetFrame() alone allocates, the first time a frame
+ * asks (its frame object).  Entering a Python function (the empty
+ * _lock._run_pending) is such a check; it is made only when something is
+ * pending: the event bits (the low 8) of the thread's eval_breaker on 3.13+,
+ * the interpreter's on 3.12.  Up to 3.11 a collection runs during the
+ * allocation itself.  0, or -1 with an exception. */
+static int
+run_pending(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    if ((PyThreadState_GetUnchecked()->eval_breaker & 0xFF) == 0)
+        return 0;
+#elif PY_VERSION_HEX >= 0x030C0000
+    if ((_Py_atomic_load_relaxed(&PyInterpreterState_Get()->ceval.eval_breaker) & 0xFF) == 0)
+        return 0;
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *func = module_global(lock_globals, s_run_pending);
+    if (func == NULL)
+        return -1;
+    PyObject *nothing = PyObject_CallNoArgs(func);
+    if (nothing == NULL)
+        return -1;
+    Py_DECREF(nothing);
+#endif
+    return 0;
 }
 
 /* Whether code's file is in INTERNAL_FILES (1, 0, -1 on error); the last
@@ -355,8 +399,8 @@ is_internal(PyObject *code)
  * _threadmodule.c), checked at install() against the type's size and weak
  * reference offset: a non-blocking acquire and a release of a locked lock are
  * then exactly what lock.acquire(False) and lock.release() do, without a
- * method call.  3.14 made the lock a PyMutex: the methods are called there
- * (where the accelerator is used at all: see _accel._unsupported). */
+ * method call.  3.14 made the lock a PyMutex: the method's C function is
+ * called there (raw_acquire_function). */
 #define RAW_LOCK_LAYOUT 1
 typedef struct {
     PyObject_HEAD
@@ -365,6 +409,20 @@ typedef struct {
     char locked;
 } raw_lockobject;
 static int raw_layout_known;
+
+/* Elsewhere (3.14+), the C function behind _thread.lock.acquire, called
+ * directly with a ready argument: calling the method descriptor makes a new
+ * (False,) tuple where the method takes METH_VARARGS, and that allocation
+ * may ask for a collection, run as the acquire returns with the lock taken
+ * (see run_pending).  NULL where the method's convention is not one of these
+ * (the descriptor is called then). */
+#if PY_VERSION_HEX < 0x030D0000  /* public names from 3.13 */
+typedef _PyCFunctionFast PyCFunctionFast;
+typedef _PyCFunctionFastWithKeywords PyCFunctionFastWithKeywords;
+#endif
+static PyCFunction raw_acquire_function;
+static int raw_acquire_flags;
+static PyObject *false_tuple;  /* (False,) */
 
 /* self._lock.acquire(False) as a truth value (1, 0, -1 on error). */
 static int
@@ -383,7 +441,24 @@ raw_try_acquire(PyObject *raw)
 #endif
     if (Py_IS_TYPE(raw, (PyTypeObject *)raw_lock_type)) {
         PyObject *stack[2] = {raw, Py_False};
-        result = PyObject_Vectorcall(raw_acquire, stack, 2, NULL);
+        switch (raw_acquire_function != NULL ? raw_acquire_flags : 0) {
+        case METH_VARARGS | METH_KEYWORDS:
+            result = ((PyCFunctionWithKeywords)(void (*)(void))raw_acquire_function)(
+                raw, false_tuple, NULL);
+            break;
+        case METH_VARARGS:
+            result = raw_acquire_function(raw, false_tuple);
+            break;
+        case METH_FASTCALL | METH_KEYWORDS:
+            result = ((PyCFunctionFastWithKeywords)(void (*)(void))raw_acquire_function)(
+                raw, stack + 1, 1, NULL);
+            break;
+        case METH_FASTCALL:
+            result = ((PyCFunctionFast)(void (*)(void))raw_acquire_function)(raw, stack + 1, 1);
+            break;
+        default:
+            result = PyObject_Vectorcall(raw_acquire, stack, 2, NULL);
+        }
     }
     else {
         PyObject *stack[2] = {raw, Py_False};
@@ -907,11 +982,29 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
         goto done;
     if (thread_state(ordering, &ident, &held, &record) < 0)
         goto done;
+    /* A lock's first acquisition, a thread's first lock: their lock-order
+     * bookkeeping (it allocates) is made before the raw lock is taken, by the
+     * Python functions the Python method calls. */
+    if (ordering && SLOT(self, weak_self) == Py_None) {  /* _lockorder.prepare_lock(self) */
+        PyObject *prepare = module_global(lockorder_dict, s_prepare_lock);
+        PyObject *reference = prepare != NULL ? PyObject_CallOneArg(prepare, self) : NULL;
+        if (reference == NULL)
+            goto done;
+        Py_DECREF(reference);
+    }
+    if (ordering && held == Py_None) {  /* _lockorder.thread_state() */
+        PyObject *make = module_global(lockorder_dict, s_thread_state);
+        PyObject *made = make != NULL ? PyObject_CallNoArgs(make) : NULL;
+        if (made == NULL)
+            goto done;
+        Py_DECREF(made);
+        Py_CLEAR(ident);
+        Py_CLEAR(held);
+        if (thread_state(ordering, &ident, &held, &record) < 0)
+            goto done;
+    }
     if (ordering && (SLOT(self, weak_self) == Py_None || held == Py_None)) {
-        /* A lock's first acquisition or a thread's first lock: the Python
-         * method makes their lock-order bookkeeping before the raw lock is
-         * taken (nothing allocates between taking it and returning, so no
-         * collection, no __del__ finding its own thread holding the lock). */
+        /* Never (both were just made): the Python method decides. */
         result = delegate(k->py_acquire, self, args, nargs, kwnames);
         goto done;
     }
@@ -937,12 +1030,20 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
         if (empty && reference != Py_None && !handoff) {
             PyObject *key = SLOT(self, order_key);
             entry = take_spare(record, reference, key, code, offset);
-            if (entry == NULL && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None))
-                                     == NULL)
+            if (entry == NULL
+                && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None)) == NULL)
                 goto done;
         }
         else
             Py_CLEAR(held);
+    }
+    if (run_pending() < 0)
+        goto done;
+    /* A __del__ run there may have left a lock held (its own bug): then this
+     * acquire is a nested one, for the lock-order checker. */
+    if (held != NULL && PyList_CheckExact(held) && PyList_GET_SIZE(held) != 0) {
+        Py_CLEAR(held);
+        Py_CLEAR(entry);
     }
     int taken = raw_try_acquire(SLOT(self, lock));
     if (taken < 0)
@@ -1495,6 +1596,11 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *code, *offset;
     if (call_site(frame, &code, &offset) < 0)  /* code, offset = _site(frame) */
         return NULL;
+    if (run_pending() < 0) {
+        Py_DECREF(code);
+        Py_DECREF(offset);
+        return NULL;
+    }
     int taken = raw_try_acquire(SLOT(self, lock));
     if (taken > 0) {  /* self._depth, self._owner = state; the site */
         set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
@@ -1687,6 +1793,17 @@ install_shared(PyObject *config)
     raw_release = PyObject_GetAttrString(raw_lock_type, "release");
     if (raw_acquire == NULL || raw_release == NULL)
         return -1;
+    if (Py_IS_TYPE(raw_acquire, &PyMethodDescr_Type)) {
+        PyMethodDef *def = ((PyMethodDescrObject *)raw_acquire)->d_method;
+        int flags = def->ml_flags & ~METH_COEXIST;
+        if (flags == (METH_VARARGS | METH_KEYWORDS) || flags == METH_VARARGS
+            || flags == (METH_FASTCALL | METH_KEYWORDS) || flags == METH_FASTCALL) {
+            if (false_tuple == NULL && (false_tuple = PyTuple_Pack(1, Py_False)) == NULL)
+                return -1;
+            raw_acquire_function = def->ml_meth;
+            raw_acquire_flags = flags;
+        }
+    }
     return 0;
 }
 
@@ -1785,6 +1902,9 @@ PyInit__speedups(void)
     INTERN(s_active, "active");
     INTERN(s_observing, "observing");
     INTERN(s_held, "held");
+    INTERN(s_run_pending, "_run_pending");
+    INTERN(s_prepare_lock, "prepare_lock");
+    INTERN(s_thread_state, "thread_state");
     INTERN(s_acquire, "acquire");
     INTERN(s_release, "release");
     INTERN(s_blocking, "blocking");

@@ -57,8 +57,9 @@ def _with_block(lock: tracedsync.Lock) -> str:
 
 
 def _condition_wait(lock: tracedsync.Lock) -> bool:
-    # wait(0) releases through _release_save (C) and takes the lock back
-    # through _acquire_restore (Python): the protocol threading.Condition uses.
+    # wait(0) releases through _release_save and takes the lock back through
+    # _acquire_restore (both C with the accelerator): the protocol
+    # threading.Condition uses.
     return threading.Condition(lock).wait(0)  # type: ignore[arg-type]
 
 
@@ -313,6 +314,7 @@ def test_the_c_methods_are_on_the_class_when_active() -> None:
     assert type(tracedsync.Lock.__dict__["acquire"]).__name__ == "method_descriptor"
     assert tracedsync.Lock.__enter__ is tracedsync.Lock.acquire
     assert tracedsync.Lock._release_save is tracedsync.Lock.release
+    assert type(tracedsync.Lock.__dict__["_acquire_restore"]).__name__ == "method_descriptor"
     assert tracedsync.Lock.acquire.__name__ == "acquire"
     names = ("acquire", "release", "__exit__", "_release_save", "_acquire_restore", "_is_owned")
     for name in names:
@@ -376,6 +378,8 @@ def test_misuse_fails_alike_in_both() -> None:
         "no __init__: acquire": lambda: NoInit().acquire(),
         "no __init__: release": lambda: NoInit().release(),
         "unbound on another object": lambda: tracedsync.Lock.acquire(object()),  # type: ignore[arg-type]
+        "_acquire_restore()": lambda: tracedsync.Lock()._acquire_restore(),  # type: ignore[call-arg]
+        "_acquire_restore(None, 1)": lambda: tracedsync.Lock()._acquire_restore(None, 1),  # type: ignore[call-arg]
         "RLock acquire(1, 2, 3)": lambda: tracedsync.RLock().acquire(1, 2, 3),  # type: ignore[call-arg]
         "RLock acquire(timeout=-2)": lambda: tracedsync.RLock().acquire(timeout=-2),
         "RLock release()": lambda: tracedsync.RLock().release(),

@@ -476,32 +476,15 @@ def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> N
     assert inside == []
 
 
-_TUPLE_HAZARD = (
-    "3.12+: as for Lock, the raw lock's own acquire(False) argument tuple, in the"
-    " Python methods (pure Python; with C, Lock._acquire_restore, which is Python)"
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12) and _accel.implementation() == "python",
+    strict=False,
+    reason="3.12+, pure Python: as for Lock, the raw lock's own acquire(False) argument"
+    " tuple, in the Python _acquire_restore methods (the C ones take the raw lock without"
+    " a tuple)",
 )
-
-
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            "RLock",
-            marks=pytest.mark.xfail(
-                sys.version_info >= (3, 12) and _accel.implementation() == "python",
-                strict=False,
-                reason=_TUPLE_HAZARD,
-            ),
-        ),
-        pytest.param(
-            "Lock",
-            marks=pytest.mark.xfail(
-                sys.version_info >= (3, 12), strict=False, reason=_TUPLE_HAZARD
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", ["RLock", "Lock"])
 def test_no_collection_finds_a_lock_a_condition_retakes_without_an_owner(kind: str) -> None:
     # threading.RLock records its owner in the C call that takes its lock, so
     # a __del__ taking it in the same thread always recurses.  The Python

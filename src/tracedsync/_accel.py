@@ -45,6 +45,7 @@ _ALIASES = {
         "acquire": ("acquire", "__enter__", "acquire_lock"),
         "release": ("release", "release_lock", "_release_save"),
         "__exit__": ("__exit__",),
+        "_acquire_restore": ("_acquire_restore",),
     },
     "RLock": {
         "acquire": ("acquire", "__enter__"),

@@ -59,7 +59,8 @@ typedef struct {
     PyObject *py_acquire;  /* its Python acquire */
     PyObject *py_release;  /* its Python release */
     PyObject *py_exit;     /* the Python _LockBase.__exit__ */
-    PyObject *py_release_save, *py_is_owned, *py_acquire_restore;  /* RLock's */
+    PyObject *py_acquire_restore;
+    PyObject *py_release_save, *py_is_owned;  /* RLock's */
 } Kind;
 
 static Kind lock_kind, rlock_kind;
@@ -78,6 +79,8 @@ static PyObject *minus_one, *zero, *one;
 static PyObject *held_key;          /* key of the held list in the thread state dict */
 static PyObject *whole_kwnames;     /* ("whole",) */
 static PyObject *restore_kwnames;   /* ("quiet", "restoring") */
+static PyObject *restoring_kwnames; /* ("restoring",) */
+static PyObject *may_raise_kwnames; /* ("may_raise",) */
 
 static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_release,
     *s_blocking, *s_timeout, *s_site, *s_check, *s_acquired, *s_released,
@@ -86,7 +89,7 @@ static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_re
     *s_room_check_at, *s_check_room, *s_sink_failed, *s_logging_debug, *s_render, *s_sequence,
     *s_release_edge, *s_acquired_data, *s_rlock_acquired_data, *s_lock_acquire, *s_lock_release,
     *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver, *s_charging,
-    *s_run_pending, *s_prepare_lock, *s_thread_state;
+    *s_run_pending, *s_prepare_lock, *s_thread_state, *s_after_acquire;
 static PyObject *debug_level;       /* _hooks.DEBUG */
 static PyObject *acquired_data;     /* tracedsync._lock._ACQUIRED */
 static PyObject *rlock_acquired_data;  /* tracedsync._lock._RLOCK_ACQUIRED */
@@ -1576,6 +1579,64 @@ rlock_is_owned(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     return PyBool_FromLong(mine);
 }
 
+/* Lock._acquire_restore(state): take the lock back after a Condition wait,
+ * as the Python method does; as RLock's, the raw lock is taken with nothing
+ * allocated after it (see run_pending) before the owner is stored. */
+static PyObject *
+lock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Kind *k = &lock_kind;
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || !slots_ready(k, self))
+        return delegate(k->py_acquire_restore, self, args, nargs, kwnames);
+    PyFrameObject *frame = calling_frame();
+    if (frame == NULL)
+        return NULL;
+    PyObject *code, *offset, *ident;
+    if (call_site(frame, &code, &offset) < 0)  /* code, offset = _site(frame) */
+        return NULL;
+    if ((ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL
+        || run_pending() < 0) {
+        Py_XDECREF(ident);
+        Py_DECREF(code);
+        Py_DECREF(offset);
+        return NULL;
+    }
+    int taken = raw_try_acquire(SLOT(self, lock));
+    if (taken > 0) {  /* self._take(code, offset) */
+        set_slot(self, k->off.owner, ident);
+        set_slot(self, k->off.acquired_code, code);
+        set_slot(self, k->off.acquired_offset, offset);
+    }
+    Py_DECREF(ident);
+    Py_DECREF(code);
+    Py_DECREF(offset);
+    if (taken < 0)
+        return NULL;
+    PyObject *called;
+    if (taken) {
+        int active = hook_flag(ACTIVE);
+        if (active < 0)
+            return NULL;
+        if (!active)
+            Py_RETURN_NONE;
+        /* self._after_acquire(frame, True, -1, may_raise=False) */
+        PyObject *stack[5] = {self, (PyObject *)frame, Py_True, minus_one, Py_False};
+        called = PyObject_VectorcallMethod(s_after_acquire, stack, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                           may_raise_kwnames);
+    }
+    else {  /* _blocking.acquire_contended(self, True, -1, frame, restoring=True) */
+        PyObject *func = module_global(blocking_dict, s_acquire_contended);
+        if (func == NULL)
+            return NULL;
+        PyObject *stack[5] = {self, Py_True, minus_one, (PyObject *)frame, Py_True};
+        called = PyObject_Vectorcall(func, stack, 4, restoring_kwnames);
+    }
+    if (called == NULL)
+        return NULL;
+    Py_DECREF(called);
+    Py_RETURN_NONE;
+}
+
 /* RLock._acquire_restore(state): take the lock back after a Condition wait,
  * restoring (depth, owner).  In C, nothing runs between taking the raw lock
  * and storing the owner: not even a collection asked for by the raw
@@ -1684,6 +1745,8 @@ static PyMethodDef lock_defs[] = {
     {"release", FASTCALL(lock_release),
      SIGNATURE_RELEASE "Release the lock, as :meth:`threading.Lock.release` (any thread may)."},
     {"__exit__", FASTCALL(lock_exit), SIGNATURE_EXIT},
+    {"_acquire_restore", FASTCALL(lock_acquire_restore),
+     "_acquire_restore($self, state, /)\n--\n\n"},
     {NULL, NULL, 0, NULL}};
 
 static PyMethodDef rlock_defs[] = {
@@ -1840,10 +1903,9 @@ install(PyObject *module, PyObject *config)
         || (made.py_acquire = take(config, "acquire")) == NULL
         || (made.py_release = take(config, "release")) == NULL
         || (made.py_exit = take(config, "__exit__")) == NULL
+        || (made.py_acquire_restore = take(config, "_acquire_restore")) == NULL
         || (reentrant && ((made.py_release_save = take(config, "_release_save")) == NULL
-                          || (made.py_is_owned = take(config, "_is_owned")) == NULL
-                          || (made.py_acquire_restore = take(config, "_acquire_restore"))
-                                 == NULL))) {
+                          || (made.py_is_owned = take(config, "_is_owned")) == NULL))) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "install(): cls is not a class");
         Py_XDECREF(made.cls);
@@ -1852,6 +1914,7 @@ install(PyObject *module, PyObject *config)
         Py_XDECREF(made.py_exit);
         Py_XDECREF(made.py_release_save);
         Py_XDECREF(made.py_is_owned);
+        Py_XDECREF(made.py_acquire_restore);
         return NULL;
     }
     PyObject *methods = PyDict_New();
@@ -1905,6 +1968,7 @@ PyInit__speedups(void)
     INTERN(s_run_pending, "_run_pending");
     INTERN(s_prepare_lock, "prepare_lock");
     INTERN(s_thread_state, "thread_state");
+    INTERN(s_after_acquire, "_after_acquire");
     INTERN(s_acquire, "acquire");
     INTERN(s_release, "release");
     INTERN(s_blocking, "blocking");
@@ -1947,7 +2011,9 @@ PyInit__speedups(void)
     if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
         || (one = PyLong_FromLong(1)) == NULL
         || (whole_kwnames = Py_BuildValue("(s)", "whole")) == NULL
-        || (restore_kwnames = Py_BuildValue("(ss)", "quiet", "restoring")) == NULL)
+        || (restore_kwnames = Py_BuildValue("(ss)", "quiet", "restoring")) == NULL
+        || (restoring_kwnames = Py_BuildValue("(s)", "restoring")) == NULL
+        || (may_raise_kwnames = Py_BuildValue("(s)", "may_raise")) == NULL)
         return NULL;
     return PyModule_Create(&speedups_module);
 }

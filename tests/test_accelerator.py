@@ -426,6 +426,33 @@ def test_sites_inside_threading_are_the_callers() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "install",
+    [
+        "lambda config: {'acquire': None}",  # built before a method moved to C
+        "lambda config: config['a key these files never pass']",  # a key it wants
+    ],
+)
+def test_an_extension_built_from_other_sources_leaves_pure_python(install: str) -> None:
+    # A C extension left over from other sources (an in-place build before
+    # an upgrade) must not break `import tracedsync`: pure Python, saying why.
+    code = (
+        "import sys, types\n"
+        "fake = types.ModuleType('tracedsync._speedups')\n"
+        f"fake.install = {install}\n"
+        "sys.modules['tracedsync._speedups'] = fake\n"
+        "import tracedsync\n"
+        "from tracedsync import _accel\n"
+        "lock = tracedsync.Lock()\n"
+        "with lock:\n"
+        "    pass\n"
+        "print(_accel.implementation(), _accel.reason())\n"
+    )
+    finished = run_python(code, env={"TRACEDSYNC_IMPL": ""})
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith("python the C extension does not match these Python files")
+
+
 def test_version_and_setting_choose_the_implementation() -> None:
     code = "from tracedsync import _accel; print(_accel.implementation(), _accel.reason())"
     forced = run_python(code, env={"TRACEDSYNC_IMPL": "python"})

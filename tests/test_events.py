@@ -15,6 +15,7 @@ import pytest
 
 import tracedsync
 from helpers import run_python, wait_until_blocked
+from tracedsync import _hooks
 from tracedsync._pairing import pairing_violations
 
 COMMON_FIELDS = (
@@ -634,3 +635,28 @@ def test_a_thread_ending_with_systemexit_exited_quietly(monkeypatch: pytest.Monk
     assert exit_event["outcome"] == "exited"
     assert exit_event["exception"] == "SystemExit: 3"
     assert thread._tracedsync_exception is None
+
+
+@pytest.mark.timeout(60)
+def test_the_time_spent_per_thread_forgets_threads_that_have_ended() -> None:
+    # Bounded memory: _hooks.spent has an entry per thread tracedsync
+    # charged; thread idents are reused, but nothing bounds how many a
+    # long-running program's threads have.  Once the dictionary is large,
+    # the entries of threads that have ended go as a new thread first records.
+    ended = range(-1, -2 - _hooks.SPENT_PRUNE_MINIMUM, -1)  # no thread has these
+    _hooks.spent.update(dict.fromkeys(ended, 1))
+    lock = tracedsync.Lock()
+    recorded = threading.Event()
+
+    def work() -> None:
+        with lock:
+            pass
+        recorded.set()
+
+    with tracedsync.record() as trace:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert recorded.is_set() and trace.events()
+    assert not any(ident in _hooks.spent for ident in ended)
+    assert len(_hooks.spent) < _hooks.SPENT_PRUNE_MINIMUM

@@ -196,6 +196,8 @@ def thread_info() -> ThreadInfo:
         ident = get_ident()
         info = (ident, _current_thread_name(ident), os.getpid(), next(_tokens))
         _per_thread.info = info
+        if len(spent) >= _spent_prune_at:
+            _prune_spent()
     return info
 
 
@@ -222,6 +224,8 @@ def bind_thread(name: str) -> None:
     ident = get_ident()
     _per_thread.info = (ident, name, os.getpid(), next(_tokens))
     _info_epoch = object()
+    if len(spent) >= _spent_prune_at:
+        _prune_spent()
 
 
 def identity(primitive: Any) -> Identity:
@@ -246,7 +250,34 @@ def identity(primitive: Any) -> Identity:
 #: time out (a lock held while tracedsync works is not the program's hold):
 #: a start is stored less the thread's count then, an end subtracts its count
 #: then (see ``Lock._observe_acquired``).  Each thread writes its own entry.
+#: Bounded: entries of threads ``threading`` no longer lists are dropped as a
+#: new thread first records, once there are :data:`_spent_prune_at` of them
+#: (see :func:`_prune_spent`).  The dictionary is never replaced: the C
+#: accelerator keeps a reference to it.
 spent: dict[int, int] = {}
+
+#: :data:`spent` is pruned at this many entries, at least
+#: :data:`SPENT_PRUNE_MINIMUM` and otherwise twice what the last pruning kept.
+SPENT_PRUNE_MINIMUM = 256
+_spent_prune_at = SPENT_PRUNE_MINIMUM
+
+
+def _prune_spent() -> None:
+    """Drop the :data:`spent` entries of threads that have ended.
+
+    Thread idents are reused, so without this the dictionary would only be
+    bounded by how many distinct idents a long-running program's threads ever
+    had.  Alive is what ``threading`` lists, and the calling thread; a thread
+    started with ``_thread`` alone that has never asked ``threading`` about
+    itself loses its entry too, and its holds and waits in progress then
+    count tracedsync's time in it so far (a rare, small overstatement).
+    """
+    global _spent_prune_at
+    alive = set(threading._active)  # type: ignore[attr-defined]
+    alive.add(get_ident())
+    for ident in [ident for ident in list(spent) if ident not in alive]:
+        spent.pop(ident, None)
+    _spent_prune_at = max(SPENT_PRUNE_MINIMUM, 2 * len(spent))
 
 
 def charge(started_ns: int, ident: int) -> None:

@@ -314,6 +314,21 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
     return 0;
 }
 
+/* Whether two bytecode offsets (ints) are equal: the same site's offset is a
+ * new int object at each call past the small ints. */
+static int
+equal_offsets(PyObject *a, PyObject *b)
+{
+    if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b))
+        return 0;
+    long x = PyLong_AsLong(a), y = PyLong_AsLong(b);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return x == y;
+}
+
 /* The spare entry of record, made (reference, key, code, offset, None), if
  * nothing else refers to it (a new reference, taken out of the record), else
  * NULL.  Rewriting a tuple only this function can see is what CPython's own
@@ -332,7 +347,7 @@ take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code,
     PyObject *fields[4] = {reference, key, code, offset};
     for (int i = 0; i < 4; i++) {
         PyObject *old = PyTuple_GET_ITEM(spare, i);
-        if (old != fields[i]) {
+        if (old != fields[i] && !(i == 3 && equal_offsets(old, offset))) {
             PyTuple_SET_ITEM(spare, i, Py_NewRef(fields[i]));
             Py_DECREF(old);  /* a weak reference, a key, a code object, an int */
         }

@@ -147,21 +147,17 @@ def install(classes: tuple[type, ...], module: ModuleType) -> None:
         return
     accelerated: dict[type, dict[str, Any]] = {}
     for klass in classes:
+        aliases = _ALIASES[klass.__name__]
         try:
             made = speedups.install(_configuration(klass, module, python[klass]))
+            accelerated[klass] = {
+                name: made[c_name] for c_name, names in aliases.items() for name in names
+            }
         except RuntimeError as error:  # a second interpreter: its state is process-wide
             _why_not = f"the C extension is in use by another interpreter ({error})"
             return
         except (KeyError, TypeError) as error:  # built from other sources than these
             _why_not = f"the C extension does not match these Python files ({error!r})"
-            return
-        aliases = _ALIASES[klass.__name__]
-        try:
-            accelerated[klass] = {
-                name: made[c_name] for c_name, names in aliases.items() for name in names
-            }
-        except KeyError as error:  # an extension built before a method moved to C
-            _why_not = f"the C extension does not match these Python files (no {error})"
             return
     _methods["c"] = accelerated
     if forced is not None:

@@ -89,13 +89,13 @@ def _check_acquire_arguments(blocking: bool, timeout: float) -> None:
 
 
 def _run_pending() -> None:
-    """Do nothing; the C accelerator calls this after its acquire allocated
-    and before it takes the raw lock.
+    """Do nothing; the C accelerator calls this before it takes a raw lock,
+    when the interpreter has something pending (the C ``run_pending``).
 
     Entering a Python function is where CPython 3.12+ runs a collection an
     allocation asked for: there, a ``__del__`` taking the lock finds it free
     (or held by another thread), never held by its own thread with no Python
-    code of the user's in between (the C ``run_pending``).
+    code of the user's in between.
     """
 
 

@@ -368,7 +368,8 @@ take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code,
  * _lock._run_pending) is such a check; it is made only when something is
  * pending: the event bits (the low 8) of the thread's eval_breaker on 3.13+,
  * the interpreter's on 3.12.  Up to 3.11 a collection runs during the
- * allocation itself.  0, or -1 with an exception. */
+ * allocation itself.  1 if Python code may have run, 0 if not, -1 with an
+ * exception. */
 static int
 run_pending(void)
 {
@@ -387,8 +388,10 @@ run_pending(void)
     if (nothing == NULL)
         return -1;
     Py_DECREF(nothing);
-#endif
+    return 1;
+#else
     return 0;
+#endif
 }
 
 /* Whether code's file is in INTERNAL_FILES (1, 0, -1 on error); the last
@@ -1055,11 +1058,12 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
         else
             Py_CLEAR(held);
     }
-    if (run_pending() < 0)
+    int ran = run_pending();
+    if (ran < 0)
         goto done;
     /* A __del__ run there may have left a lock held (its own bug): then this
      * acquire is a nested one, for the lock-order checker. */
-    if (held != NULL && PyList_CheckExact(held) && PyList_GET_SIZE(held) != 0) {
+    if (ran && held != NULL && PyList_CheckExact(held) && PyList_GET_SIZE(held) != 0) {
         Py_CLEAR(held);
         Py_CLEAR(entry);
     }

@@ -61,7 +61,12 @@ else:
     extensions = [
         Extension(
             "tracedsync._speedups",
-            sources=["src/tracedsync/_speedups.c", "src/tracedsync/_jsonlines.c"],
+            sources=[
+                "src/tracedsync/_speedups.c",
+                "src/tracedsync/_eventbuffers.c",
+                "src/tracedsync/_jsonlines.c",
+            ],
+            depends=["src/tracedsync/_eventbuffers.h"],
             optional=True,
         )
     ]

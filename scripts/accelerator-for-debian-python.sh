@@ -38,5 +38,6 @@ mkdir -p "$overlay/$multiarch"
 ln -s "$root/usr/include/$multiarch/python$minor" "$overlay/$multiarch/python$minor"
 "$compiler" -O2 -fPIC -shared -fwrapv -DNDEBUG -Wall \
     -I"$root/usr/include/python$minor" -I"$overlay" \
-    -o "$target" src/tracedsync/_speedups.c src/tracedsync/_jsonlines.c
+    -o "$target" src/tracedsync/_speedups.c src/tracedsync/_eventbuffers.c \
+    src/tracedsync/_jsonlines.c
 echo "built $target for the Debian tree's python$minor"

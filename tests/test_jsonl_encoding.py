@@ -63,7 +63,7 @@ def _records_of_every_primitive() -> list[object]:
         holder.wait(5)
         done.set()
         other.join()
-    return list(trace._records)
+    return list(trace._sorted_records())
 
 
 def test_every_real_record_encodes_exactly_as_the_reference() -> None:

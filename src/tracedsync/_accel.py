@@ -160,6 +160,15 @@ def install(classes: tuple[type, ...], module: ModuleType) -> None:
             _why_not = f"the C extension does not match these Python files ({error!r})"
             return
     _methods["c"] = accelerated
+    # The C methods may keep records back (see _hooks._deferring), whichever
+    # implementation is selected later: readers have them handed on.
+    _hooks._flush_deferred = speedups.flush_events
+    _hooks._expand_records = speedups.expand_records
+    # The event sequence becomes one whose numbers the C methods take
+    # without making an int (itertools.count's are only reachable by next()).
+    sequence = speedups.Sequence(next(_hooks.sequence))
+    _hooks.sequence = sequence
+    module._sequence = sequence  # type: ignore[attr-defined]  # _lock's own name for it
     if forced is not None:
         _why_not = forced
     else:
@@ -224,6 +233,7 @@ def select(name: str) -> None:
     global _active, _why_not
     if name not in _methods:
         raise ValueError(f"implementation {name!r} is not available ({_why_not})")
+    _hooks.flush_deferred()  # what the C methods kept back comes first
     for klass, methods in _methods[name].items():
         for attribute, method in methods.items():
             setattr(klass, attribute, method)

@@ -137,7 +137,8 @@ class BoundedSink(Protocol):
     """
 
     def room(self) -> int:
-        """How many more records the sink can keep."""
+        """How many more records the sink can keep (with ``takes_chunks``,
+        counting those kept back: see :func:`add_sink`)."""
 
     def overflow_sink(self) -> Sink:
         """The sink that takes the records arriving once it is full."""
@@ -155,6 +156,21 @@ _logging_debug = False
 #: function (``list.append``, a trace's own sink) or records are rendered.
 #: Otherwise the two clock reads would cost more than what they measure.
 _charging = False
+#: Whether the C accelerator may keep the records of the locks' common
+#: events in per-thread buffers and hand them on later, in bulk (see
+#: ``_eventbuffers.c``): every sink is a bounded recording's own (a
+#: :class:`~tracedsync.Trace`'s ``list.append``, which has room) and nothing
+#: is rendered.  A recording's reader calls :func:`flush_deferred` first.
+_deferring = False
+#: Hands on every record kept back that way, as chunks (see
+#: :func:`expand_chunks`); set by :mod:`tracedsync._accel` while the C
+#: accelerator is installed, with:
+_flush_deferred: Callable[[], None] | None = None
+#: ``_expand_records(records, start)``: replace the chunks in a list, from
+#: index ``start`` on, by their records; return the length up to which none is left.
+_expand_records: Callable[[list[Any], int], int] | None = None
+#: The sinks that take chunks of records (see :func:`add_sink`).
+_chunked: set[Sink] = set()
 #: The type of C functions and methods (``len``, ``[].append``).
 _C_FUNCTION: type = type(len)
 
@@ -481,8 +497,36 @@ def _check_room(seq: int) -> None:
 
 
 def _update_charging() -> None:
-    global _charging
+    global _charging, _deferring
     _charging = _logging_debug or any(type(sink) is not _C_FUNCTION for sink in _sinks)
+    _deferring = (
+        not _charging
+        and bool(_sinks)
+        and all(sink in _bounded and sink in _chunked for sink in _sinks)
+    )
+
+
+def expand_chunks(records: list[Any], start: int = 0) -> int:
+    """Replace the chunks of kept-back records that a sink which takes chunks
+    received in ``records`` (from index ``start`` on) by the records they
+    hold, in place; return the length of ``records`` up to which there is no
+    chunk left (a later call may start there).  Other threads may append to
+    ``records`` meanwhile."""
+    expand = _expand_records
+    return len(records) if expand is None else expand(records, start)
+
+
+def flush_deferred() -> None:
+    """Hand every record the C accelerator has kept back to its sinks.
+
+    Called before anything reads what a sink received (a
+    :class:`~tracedsync.Trace`'s records), or counts it (:func:`_check_room`),
+    and after a sink is removed, so that it has every event that happened
+    before.  Nothing to do without the accelerator.
+    """
+    flush = _flush_deferred
+    if flush is not None:
+        flush()
 
 
 def _update_observing() -> None:
@@ -494,15 +538,25 @@ def _update_observing() -> None:
     active = observing or ordering
 
 
-def add_sink(sink: Sink, bounded: BoundedSink | None = None) -> None:
+def add_sink(sink: Sink, bounded: BoundedSink | None = None, *, takes_chunks: bool = False) -> None:
     """Start handing every record to ``sink`` (called in the emitting thread).
 
     With ``bounded``, ``sink`` keeps only ``bounded.room()`` records; later
     ones go to ``bounded.overflow_sink()`` (see :class:`BoundedSink`).
+
+    ``takes_chunks`` says that ``sink`` (a list's ``append``) may also
+    receive, in place of records, chunks of them: while every sink does, the
+    C accelerator keeps the records of the locks' common events back in
+    per-thread buffers and hands each buffer on whole, as a chunk, when it is
+    full or on :func:`flush_deferred`; the sink's owner turns them into
+    records with :func:`expand_chunks` when it reads (a
+    :class:`~tracedsync.Trace`), and ``bounded.room()`` counts records.
     """
     global _sinks, _room_check_at
     with _sinks_guard:
         _sinks = (*_sinks, sink)
+        if takes_chunks:
+            _chunked.add(sink)
         if bounded is not None:
             _bounded[sink] = bounded
             _room_check_at = 0  # the next record computes the real point
@@ -510,12 +564,17 @@ def add_sink(sink: Sink, bounded: BoundedSink | None = None) -> None:
 
 
 def remove_sink(sink: Sink) -> None:
-    """Stop handing records to ``sink``; unknown sinks are ignored."""
+    """Stop handing records to ``sink``; unknown sinks are ignored.
+
+    ``sink`` has received every event that happened before this call
+    (records kept back are handed on: see :func:`flush_deferred`)."""
     global _sinks
     with _sinks_guard:
         _sinks = tuple(existing for existing in _sinks if existing != sink)
         _bounded.pop(sink, None)
+        _chunked.discard(sink)
         _update_observing()
+    flush_deferred()
 
 
 def settings_changed() -> None:

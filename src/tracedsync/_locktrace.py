@@ -7,6 +7,7 @@ events alone, so it says what happened in this run, in every thread.
 
 from __future__ import annotations
 
+from tracedsync import _hooks
 from tracedsync._recorder import DEFAULT_CAPACITY, Trace
 from tracedsync._sites import register_internal_module, short_path
 from tracedsync._typenames import Any
@@ -50,7 +51,9 @@ class LockTrace(Trace):
 
     def clear(self) -> None:
         """Forget every event recorded so far (and the drop count)."""
+        _hooks.flush_deferred()  # those kept back were recorded so far too
         self._records.clear()
+        self._settled = 0
         self._dropped = 0
         self._cache = None
 

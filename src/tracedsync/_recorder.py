@@ -39,7 +39,10 @@ class Trace:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
+        #: The records, and chunks of them (see _hooks.add_sink) past
+        #: ``_settled``: read it through _settle().
         self._records: list[Record] = []
+        self._settled = 0
         self._dropped = 0
         self._overflow_guard = internal_lock()
         self._cache: list[dict[str, Any]] | None = None
@@ -52,7 +55,7 @@ class Trace:
     # append a few more, never an unbounded number.
     def room(self) -> int:
         """How many more events the trace keeps (the hook asks)."""
-        return self.capacity - len(self._records)
+        return self.capacity - len(self._settle())
 
     def overflow_sink(self) -> _hooks.Sink:
         """What receives the events once the trace is full."""
@@ -64,7 +67,7 @@ class Trace:
 
     def start(self) -> Trace:
         """Start receiving the events of every thread."""
-        _hooks.add_sink(self._records.append, bounded=self)
+        _hooks.add_sink(self._records.append, bounded=self, takes_chunks=True)
         return self
 
     def stop(self) -> None:
@@ -86,19 +89,30 @@ class Trace:
     @property
     def dropped(self) -> int:
         """How many events arrived after the trace was full and were not kept."""
+        _hooks.flush_deferred()
         return self._dropped
 
     # -- reading ---------------------------------------------------------
+    def _settle(self) -> list[Record]:
+        """The records, every one of them: those the C accelerator keeps back
+        in per-thread buffers are handed on, and the chunks they arrive in
+        replaced by their records (see _hooks.add_sink).  A read has every
+        event that happened before it."""
+        _hooks.flush_deferred()
+        self._settled = _hooks.expand_chunks(self._records, self._settled)
+        return self._records
+
     def _sorted_records(self) -> list[Record]:
-        return sorted(self._records, key=lambda record: record[0])
+        return sorted(self._settle(), key=lambda record: record[0])
 
     def _events(self) -> list[dict[str, Any]]:
-        if self._cache is None or len(self._cache) != len(self._records):
+        records = self._settle()
+        if self._cache is None or len(self._cache) != len(records):
             self._cache = [record_to_dict(record) for record in self._sorted_records()]
         return self._cache
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._settle())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self._events())

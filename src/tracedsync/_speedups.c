@@ -29,6 +29,8 @@
 #include <frameobject.h>
 #include <structmember.h>
 
+#include "_eventbuffers.h"
+
 #ifdef Py_GIL_DISABLED
 #error "tracedsync._speedups supports GIL builds of CPython only"
 #endif
@@ -89,7 +91,7 @@ static PyObject *s_ordering, *s_active, *s_observing, *s_held, *s_acquire, *s_re
     *s_room_check_at, *s_check_room, *s_sink_failed, *s_logging_debug, *s_render, *s_sequence,
     *s_release_edge, *s_acquired_data, *s_rlock_acquired_data, *s_lock_acquire, *s_lock_release,
     *s_rlock_release, *s_outcome, *s_held_ns, *s_depth, *s_error, *s_describe_error, *s_deliver, *s_charging,
-    *s_run_pending, *s_prepare_lock, *s_thread_state, *s_after_acquire;
+    *s_run_pending, *s_prepare_lock, *s_thread_state, *s_after_acquire, *s_deferring;
 static PyObject *debug_level;       /* _hooks.DEBUG */
 static PyObject *acquired_data;     /* tracedsync._lock._ACQUIRED */
 static PyObject *rlock_acquired_data;  /* tracedsync._lock._RLOCK_ACQUIRED */
@@ -135,6 +137,7 @@ static struct {
     long long room_check_at; /* _room_check_at */
     int logging_debug;       /* _logging_debug */
     int charging;            /* _charging */
+    int deferring;           /* _deferring */
     int release_edge_unset;  /* release_edge is None */
     PyObject *sequence;      /* sequence */
     PyObject *spent;         /* spent */
@@ -145,10 +148,11 @@ static int
 load_flags(void)
 {
     PyObject *names[3] = {s_ordering, s_active, s_observing};
-    PyObject *values[11];
-    PyObject *wanted[8] = {s_sinks,    s_room_check_at, s_logging_debug, s_release_edge,
-                           s_sequence, s_spent,         s_info_epoch,    s_charging};
-    for (int i = 0; i < 11; i++) {
+    PyObject *values[12];
+    PyObject *wanted[9] = {s_sinks,    s_room_check_at, s_logging_debug, s_release_edge,
+                           s_sequence, s_spent,         s_info_epoch,    s_charging,
+                           s_deferring};
+    for (int i = 0; i < 12; i++) {
         PyObject *name = i < 3 ? names[i] : wanted[i - 3];
         values[i] = PyDict_GetItemWithError(hooks_dict, name);
         if (values[i] == NULL) {
@@ -166,7 +170,8 @@ load_flags(void)
     long long check_at = PyLong_AsLongLong(values[4]);
     int debug = PyObject_IsTrue(values[5]);
     int charging = PyObject_IsTrue(values[10]);
-    if ((check_at == -1 && PyErr_Occurred()) || debug < 0 || charging < 0)
+    int deferring = PyObject_IsTrue(values[11]);
+    if ((check_at == -1 && PyErr_Occurred()) || debug < 0 || charging < 0 || deferring < 0)
         return -1;
     if (!PyTuple_CheckExact(values[3]) || !PyDict_CheckExact(values[8])) {
         PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected _hooks._sinks or spent");
@@ -176,6 +181,7 @@ load_flags(void)
     hooks.room_check_at = check_at;
     hooks.logging_debug = debug;
     hooks.charging = charging;
+    hooks.deferring = deferring;
     hooks.release_edge_unset = values[6] == Py_None;
     Py_XSETREF(hooks.sequence, Py_NewRef(values[7]));
     Py_XSETREF(hooks.spent, Py_NewRef(values[8]));
@@ -239,20 +245,48 @@ delegate(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs
  * getattr(_lockorder._per_thread, "held", None): new references.  Both are
  * kept in the thread state's dict, in the list [ident, held list or None,
  * spare entry or None, thread info or None, the _hooks._info_epoch it was
- * read under] (*record_out, borrowed; NULL without a thread state dict): the held list is created once per thread and never replaced, and a
+ * read under, the thread's event buffer (see defer) or None] (*record_out, borrowed; NULL without a thread state dict): the held list is created once per thread and never replaced, and a
  * new thread state (as after a PyGILState re-entry) has a new dict.  The
  * ident is checked against the running thread's (fork).  The spare entry is
  * the last held-list entry release() popped, if nothing else refers to it:
  * the next acquire of the same lock at the same site reuses it instead of
  * building an equal tuple. */
-enum { REC_IDENT, REC_HELD, REC_SPARE, REC_INFO, REC_EPOCH, REC_SIZE };
+enum { REC_IDENT, REC_HELD, REC_SPARE, REC_INFO, REC_EPOCH, REC_BUFFER, REC_SIZE };
+
+/* The calling thread's record, cached per OS thread (a borrowed reference)
+ * with what proves it is still the one in its thread state's dict: the
+ * thread state's unique id (never reused), that dict (replaced only while
+ * the thread state is cleared) and the thread's ident (fork).  Only
+ * thread_state() puts a record in the dict, and it updates the cache. */
+static _Thread_local PyObject *cached_record;
+static _Thread_local PyObject *cached_tdict;
+static _Thread_local uint64_t cached_tstate_id;
+static _Thread_local unsigned long cached_ident;
+
+static void
+cache_record(PyObject *record, PyObject *tdict, unsigned long me)
+{
+    cached_record = record;
+    cached_tdict = tdict;
+    cached_tstate_id = PyThreadState_GetID(PyThreadState_Get());
+    cached_ident = me;
+}
 
 static int
 thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject **record_out)
 {
     unsigned long me = PyThread_get_thread_ident();
     PyObject *tdict = PyThreadState_GetDict();
-    PyObject *record = NULL;
+    PyObject *record = cached_record;
+    if (record != NULL && tdict == cached_tdict && me == cached_ident
+        && PyThreadState_GetID(PyThreadState_Get()) == cached_tstate_id
+        && (!need_held || PyList_GET_ITEM(record, REC_HELD) != Py_None)) {
+        *ident_out = Py_NewRef(PyList_GET_ITEM(record, REC_IDENT));
+        *held_out = need_held ? Py_NewRef(PyList_GET_ITEM(record, REC_HELD)) : NULL;
+        *record_out = record;
+        return 0;
+    }
+    record = NULL;
     *record_out = NULL;
     if (tdict != NULL) {
         record = PyDict_GetItemWithError(tdict, held_key);
@@ -268,6 +302,7 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
             *ident_out = Py_NewRef(PyList_GET_ITEM(record, REC_IDENT));
             *held_out = need_held ? Py_NewRef(PyList_GET_ITEM(record, REC_HELD)) : NULL;
             *record_out = record;
+            cache_record(record, tdict, me);
             return 0;
         }
     }
@@ -300,6 +335,7 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
         PyList_SET_ITEM(fresh, REC_SPARE, Py_NewRef(Py_None));
         PyList_SET_ITEM(fresh, REC_INFO, Py_NewRef(Py_None));
         PyList_SET_ITEM(fresh, REC_EPOCH, Py_NewRef(Py_None));
+        PyList_SET_ITEM(fresh, REC_BUFFER, Py_NewRef(Py_None));
         if (PyDict_SetItem(tdict, held_key, fresh) < 0) {
             Py_DECREF(fresh);
             Py_DECREF(ident);
@@ -308,6 +344,10 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
         }
         *record_out = fresh;  /* the dict keeps it */
         Py_DECREF(fresh);
+        if (PyThreadState_GetDict() == tdict)  /* setting it ran no code that replaced it */
+            cache_record(fresh, tdict, me);
+        else
+            cached_record = NULL;
     }
     *ident_out = ident;
     *held_out = held;
@@ -608,6 +648,76 @@ frame_site(PyFrameObject *frame, PyObject **code, PyObject **offset)
     return call_site(frame, code, offset);
 }
 
+/* ---- the event sequence ------------------------------------------------
+ *
+ * _hooks.sequence, once the accelerator is installed: an iterator of the
+ * numbers from start on, as itertools.count, whose next number the C paths
+ * take without making an int object (see next_sequence).  Under the GIL,
+ * taking a number is atomic, from Python (next()) or from C. */
+typedef struct {
+    PyObject_HEAD
+    long long next;
+} SequenceObject;
+
+static PyObject *
+sequence_next(SequenceObject *self)
+{
+    return PyLong_FromLongLong(self->next++);
+}
+
+static PyObject *
+sequence_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    long long start = 1;
+    static char *names[] = {"start", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|L:Sequence", names, &start))
+        return NULL;
+    SequenceObject *self = (SequenceObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->next = start;
+    return (PyObject *)self;
+}
+
+static PyObject *
+sequence_repr(SequenceObject *self)
+{
+    return PyUnicode_FromFormat("Sequence(%lld)", self->next);
+}
+
+static PyTypeObject Sequence_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tracedsync._speedups.Sequence",
+    .tp_basicsize = sizeof(SequenceObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Sequence(start=1)\n--\n\n"
+              "The numbers from start on, one per next() (as itertools.count): "
+              "tracedsync's event sequence.",
+    .tp_new = sequence_new,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)sequence_next,
+    .tp_repr = (reprfunc)sequence_repr,
+};
+
+/* next(_hooks.sequence), as a C number: 0, or -1 raised. */
+static int
+next_sequence(long long *out)
+{
+    if (hooks_fresh() < 0)
+        return -1;
+    if (Py_IS_TYPE(hooks.sequence, &Sequence_Type)) {
+        *out = ((SequenceObject *)hooks.sequence)->next++;
+        return 0;
+    }
+    PyObject *seq = PyIter_Next(hooks.sequence);
+    if (seq == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_StopIteration);
+        return -1;
+    }
+    *out = PyLong_AsLongLong(seq);
+    Py_DECREF(seq);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* ---- recording: _hooks.publish and the locks' events in C --------------
  *
  * While something observes (a sink or debug logging), the common events of
@@ -618,6 +728,21 @@ frame_site(PyFrameObject *frame, PyObject **code, PyObject **offset)
  * (see _hooks.RECORD_FIELDS) and sinks, the same fault barrier
  * (_hooks.sink_failed) and the same accounting of tracedsync's own time
  * (_hooks.spent).  Everything less common calls those Python methods. */
+
+/* An int's value as a long long (0, or -1 raised).  For the nanosecond
+ * counts (several digits of an int), PyLong_AsLongLong goes through a byte
+ * array before 3.12; this does not. */
+static int
+as_long_long(PyObject *value, long long *out)
+{
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C long long");
+        return -1;
+    }
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
 
 /* time.monotonic_ns() */
 static int
@@ -669,8 +794,7 @@ spent_of(PyObject *ident, long long *out)
         *out = 0;
         return PyErr_Occurred() ? -1 : 0;
     }
-    *out = PyLong_AsLongLong(value);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    return as_long_long(value, out);
 }
 
 /* The current exception as an object (cleared). */
@@ -689,6 +813,89 @@ fetch_error(void)
     Py_XDECREF(traceback);
     return value;
 #endif
+}
+
+/* for sink in sinks: sink(record), behind the fault barrier: a sink that
+ * raises an Exception goes to _hooks.sink_failed (which removes it). */
+int
+tracedsync_hand_on(PyObject *record, PyObject *sinks)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sinks); i++) {
+        PyObject *sink = PyTuple_GET_ITEM(sinks, i);
+        PyObject *result = PyObject_CallOneArg(sink, record);
+        if (result != NULL) {
+            Py_DECREF(result);
+            continue;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;  /* not a fault (KeyboardInterrupt, ...): it passes through */
+        PyObject *error = fetch_error();  /* sink_failed(sink, error): the fault barrier */
+        PyObject *func = module_global(hooks_dict, s_sink_failed);
+        PyObject *called = NULL;
+        if (func != NULL) {
+            PyObject *stack[2] = {sink, error};
+            called = PyObject_Vectorcall(func, stack, 2, NULL);
+        }
+        Py_XDECREF(error);
+        if (called == NULL)
+            return -1;
+        Py_DECREF(called);
+    }
+    return 0;
+}
+
+/* The record tuple (see _hooks.RECORD_FIELDS) of items, not tracked by the
+ * collector when none of its items is: a tuple of untracked items is
+ * untracked at the collector's first pass anyway (_PyTuple_MaybeUntrack), so
+ * doing it now spares that pass.  A new reference. */
+static PyObject *
+record_of(PyObject *const items[9])
+{
+    PyObject *record = PyTuple_New(9);
+    if (record == NULL)
+        return NULL;
+    int tracked = 0;
+    for (int i = 0; i < 9; i++) {
+        PyTuple_SET_ITEM(record, i, Py_NewRef(items[i]));
+        tracked |= PyObject_GC_IsTracked(items[i]);
+    }
+    if (!tracked)
+        PyObject_GC_UnTrack(record);
+    return record;
+}
+
+/* A release's data: ("outcome", "released", "held_ns", held) for a Lock,
+ * ("outcome", "released", "depth", depth, "held_ns", held) for an RLock.  A
+ * new reference. */
+static PyObject *
+release_data(PyObject *held, PyObject *depth)
+{
+    PyObject *data = depth == NULL
+                         ? PyTuple_Pack(4, s_outcome, s_released, s_held_ns, held)
+                         : PyTuple_Pack(6, s_outcome, s_released, s_depth, depth, s_held_ns, held);
+    if (data != NULL && !PyObject_GC_IsTracked(held)
+        && (depth == NULL || !PyObject_GC_IsTracked(depth)))
+        PyObject_GC_UnTrack(data);  /* strings, ints or None: see record_of */
+    return data;
+}
+
+PyObject *
+tracedsync_entry_record(const tracedsync_Entry *entry)
+{
+    PyObject *data = entry->data != NULL ? Py_NewRef(entry->data)
+                                         : release_data(entry->held, entry->depth);
+    PyObject *time = data == NULL ? NULL : PyLong_FromLongLong(entry->now);
+    PyObject *seq = time == NULL ? NULL : PyLong_FromLongLong(entry->seq);
+    PyObject *record = NULL;
+    if (seq != NULL) {
+        PyObject *items[9] = {seq,             time,        entry->info,   entry->event, debug_level,
+                              entry->identity, entry->code, entry->offset, data};
+        record = record_of(items);
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(time);
+    Py_XDECREF(seq);
+    return record;
 }
 
 /* _hooks.publish(seq, now, event, self, code, offset, data) for a thread whose
@@ -716,18 +923,11 @@ publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, 
         if (func == NULL || (found = PyObject_CallOneArg(func, self)) == NULL)
             goto done;
     }
-    if ((time = PyLong_FromLongLong(now)) == NULL || (record = PyTuple_New(9)) == NULL)
+    if ((time = PyLong_FromLongLong(now)) == NULL)
         goto done;
     PyObject *items[9] = {seq, time, info, event, debug_level, found, code, offset, data};
-    int tracked = 0;
-    for (int i = 0; i < 9; i++) {
-        PyTuple_SET_ITEM(record, i, Py_NewRef(items[i]));
-        tracked |= PyObject_GC_IsTracked(items[i]);
-    }
-    /* A tuple of untracked items is untracked at the collector's first pass
-     * anyway (_PyTuple_MaybeUntrack): do it now and spare that pass. */
-    if (!tracked)
-        PyObject_GC_UnTrack(record);
+    if ((record = record_of(items)) == NULL)
+        goto done;
     if (hooks_fresh() < 0)
         goto done;
     long long number = PyLong_AsLongLong(seq);
@@ -746,27 +946,8 @@ publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, 
     if (hooks.charging && monotonic_ns(&started) < 0)
         goto done;
     sinks = Py_NewRef(hooks.sinks);  /* a sink may replace _sinks */
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sinks); i++) {
-        PyObject *sink = PyTuple_GET_ITEM(sinks, i);
-        PyObject *result = PyObject_CallOneArg(sink, record);
-        if (result != NULL) {
-            Py_DECREF(result);
-            continue;
-        }
-        if (!PyErr_ExceptionMatches(PyExc_Exception))
-            goto done;  /* not a fault (KeyboardInterrupt, ...): it passes through */
-        PyObject *error = fetch_error();  /* sink_failed(sink, error): the fault barrier */
-        PyObject *func = module_global(hooks_dict, s_sink_failed);
-        PyObject *called = NULL;
-        if (func != NULL) {
-            PyObject *stack[2] = {sink, error};
-            called = PyObject_Vectorcall(func, stack, 2, NULL);
-        }
-        Py_XDECREF(error);
-        if (called == NULL)
-            goto done;
-        Py_DECREF(called);
-    }
+    if (tracedsync_hand_on(record, sinks) < 0)
+        goto done;
     if (hooks_fresh() < 0)
         goto done;
     if (hooks.logging_debug) {  /* render(record) */
@@ -801,6 +982,92 @@ done:
     Py_XDECREF(time);
     Py_XDECREF(record);
     Py_XDECREF(sinks);
+    return status;
+}
+
+/* Keep an event's parts in the thread's buffer (see _eventbuffers.c) instead
+ * of publishing it now: 1 when kept, 0 when the caller must publish it, -1 on
+ * error.  Kept only while _hooks._deferring says every sink is a recording's
+ * list (then nothing is charged or rendered either), below the sequence
+ * number where a bounded sink may be full (_check_room runs on publishing),
+ * and for a primitive that has its identity already (identity() is Python).
+ * A buffer that is full or holds records for other sinks is handed on first,
+ * and the event published: handing on may have run Python code that changed
+ * all of the above. */
+static int
+defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObject *code,
+      PyObject *offset, PyObject *data, PyObject *held, PyObject *depth, PyObject *thread_record)
+{
+    if (thread_record == NULL || identity == Py_None)
+        return 0;
+    if (hooks_fresh() < 0)
+        return -1;
+    if (!hooks.deferring || hooks.charging || hooks.logging_debug)
+        return 0;
+    if (seq >= hooks.room_check_at)
+        return 0;
+    PyObject *buffer = PyList_GET_ITEM(thread_record, REC_BUFFER);
+    if (buffer == Py_None) {
+        Py_INCREF(thread_record);  /* the buffer's creation may run Python code */
+        buffer = tracedsync_buffer_new();
+        if (buffer != NULL)
+            Py_SETREF(((PyListObject *)thread_record)->ob_item[REC_BUFFER], buffer);
+        Py_DECREF(thread_record);
+        return buffer == NULL ? -1 : 0;
+    }
+    if (!tracedsync_buffer_has_room(buffer, hooks.sinks)) {
+        Py_INCREF(buffer);
+        int flushed = tracedsync_buffer_flush(buffer);
+        Py_DECREF(buffer);
+        return flushed < 0 ? -1 : 0;
+    }
+    PyObject *info = thread_info_of(thread_record);
+    if (info == NULL)
+        return -1;
+    if (hooks_fresh() < 0) {  /* thread_info() may have run Python code */
+        Py_DECREF(info);
+        return -1;
+    }
+    if (PyList_GET_ITEM(thread_record, REC_BUFFER) != buffer
+        || !tracedsync_buffer_has_room(buffer, hooks.sinks) || !hooks.deferring) {
+        Py_DECREF(info);
+        return 0;
+    }
+    tracedsync_Entry entry = {
+        .seq = seq,
+        .now = now,
+        .info = info,
+        .event = Py_NewRef(event),
+        .identity = Py_NewRef(identity),
+        .code = Py_NewRef(code),
+        .offset = Py_NewRef(offset),
+        .data = Py_XNewRef(data),
+        .held = Py_XNewRef(held),
+        .depth = Py_XNewRef(depth),
+    };
+    tracedsync_buffer_add(buffer, hooks.sinks, &entry);
+    return 1;
+}
+
+/* The events of Lock and RLock's C paths: defer, else publish.  data is NULL
+ * for a release (see release_data). */
+static int
+record_event(Kind *k, PyObject *self, long long seq, long long now, PyObject *event,
+             PyObject *code, PyObject *offset, PyObject *data, PyObject *held, PyObject *depth,
+             PyObject *thread_record, long long spent_known)
+{
+    PyObject *identity = Py_NewRef(SLOT(self, identity));  /* defer may run Python code */
+    int kept = defer(identity, seq, now, event, code, offset, data, held, depth, thread_record);
+    Py_DECREF(identity);
+    if (kept != 0)
+        return kept < 0 ? -1 : 0;
+    PyObject *built = data != NULL ? Py_NewRef(data) : release_data(held, depth);
+    PyObject *number = built == NULL ? NULL : PyLong_FromLongLong(seq);
+    int status = number == NULL ? -1
+                                : publish(k, self, number, now, event, code, offset, built,
+                                          thread_record, spent_known);
+    Py_XDECREF(built);
+    Py_XDECREF(number);
     return status;
 }
 
@@ -853,19 +1120,15 @@ observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyOb
     /* now = monotonic_ns(); base = now - spent.get(get_ident(), 0);
      * publish(next(_sequence), now, ...); self._acquired_ns = base */
     int status = -1;
-    PyObject *seq = NULL, *ident = NULL, *base = NULL;
-    long long now, spent;
-    if (monotonic_ns(&now) < 0 || (ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident()))
-                                      == NULL
-        || spent_of(ident, &spent) < 0)
+    PyObject *ident = NULL, *base = NULL;
+    long long seq, now, spent;
+    ident = thread_record != NULL ? Py_NewRef(PyList_GET_ITEM(thread_record, REC_IDENT))
+                                  : PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (ident == NULL || monotonic_ns(&now) < 0 || spent_of(ident, &spent) < 0
+        || next_sequence(&seq) < 0)
         goto done;
-    if (hooks_fresh() < 0 || (seq = PyIter_Next(hooks.sequence)) == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetNone(PyExc_StopIteration);
-        goto done;
-    }
-    if (publish(k, self, seq, now, k->reentrant ? s_rlock_acquire : s_lock_acquire, code, offset,
-                data, thread_record, spent)
+    if (record_event(k, self, seq, now, k->reentrant ? s_rlock_acquire : s_lock_acquire, code,
+                     offset, data, NULL, NULL, thread_record, spent)
         < 0)
         goto done;
     if (depth == 1) {  /* a recursive acquire does not restart the hold */
@@ -876,7 +1139,6 @@ observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyOb
     status = 0;
 done:
     Py_DECREF(data);
-    Py_XDECREF(seq);
     Py_XDECREF(ident);
     Py_XDECREF(base);
     return status;
@@ -1267,28 +1529,18 @@ held_for(long long now, long long spent, PyObject *acquired_ns)
     int started = PyObject_IsTrue(acquired_ns);
     if (started <= 0)
         return started < 0 ? NULL : Py_NewRef(Py_None);
-    long long since = PyLong_AsLongLong(acquired_ns);
-    if (since == -1 && PyErr_Occurred())
+    long long since;
+    if (as_long_long(acquired_ns, &since) < 0)
         return NULL;
     long long held = now - spent - since;
     return PyLong_FromLongLong(held > 0 ? held : 0);
 }
 
-/* seq, now = next(_sequence), monotonic_ns(): a new reference. */
-static PyObject *
-stamp(long long *now)
+/* seq, now = next(_sequence), monotonic_ns(): 0, or -1 raised. */
+static int
+stamp(long long *seq, long long *now)
 {
-    if (hooks_fresh() < 0)
-        return NULL;
-    PyObject *seq = PyIter_Next(hooks.sequence);
-    if (seq == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetNone(PyExc_StopIteration);
-        return NULL;
-    }
-    if (monotonic_ns(now) < 0)
-        Py_CLEAR(seq);
-    return seq;
+    return next_sequence(seq) < 0 || monotonic_ns(now) < 0 ? -1 : 0;
 }
 
 /* Lock._release_observed(frame) (its caller has told the order checker),
@@ -1296,10 +1548,10 @@ stamp(long long *now)
 static PyObject *
 lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
 {
-    PyObject *result = NULL, *seq, *acquired = NULL, *owner = NULL, *held = NULL, *code = NULL,
-             *offset = NULL, *data = NULL, *ident = NULL, *holder_held, *record;
-    long long now;
-    if ((seq = stamp(&now)) == NULL)
+    PyObject *result = NULL, *acquired = NULL, *owner = NULL, *held = NULL, *code = NULL,
+             *offset = NULL, *ident = NULL, *holder_held, *record;
+    long long seq, now;
+    if (stamp(&seq, &now) < 0)
         return NULL;
     acquired = Py_NewRef(SLOT(self, acquired_ns));
     set_slot(self, k->off.acquired_ns, zero);
@@ -1324,7 +1576,7 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         PyObject *fields = text == NULL ? NULL
                                         : Py_BuildValue("{sOsO}", "outcome", s_error, "error",
                                                         text);
-        PyObject *stamped = fields == NULL ? NULL : Py_BuildValue("(OL)", seq, now);
+        PyObject *stamped = fields == NULL ? NULL : Py_BuildValue("(LL)", seq, now);
         PyObject *delivered = NULL;
         if (stamped != NULL) {
             PyObject *stack[5] = {stamped, s_lock_release, self, (PyObject *)frame, fields};
@@ -1350,22 +1602,19 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
     if (spent_of(owner == Py_None ? zero : owner, &spent) < 0
         || (held = held_for(now, spent, acquired)) == NULL
         || frame_site(frame, &code, &offset) < 0
-        || (data = PyTuple_Pack(4, s_outcome, s_released, s_held_ns, held)) == NULL
         || thread_state(0, &ident, &holder_held, &record) < 0)
         goto done;
-    PyObject_GC_UnTrack(data);  /* strings, an int or None: see publish */
-    if (publish(k, self, seq, now, s_lock_release, code, offset, data, record, mine ? spent : -1)
+    if (record_event(k, self, seq, now, s_lock_release, code, offset, NULL, held, NULL, record,
+                     mine ? spent : -1)
         < 0)
         goto done;
     result = Py_NewRef(Py_None);
 done:
-    Py_DECREF(seq);
     Py_XDECREF(acquired);
     Py_XDECREF(owner);
     Py_XDECREF(held);
     Py_XDECREF(code);
     Py_XDECREF(offset);
-    Py_XDECREF(data);
     Py_XDECREF(ident);
     return result;
 }
@@ -1375,9 +1624,9 @@ done:
 static PyObject *
 rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
 {
-    PyObject *result = NULL, *seq = NULL, *depth = NULL, *held = NULL, *code = NULL,
-             *offset = NULL, *data = NULL, *ident = NULL, *holder_held, *record;
-    long long now;
+    PyObject *result = NULL, *depth = NULL, *held = NULL, *code = NULL, *offset = NULL,
+             *ident = NULL, *holder_held, *record;
+    long long seq, now;
     int last = PyLong_CheckExact(SLOT(self, depth)) ? PyLong_AsLong(SLOT(self, depth)) == 1
                                                     : PyObject_RichCompareBool(SLOT(self, depth),
                                                                                one, Py_EQ);
@@ -1388,7 +1637,7 @@ rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         if (ordering < 0 || (ordering && forget_held(k, self) < 0))
             return NULL;
     }
-    if ((seq = stamp(&now)) == NULL
+    if (stamp(&seq, &now) < 0
         || thread_state(0, &ident, &holder_held, &record) < 0
         || (depth = PyNumber_Subtract(SLOT(self, depth), one)) == NULL)
         goto done;
@@ -1407,21 +1656,16 @@ rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
     else
         held = Py_NewRef(Py_None);
     if (frame_site(frame, &code, &offset) < 0
-        || (data = PyTuple_Pack(6, s_outcome, s_released, s_depth, depth, s_held_ns, held))
-               == NULL)
-        goto done;
-    if (!PyObject_GC_IsTracked(depth))  /* an int, as a rule: see publish */
-        PyObject_GC_UnTrack(data);
-    if (publish(k, self, seq, now, s_rlock_release, code, offset, data, record, spent) < 0)
+        || record_event(k, self, seq, now, s_rlock_release, code, offset, NULL, held, depth,
+                        record, spent)
+               < 0)
         goto done;
     result = Py_NewRef(Py_None);
 done:
-    Py_XDECREF(seq);
     Py_XDECREF(depth);
     Py_XDECREF(held);
     Py_XDECREF(code);
     Py_XDECREF(offset);
-    Py_XDECREF(data);
     Py_XDECREF(ident);
     return result;
 }
@@ -1952,6 +2196,35 @@ install(PyObject *module, PyObject *config)
     return methods;
 }
 
+static PyObject *
+flush_events(PyObject *module, PyObject *unused)
+{
+    if (tracedsync_flush_all() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+expand_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expand_records(list, start)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if ((start == -1 && PyErr_Occurred()) || tracedsync_expand(args[0], start < 0 ? 0 : start) < 0)
+        return NULL;
+    /* The length up to which no chunk is left: nothing has run since the
+     * last look (a chunk appended later is past it). */
+    return PyLong_FromSsize_t(PyList_GET_SIZE(args[0]));
+}
+
+static PyObject *
+event_buffers(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromSsize_t(tracedsync_buffer_count());
+}
+
 /* In _jsonlines.c. */
 PyObject *tracedsync_json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
@@ -1960,6 +2233,17 @@ static PyMethodDef module_methods[] = {
      "json_lines(records, helpers)\n--\n\n"
      "The JSON Lines of records, as bytes: what tracedsync._jsonl.record_to_json makes of "
      "each, with a newline after each (see _jsonlines.c)."},
+    {"flush_events", flush_events, METH_NOARGS,
+     "flush_events()\n--\n\n"
+     "Hand on the records every thread's event buffer holds (see _eventbuffers.c)."},
+    {"expand_records", (PyCFunction)(void (*)(void))expand_records, METH_FASTCALL,
+     "expand_records(records, start)\n--\n\n"
+     "Replace every chunk of kept-back records in the list records, from index start on, "
+     "by the records it holds (see _eventbuffers.c); return the length of the list up to "
+     "which no chunk is left."},
+    {"event_buffers", event_buffers, METH_NOARGS,
+     "event_buffers()\n--\n\n"
+     "How many event buffers are registered (live threads' and not yet forgotten ones)."},
     {"install", install, METH_O,
      "install(config)\n--\n\n"
      "Make C method descriptors of tracedsync._lock.Lock or RLock (config['reentrant']): "
@@ -2026,6 +2310,7 @@ PyInit__speedups(void)
     INTERN(s_describe_error, "describe_error");
     INTERN(s_deliver, "deliver");
     INTERN(s_charging, "_charging");
+    INTERN(s_deferring, "_deferring");
     INTERN(held_key, "tracedsync._speedups.held");
     if ((minus_one = PyLong_FromLong(-1)) == NULL || (zero = PyLong_FromLong(0)) == NULL
         || (one = PyLong_FromLong(1)) == NULL
@@ -2034,5 +2319,10 @@ PyInit__speedups(void)
         || (restoring_kwnames = Py_BuildValue("(s)", "restoring")) == NULL
         || (may_raise_kwnames = Py_BuildValue("(s)", "may_raise")) == NULL)
         return NULL;
-    return PyModule_Create(&speedups_module);
+    if (PyType_Ready(&Sequence_Type) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module != NULL && PyModule_AddObjectRef(module, "Sequence", (PyObject *)&Sequence_Type) < 0)
+        Py_CLEAR(module);
+    return module;
 }

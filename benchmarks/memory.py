@@ -43,16 +43,24 @@ def _locks(constructor: Callable[[], Any], *, used: bool) -> Callable[[int], lis
     return make
 
 
-def _recorded_events(count: int) -> list[Any]:
-    lock = tracedsync.Lock()
-    with lock:  # the lock's one-time state (order key, weak reference) comes first
-        pass
-    trace = tracedsync.record(capacity=count).start()
-    for _ in range(count // 2):
-        lock.acquire()
-        lock.release()
-    trace.stop()
-    return [trace]
+def _recorded_events(read: bool) -> Callable[[int], list[Any]]:
+    """A recording of ``count`` events, read (its records made) or not: the
+    C accelerator keeps its events' parts in chunks until a read."""
+
+    def make(count: int) -> list[Any]:
+        lock = tracedsync.Lock()
+        with lock:  # the lock's one-time state (order key, weak reference) comes first
+            pass
+        trace = tracedsync.record(capacity=count).start()
+        for _ in range(count // 2):
+            lock.acquire()
+            lock.release()
+        trace.stop()
+        if read:
+            len(trace)
+        return [trace]
+
+    return make
 
 
 def _breakdown() -> dict[str, int]:
@@ -89,5 +97,11 @@ def run(budget: measure.Budget, progress: Callable[[str], None]) -> dict[str, An
     }
     progress("memory: recorded events")
     events = 2 * count
-    per_event = _allocated_per_item(_recorded_events, events)
-    return {"per_lock": per_lock, "breakdown": _breakdown(), "per_recorded_event": per_event}
+    per_event = _allocated_per_item(_recorded_events(read=True), events)
+    unread = _allocated_per_item(_recorded_events(read=False), events)
+    return {
+        "per_lock": per_lock,
+        "breakdown": _breakdown(),
+        "per_recorded_event": per_event,
+        "per_recorded_event_unread": unread,
+    }

@@ -219,8 +219,15 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
     memory = results["memory"]
     rows = [[what, f"{size:.0f}"] for what, size in memory["per_lock"].items()]
     rows.append(
-        ["one recorded event (`tracedsync.record()`)", f"{memory['per_recorded_event']:.0f}"]
+        ["one recorded event (`tracedsync.record()`), read", f"{memory['per_recorded_event']:.0f}"]
     )
+    if "per_recorded_event_unread" in memory:
+        rows.append(
+            [
+                "one recorded event (`tracedsync.record()`), before any read",
+                f"{memory['per_recorded_event_unread']:.0f}",
+            ]
+        )
     breakdown = ", ".join(f"{part} {size} B" for part, size in memory["breakdown"].items())
     return [
         "### Memory",

@@ -33,20 +33,11 @@
 
 #include "_eventbuffers.h"
 
-/* Entries per buffer: how many records a thread keeps before handing them on. */
-#define CAPACITY 64
+#define CAPACITY TRACEDSYNC_BUFFER_CAPACITY
 /* The registry is pruned at this many buffers, or twice what the last pruning kept. */
 #define REGISTRY_MINIMUM 64
 
-/* A thread's buffer, or a chunk: what a buffer held when it was handed on
- * (immutable, with no sinks). */
-typedef struct {
-    PyObject_HEAD
-    PyObject *sinks;   /* the sinks tuple its entries are for (NULL while empty, and in a chunk) */
-    PyObject *records; /* a chunk's records, once built (a list), else NULL */
-    Py_ssize_t count;
-    tracedsync_Entry entries[CAPACITY];
-} EventBuffer;
+typedef tracedsync_EventBuffer EventBuffer;
 
 static void
 clear_entry(tracedsync_Entry *entry)
@@ -57,7 +48,6 @@ clear_entry(tracedsync_Entry *entry)
     Py_CLEAR(entry->code);
     Py_CLEAR(entry->offset);
     Py_CLEAR(entry->data);
-    Py_CLEAR(entry->held);
     Py_CLEAR(entry->depth);
 }
 
@@ -190,22 +180,6 @@ tracedsync_buffer_new(void)
         return NULL;
     }
     return (PyObject *)buffer;
-}
-
-int
-tracedsync_buffer_has_room(PyObject *buffer, PyObject *sinks)
-{
-    EventBuffer *self = (EventBuffer *)buffer;
-    return self->count == 0 || (self->count < CAPACITY && self->sinks == sinks);
-}
-
-void
-tracedsync_buffer_add(PyObject *buffer, PyObject *sinks, tracedsync_Entry *entry)
-{
-    EventBuffer *self = (EventBuffer *)buffer;
-    if (self->count == 0)
-        Py_XSETREF(self->sinks, Py_NewRef(sinks));
-    self->entries[self->count++] = *entry;
 }
 
 int

@@ -118,10 +118,16 @@ static int flags_valid;
 #if PY_VERSION_HEX >= 0x030C0000
 static int hooks_watcher = -1;
 
+/* Bumped whenever _hooks.spent changes (see spent_of_me). */
+static uint64_t spent_changes;
+
 static int
 hooks_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
 {
-    flags_valid = 0;
+    if (dict == hooks_dict)
+        flags_valid = 0;
+    else  /* _hooks.spent, the other dict watched */
+        spent_changes++;
     return 0;
 }
 #define FLAGS_FRESH() (flags_valid)
@@ -184,7 +190,14 @@ load_flags(void)
     hooks.deferring = deferring;
     hooks.release_edge_unset = values[6] == Py_None;
     Py_XSETREF(hooks.sequence, Py_NewRef(values[7]));
-    Py_XSETREF(hooks.spent, Py_NewRef(values[8]));
+    if (hooks.spent != values[8]) {  /* never rebound, as a rule */
+#if PY_VERSION_HEX >= 0x030C0000
+        if (PyDict_Watch(hooks_watcher, values[8]) < 0)
+            return -1;
+        spent_changes++;
+#endif
+        Py_XSETREF(hooks.spent, Py_NewRef(values[8]));
+    }
     Py_XSETREF(hooks.info_epoch, Py_NewRef(values[9]));
 #if PY_VERSION_HEX < 0x030C0000
     flags_version = ((PyDictObject *)hooks_dict)->ma_version_tag;
@@ -258,18 +271,26 @@ enum { REC_IDENT, REC_HELD, REC_SPARE, REC_INFO, REC_EPOCH, REC_BUFFER, REC_SIZE
  * thread state's unique id (never reused), that dict (replaced only while
  * the thread state is cleared) and the thread's ident (fork).  Only
  * thread_state() puts a record in the dict, and it updates the cache. */
-static _Thread_local PyObject *cached_record;
-static _Thread_local PyObject *cached_tdict;
-static _Thread_local uint64_t cached_tstate_id;
-static _Thread_local unsigned long cached_ident;
+/* One thread-local struct: one TLS address lookup per function. */
+static _Thread_local struct {
+    PyObject *record;
+    PyObject *tdict;
+    uint64_t tstate_id;
+    unsigned long ident;
+    /* spent_of_me's cache: */
+    int spent_valid;
+    long long spent;
+    uint64_t spent_version;
+    uint64_t spent_tstate;
+} cached;
 
 static void
 cache_record(PyObject *record, PyObject *tdict, unsigned long me)
 {
-    cached_record = record;
-    cached_tdict = tdict;
-    cached_tstate_id = PyThreadState_GetID(PyThreadState_Get());
-    cached_ident = me;
+    cached.record = record;
+    cached.tdict = tdict;
+    cached.tstate_id = PyThreadState_GetID(PyThreadState_Get());
+    cached.ident = me;
 }
 
 static int
@@ -277,9 +298,9 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
 {
     unsigned long me = PyThread_get_thread_ident();
     PyObject *tdict = PyThreadState_GetDict();
-    PyObject *record = cached_record;
-    if (record != NULL && tdict == cached_tdict && me == cached_ident
-        && PyThreadState_GetID(PyThreadState_Get()) == cached_tstate_id
+    PyObject *record = cached.record;
+    if (record != NULL && tdict == cached.tdict && me == cached.ident
+        && PyThreadState_GetID(PyThreadState_Get()) == cached.tstate_id
         && (!need_held || PyList_GET_ITEM(record, REC_HELD) != Py_None)) {
         *ident_out = Py_NewRef(PyList_GET_ITEM(record, REC_IDENT));
         *held_out = need_held ? Py_NewRef(PyList_GET_ITEM(record, REC_HELD)) : NULL;
@@ -347,7 +368,7 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
         if (PyThreadState_GetDict() == tdict)  /* setting it ran no code that replaced it */
             cache_record(fresh, tdict, me);
         else
-            cached_record = NULL;
+            cached.record = NULL;
     }
     *ident_out = ident;
     *held_out = held;
@@ -797,6 +818,39 @@ spent_of(PyObject *ident, long long *out)
     return as_long_long(value, out);
 }
 
+/* The version of _hooks.spent: a number that changes whenever it does (the
+ * dict's own version tag before 3.12, which every change sets anew; a count
+ * of the changes its watcher saw from 3.12, whose version tags are no longer
+ * public). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define SPENT_VERSION() (spent_changes)
+#else
+#define SPENT_VERSION() (((PyDictObject *)hooks.spent)->ma_version_tag)
+#endif
+
+/* spent_of(ident) for ident, the calling thread's get_ident(): read again
+ * only when _hooks.spent has changed since (any thread's entry), cached per
+ * OS thread and thread state (see cached). */
+static int
+spent_of_me(PyObject *ident, long long *out)
+{
+    if (hooks_fresh() < 0)
+        return -1;
+    uint64_t version = SPENT_VERSION();
+    uint64_t tstate = PyThreadState_GetID(PyThreadState_Get());
+    if (cached.spent_valid && cached.spent_version == version && cached.spent_tstate == tstate) {
+        *out = cached.spent;
+        return 0;
+    }
+    if (spent_of(ident, out) < 0)
+        return -1;
+    cached.spent = *out;
+    cached.spent_version = version;  /* reading it changed nothing */
+    cached.spent_tstate = tstate;
+    cached.spent_valid = 1;
+    return 0;
+}
+
 /* The current exception as an object (cleared). */
 static PyObject *
 fetch_error(void)
@@ -865,17 +919,21 @@ record_of(PyObject *const items[9])
 }
 
 /* A release's data: ("outcome", "released", "held_ns", held) for a Lock,
- * ("outcome", "released", "depth", depth, "held_ns", held) for an RLock.  A
- * new reference. */
+ * ("outcome", "released", "depth", depth, "held_ns", held) for an RLock,
+ * held being held_ns or None (NO_HOLD).  A new reference. */
 static PyObject *
-release_data(PyObject *held, PyObject *depth)
+release_data(long long held_ns, PyObject *depth)
 {
+    PyObject *held = held_ns == NO_HOLD ? Py_NewRef(Py_None) : PyLong_FromLongLong(held_ns);
+    if (held == NULL)
+        return NULL;
     PyObject *data = depth == NULL
                          ? PyTuple_Pack(4, s_outcome, s_released, s_held_ns, held)
                          : PyTuple_Pack(6, s_outcome, s_released, s_depth, depth, s_held_ns, held);
     if (data != NULL && !PyObject_GC_IsTracked(held)
         && (depth == NULL || !PyObject_GC_IsTracked(depth)))
         PyObject_GC_UnTrack(data);  /* strings, ints or None: see record_of */
+    Py_DECREF(held);
     return data;
 }
 
@@ -883,7 +941,7 @@ PyObject *
 tracedsync_entry_record(const tracedsync_Entry *entry)
 {
     PyObject *data = entry->data != NULL ? Py_NewRef(entry->data)
-                                         : release_data(entry->held, entry->depth);
+                                         : release_data(entry->held_ns, entry->depth);
     PyObject *time = data == NULL ? NULL : PyLong_FromLongLong(entry->now);
     PyObject *seq = time == NULL ? NULL : PyLong_FromLongLong(entry->seq);
     PyObject *record = NULL;
@@ -996,7 +1054,8 @@ done:
  * all of the above. */
 static int
 defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObject *code,
-      PyObject *offset, PyObject *data, PyObject *held, PyObject *depth, PyObject *thread_record)
+      PyObject *offset, PyObject *data, long long held_ns, PyObject *depth,
+      PyObject *thread_record)
 {
     if (thread_record == NULL || identity == Py_None)
         return 0;
@@ -1042,7 +1101,7 @@ defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObjec
         .code = Py_NewRef(code),
         .offset = Py_NewRef(offset),
         .data = Py_XNewRef(data),
-        .held = Py_XNewRef(held),
+        .held_ns = held_ns,
         .depth = Py_XNewRef(depth),
     };
     tracedsync_buffer_add(buffer, hooks.sinks, &entry);
@@ -1053,15 +1112,16 @@ defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObjec
  * for a release (see release_data). */
 static int
 record_event(Kind *k, PyObject *self, long long seq, long long now, PyObject *event,
-             PyObject *code, PyObject *offset, PyObject *data, PyObject *held, PyObject *depth,
+             PyObject *code, PyObject *offset, PyObject *data, long long held_ns, PyObject *depth,
              PyObject *thread_record, long long spent_known)
 {
     PyObject *identity = Py_NewRef(SLOT(self, identity));  /* defer may run Python code */
-    int kept = defer(identity, seq, now, event, code, offset, data, held, depth, thread_record);
+    int kept =
+        defer(identity, seq, now, event, code, offset, data, held_ns, depth, thread_record);
     Py_DECREF(identity);
     if (kept != 0)
         return kept < 0 ? -1 : 0;
-    PyObject *built = data != NULL ? Py_NewRef(data) : release_data(held, depth);
+    PyObject *built = data != NULL ? Py_NewRef(data) : release_data(held_ns, depth);
     PyObject *number = built == NULL ? NULL : PyLong_FromLongLong(seq);
     int status = number == NULL ? -1
                                 : publish(k, self, number, now, event, code, offset, built,
@@ -1124,11 +1184,11 @@ observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyOb
     long long seq, now, spent;
     ident = thread_record != NULL ? Py_NewRef(PyList_GET_ITEM(thread_record, REC_IDENT))
                                   : PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (ident == NULL || monotonic_ns(&now) < 0 || spent_of(ident, &spent) < 0
+    if (ident == NULL || monotonic_ns(&now) < 0 || spent_of_me(ident, &spent) < 0
         || next_sequence(&seq) < 0)
         goto done;
     if (record_event(k, self, seq, now, k->reentrant ? s_rlock_acquire : s_lock_acquire, code,
-                     offset, data, NULL, NULL, thread_record, spent)
+                     offset, data, NO_HOLD, NULL, thread_record, spent)
         < 0)
         goto done;
     if (depth == 1) {  /* a recursive acquire does not restart the hold */
@@ -1467,9 +1527,11 @@ innermost_is(PyObject *held, PyObject *reference)
  *     if held and held[-1][0] is self._weak_self: held.pop()
  *     else: _lockorder.released(self) */
 static int
-forget_held(Kind *k, PyObject *self)
+forget_held(Kind *k, PyObject *self, PyObject **record_out)
 {
     PyObject *held, *ident, *record;
+    if (record_out != NULL)
+        *record_out = NULL;
     if (thread_state(1, &ident, &held, &record) < 0)
         return -1;
     Py_DECREF(ident);
@@ -1507,6 +1569,8 @@ forget_held(Kind *k, PyObject *self)
             return -1;
         Py_DECREF(called);
     }
+    else if (record_out != NULL)
+        *record_out = record;
     return 0;
 }
 
@@ -1521,19 +1585,17 @@ unlock(Kind *k, PyObject *self)
 }
 
 /* held_ns of a release at now: max(0, now - spent - acquired_ns) if
- * acquired_ns else None, spent being tracedsync's time in the holder so far
- * (see _hooks.spent).  A new reference. */
-static PyObject *
-held_for(long long now, long long spent, PyObject *acquired_ns)
+ * acquired_ns else None (NO_HOLD), spent being tracedsync's time in the
+ * holder so far (see _hooks.spent).  0, or -1 raised. */
+static int
+held_for(long long now, long long spent, PyObject *acquired_ns, long long *held_ns)
 {
-    int started = PyObject_IsTrue(acquired_ns);
-    if (started <= 0)
-        return started < 0 ? NULL : Py_NewRef(Py_None);
     long long since;
     if (as_long_long(acquired_ns, &since) < 0)
-        return NULL;
+        return -1;
     long long held = now - spent - since;
-    return PyLong_FromLongLong(held > 0 ? held : 0);
+    *held_ns = since == 0 ? NO_HOLD : held > 0 ? held : 0;
+    return 0;
 }
 
 /* seq, now = next(_sequence), monotonic_ns(): 0, or -1 raised. */
@@ -1544,13 +1606,14 @@ stamp(long long *seq, long long *now)
 }
 
 /* Lock._release_observed(frame) (its caller has told the order checker),
- * for an owned lock of the accelerated class with no release_edge. */
+ * for an owned lock of the accelerated class with no release_edge; record
+ * is the thread's record (see thread_state) if the caller has it, else NULL. */
 static PyObject *
-lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
+lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame, PyObject *record)
 {
-    PyObject *result = NULL, *acquired = NULL, *owner = NULL, *held = NULL, *code = NULL,
-             *offset = NULL, *ident = NULL, *holder_held, *record;
-    long long seq, now;
+    PyObject *result = NULL, *acquired = NULL, *owner = NULL, *code = NULL, *offset = NULL,
+             *ident = NULL, *holder_held;
+    long long seq, now, held_ns;
     if (stamp(&seq, &now) < 0)
         return NULL;
     acquired = Py_NewRef(SLOT(self, acquired_ns));
@@ -1599,12 +1662,12 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         goto done;
     }
     long long spent;  /* the holder's: spent.get(owner or 0, 0) */
-    if (spent_of(owner == Py_None ? zero : owner, &spent) < 0
-        || (held = held_for(now, spent, acquired)) == NULL
+    if ((mine ? spent_of_me(owner, &spent) : spent_of(owner == Py_None ? zero : owner, &spent)) < 0
+        || held_for(now, spent, acquired, &held_ns) < 0
         || frame_site(frame, &code, &offset) < 0
-        || thread_state(0, &ident, &holder_held, &record) < 0)
+        || (record == NULL && thread_state(0, &ident, &holder_held, &record) < 0))
         goto done;
-    if (record_event(k, self, seq, now, s_lock_release, code, offset, NULL, held, NULL, record,
+    if (record_event(k, self, seq, now, s_lock_release, code, offset, NULL, held_ns, NULL, record,
                      mine ? spent : -1)
         < 0)
         goto done;
@@ -1612,7 +1675,6 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
 done:
     Py_XDECREF(acquired);
     Py_XDECREF(owner);
-    Py_XDECREF(held);
     Py_XDECREF(code);
     Py_XDECREF(offset);
     Py_XDECREF(ident);
@@ -1624,9 +1686,9 @@ done:
 static PyObject *
 rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
 {
-    PyObject *result = NULL, *depth = NULL, *held = NULL, *code = NULL, *offset = NULL,
-             *ident = NULL, *holder_held, *record;
-    long long seq, now;
+    PyObject *result = NULL, *depth = NULL, *code = NULL, *offset = NULL, *ident = NULL,
+             *holder_held, *record;
+    long long seq, now, held_ns = NO_HOLD;
     int last = PyLong_CheckExact(SLOT(self, depth)) ? PyLong_AsLong(SLOT(self, depth)) == 1
                                                     : PyObject_RichCompareBool(SLOT(self, depth),
                                                                                one, Py_EQ);
@@ -1634,7 +1696,7 @@ rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         return NULL;
     if (last) {  /* if ordering (and the owner releases its last level): released(self) */
         int ordering = hook_flag(ORDERING);
-        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
+        if (ordering < 0 || (ordering && forget_held(k, self, NULL) < 0))
             return NULL;
     }
     if (stamp(&seq, &now) < 0
@@ -1647,23 +1709,20 @@ rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         goto done;
     long long spent = -1;
     if (unlocks) {
-        if (spent_of(ident, &spent) < 0
-            || (held = held_for(now, spent, SLOT(self, acquired_ns))) == NULL)
+        if (spent_of_me(ident, &spent) < 0
+            || held_for(now, spent, SLOT(self, acquired_ns), &held_ns) < 0)
             goto done;
         if (unlock(k, self) < 0)
             goto done;
     }
-    else
-        held = Py_NewRef(Py_None);
     if (frame_site(frame, &code, &offset) < 0
-        || record_event(k, self, seq, now, s_rlock_release, code, offset, NULL, held, depth,
+        || record_event(k, self, seq, now, s_rlock_release, code, offset, NULL, held_ns, depth,
                         record, spent)
                < 0)
         goto done;
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(depth);
-    Py_XDECREF(held);
     Py_XDECREF(code);
     Py_XDECREF(offset);
     Py_XDECREF(ident);
@@ -1678,8 +1737,11 @@ lock_release_impl(Kind *k, PyObject *self)
     if (active < 0)
         return NULL;
     if (active) {
+        /* The thread's record, when forget_held found it with no Python code
+         * run: complete (it has a held list), so nothing replaces it. */
+        PyObject *record = NULL;
         int ordering = hook_flag(ORDERING);
-        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
+        if (ordering < 0 || (ordering && forget_held(k, self, &record) < 0))
             return NULL;
         int observing = hook_flag(OBSERVING);
         if (observing < 0)
@@ -1690,7 +1752,7 @@ lock_release_impl(Kind *k, PyObject *self)
                 return NULL;
             int here = records_here(k, self) && SLOT(self, owner) != Py_None;
             if (here)
-                return lock_release_recorded(k, self, frame);
+                return lock_release_recorded(k, self, frame, record);
             PyObject *stack[2] = {self, (PyObject *)frame};
             PyObject *called = PyObject_VectorcallMethod(
                 s_release_observed, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -1775,7 +1837,7 @@ rlock_release_impl(Kind *k, PyObject *self, int save)
     }
     if (last) {
         int ordering = hook_flag(ORDERING);
-        if (ordering < 0 || (ordering && forget_held(k, self) < 0))
+        if (ordering < 0 || (ordering && forget_held(k, self, NULL) < 0))
             goto error;
         if (save)
             set_slot(self, k->off.depth, zero);

@@ -7,8 +7,9 @@ fact that must hold for a drop-in replacement of ``threading``:
     N threads x M increments under one ``tracedsync.Lock``: the counter is
     exact, no worker died (a false ``DeadlockError`` under load is the known
     failure), and exactly one ``lock.acquire`` and one ``lock.release`` event
-    per operation and thread is recorded, both by ``tracedsync.record()`` and
-    in the JSON Lines file (``TRACEDSYNC_LOG_FILE``), read back and counted.
+    per operation and thread is recorded, both by ``tracedsync.record()``
+    (read meanwhile by another thread) and in the JSON Lines file
+    (``TRACEDSYNC_LOG_FILE``), read back and counted.
 ``queue``
     10 threads doing ``put``/``get``/``task_done`` on one ``queue.Queue``,
     traced by ``tracedsync.patch()`` and by ``python -m tracedsync run``: the
@@ -274,11 +275,30 @@ def _part_contended_record(sizes: Sizes) -> Outcome:
     # also records lock.acquire.blocked: at most three events per operation.
     capacity = 3 * sizes.threads * sizes.operations + 100_000
     with tracedsync.record(capacity=capacity) as trace:
-        workers = _run_threads(
-            sizes.threads, lambda: _increment(lock, counter, sizes.operations), errors
-        )
+        # A reader reads the trace while the workers record: with the C
+        # accelerator, chunks of kept-back events reach it meanwhile.
+        finished, reads = threading.Event(), [0]
+
+        def read() -> None:
+            while not finished.is_set():
+                len(trace)
+                reads[0] += 1
+                if reads[0] % 5 == 0:
+                    trace.names()
+
+        reader = threading.Thread(target=_collecting(errors, read), name="reader")
+        reader.start()
+        try:
+            workers = _run_threads(
+                sizes.threads, lambda: _increment(lock, counter, sizes.operations), errors
+            )
+        finally:
+            finished.set()
+            reader.join()
     expected = sizes.threads * sizes.operations
-    outcome.counts.update(threads=sizes.threads, operations=sizes.operations, counter=counter[0])
+    outcome.counts.update(
+        threads=sizes.threads, operations=sizes.operations, counter=counter[0], reads=reads[0]
+    )
     outcome.check(counter[0] == expected, f"counter is {counter[0]}, expected {expected}")
     outcome.check(not errors, f"{len(errors)} workers died: {errors[:5]}")
     outcome.check(trace.dropped == 0, f"the trace dropped {trace.dropped} events")

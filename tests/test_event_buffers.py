@@ -183,3 +183,29 @@ def test_the_c_sequence_numbers_events_from_python_and_from_c_alike() -> None:
     assert numbers == sorted(numbers)
     assert numbers[0] > first + 1
     assert len(set(numbers)) == 3
+
+
+@pytest.mark.skipif(not C_ACTIVE, reason="chunks are the C accelerator's")
+def test_a_chunk_arriving_during_a_read_is_left_for_the_next_read(
+    worker: _Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread's full buffer may reach the list between the read's expansion
+    # of the chunks and its copy of the records: the read takes the settled
+    # records only (before, sorting met the chunk: TypeError).
+    lock = tracedsync.Lock(name="during a read")
+    with lock:
+        pass
+    expand = _hooks.expand_chunks
+
+    def expand_then_a_chunk_arrives(records: list[object], start: int = 0) -> int:
+        settled = expand(records, start)
+        worker.run(_lock_pairs(lock, 40))  # 80 events: a full buffer reaches the list
+        return settled
+
+    with tracedsync.record() as trace:
+        worker.run(_lock_pairs(lock, 5))
+        monkeypatch.setattr(_hooks, "expand_chunks", expand_then_a_chunk_arrives)
+        first = trace.names()
+        monkeypatch.setattr(_hooks, "expand_chunks", expand)
+        assert first == ["lock.acquire", "lock.release"] * 5
+        assert trace.names() == ["lock.acquire", "lock.release"] * 45

@@ -40,7 +40,7 @@ class Trace:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         #: The records, and chunks of them (see _hooks.add_sink) past
-        #: ``_settled``: read it through _settle().
+        #: ``_settled``: read its first _settle() items only.
         self._records: list[Record] = []
         self._settled = 0
         self._dropped = 0
@@ -55,7 +55,7 @@ class Trace:
     # append a few more, never an unbounded number.
     def room(self) -> int:
         """How many more events the trace keeps (the hook asks)."""
-        return self.capacity - len(self._settle())
+        return self.capacity - self._settle()
 
     def overflow_sink(self) -> _hooks.Sink:
         """What receives the events once the trace is full."""
@@ -93,26 +93,29 @@ class Trace:
         return self._dropped
 
     # -- reading ---------------------------------------------------------
-    def _settle(self) -> list[Record]:
-        """The records, every one of them: those the C accelerator keeps back
-        in per-thread buffers are handed on, and the chunks they arrive in
-        replaced by their records (see _hooks.add_sink).  A read has every
-        event that happened before it."""
+    def _settle(self) -> int:
+        """How many of ``_records``, from the start, are records: every event
+        that happened before the call.  Those the C accelerator keeps back in
+        per-thread buffers are handed on, and the chunks they arrive in are
+        replaced by their records (see _hooks.add_sink).  Other threads may
+        append more (chunks too) meanwhile: read only this many."""
         _hooks.flush_deferred()
-        self._settled = _hooks.expand_chunks(self._records, self._settled)
-        return self._records
+        self._settled = settled = _hooks.expand_chunks(self._records, self._settled)
+        return settled
 
-    def _sorted_records(self) -> list[Record]:
-        return sorted(self._settle(), key=lambda record: record[0])
+    def _sorted_records(self, settled: int | None = None) -> list[Record]:
+        if settled is None:
+            settled = self._settle()
+        return sorted(self._records[:settled], key=lambda record: record[0])
 
     def _events(self) -> list[dict[str, Any]]:
-        records = self._settle()
-        if self._cache is None or len(self._cache) != len(records):
-            self._cache = [record_to_dict(record) for record in self._sorted_records()]
+        settled = self._settle()
+        if self._cache is None or len(self._cache) != settled:
+            self._cache = [record_to_dict(record) for record in self._sorted_records(settled)]
         return self._cache
 
     def __len__(self) -> int:
-        return len(self._settle())
+        return self._settle()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self._events())

@@ -1622,7 +1622,9 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame, PyObject *r
     set_slot(self, k->off.owner, Py_None);
     int mine = 0;
     if (owner != Py_None) {
-        if ((mine = is_me(owner)) < 0)
+        /* The acquire stored the thread record's own ident object. */
+        mine = record != NULL && owner == PyList_GET_ITEM(record, REC_IDENT) ? 1 : is_me(owner);
+        if (mine < 0)
             goto done;
         if (!mine)
             set_slot(self, k->off.handoff, Py_True);
@@ -1736,10 +1738,10 @@ lock_release_impl(Kind *k, PyObject *self)
     int active = hook_flag(ACTIVE);
     if (active < 0)
         return NULL;
+    /* The thread's record, when forget_held found it with no Python code run:
+     * complete (it has a held list), so nothing replaces it. */
+    PyObject *record = NULL;
     if (active) {
-        /* The thread's record, when forget_held found it with no Python code
-         * run: complete (it has a held list), so nothing replaces it. */
-        PyObject *record = NULL;
         int ordering = hook_flag(ORDERING);
         if (ordering < 0 || (ordering && forget_held(k, self, &record) < 0))
             return NULL;
@@ -1762,9 +1764,12 @@ lock_release_impl(Kind *k, PyObject *self)
             Py_RETURN_NONE;
         }
     }
-    /* if owner is not None and owner != get_ident(): self._handoff = True */
+    /* if owner is not None and owner != get_ident(): self._handoff = True
+     * (the acquire stored the thread record's own ident object) */
     PyObject *owner = Py_NewRef(SLOT(self, owner));
-    int mine = owner == Py_None ? 1 : is_me(owner);
+    int mine = 1;
+    if (owner != Py_None && !(record != NULL && owner == PyList_GET_ITEM(record, REC_IDENT)))
+        mine = is_me(owner);
     Py_DECREF(owner);
     if (mine < 0)
         return NULL;

@@ -21,6 +21,7 @@ The subject runs in this interpreter's environment, with the checkout's
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -190,26 +191,59 @@ def render(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _listed(text: str, known: list[str], what: str) -> list[str]:
+    """A comma-separated list of names, each one of ``known``."""
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or repr(text)}: choose from {', '.join(known)}"
+        )
+    return names
+
+
+def _counts_option(text: str) -> tuple[int, int]:
+    try:
+        short, long = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--counts takes SHORT,LONG, not {text!r}") from None
+    if not 0 < short < long:
+        raise argparse.ArgumentTypeError(f"--counts needs 0 < SHORT < LONG, not {text!r}")
+    return short, long
+
+
 def main(argv: list[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else argv
-    smoke = "--smoke" in arguments
-
-    def listed(option: str) -> list[str] | None:
-        if option not in arguments:
-            return None
-        return arguments[arguments.index(option) + 1].split(",")
-
-    global _counts
-    counts = listed("--counts")
-    if counts is not None:
-        _counts = (int(counts[0]), int(counts[1]))
-    results = run(
-        smoke,
-        lambda message: print(f"[instructions] {message}", file=sys.stderr),
-        only=listed("--only"),
-        subjects=listed("--subjects"),
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/instructions.py",
+        description="Instructions per Lock and RLock operation, with valgrind --tool=callgrind.",
     )
-    if "--json" in arguments:
+    operations = [key for key, _ in OPERATIONS]
+    subjects = [key for key, *_ in SUBJECTS]
+    parser.add_argument("--smoke", action="store_true", help="tiny loops, only a check")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--only",
+        type=lambda text: _listed(text, operations, "operation"),
+        help=f"some of the operations: {','.join(operations)}",
+    )
+    parser.add_argument(
+        "--subjects",
+        type=lambda text: _listed(text, subjects, "subject"),
+        help=f"some of the subjects (threading is always measured): {','.join(subjects)}",
+    )
+    parser.add_argument(
+        "--counts", type=_counts_option, help=f"SHORT,LONG loop iterations (default {SHORT},{LONG})"
+    )
+    arguments = parser.parse_args(argv)
+    global _counts
+    _counts = arguments.counts
+    results = run(
+        arguments.smoke,
+        lambda message: print(f"[instructions] {message}", file=sys.stderr),
+        only=arguments.only,
+        subjects=arguments.subjects,
+    )
+    if arguments.json:
         print(json.dumps(results, indent=2))
     else:
         print("\n".join(render(results)))

@@ -107,3 +107,28 @@ def test_startup_benchmark_smoke_runs_and_reports_finite_figures() -> None:
     assert numbers
     assert all(math.isfinite(number) and number > 0 for number in numbers)
     assert "| `tracedsync run` |" in finished.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--only", "lock_pairs"], "unknown operation lock_pairs"),
+        (["--subjects", "c_defaults"], "unknown subject c_defaults"),
+        (["--counts", "500"], "--counts takes SHORT,LONG"),
+    ],
+)
+def test_instruction_counts_refuse_options_they_do_not_know(
+    arguments: list[str], complaint: str
+) -> None:
+    # It ignored them before: a misspelt option was silently dropped.
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "instructions.py"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert complaint in finished.stderr

@@ -2,30 +2,34 @@
  *
  * Why: building a record tuple and calling the sinks costs more than the lock
  * operation itself.  While every sink is a recording's own list (a
- * tracedsync.record() Trace: see _hooks._deferring), the C accelerator keeps
- * the parts of its common events (a Lock or RLock acquire with the defaults,
- * a release by the owner) in a buffer of the thread's instead, and builds and
- * hands on the records later, in bulk:
+ * tracedsync.record() Trace: see _hooks._deferring and add_sink's
+ * takes_chunks), the C accelerator keeps the parts of its common events (a
+ * Lock or RLock acquire with the defaults, a release by the owner) in a
+ * buffer of the thread's instead, and hands a buffer on whole, as a chunk
+ * (an immutable EventBuffer whose records() makes the records), to the
+ * recordings' list.append:
  *
  * - when the buffer is full, or an event is for other sinks than what it
  *   holds (a recording started or stopped), in the thread that adds to it;
- * - whenever anyone reads a recording, or sinks are removed, or a bounded
- *   sink's room is checked: tracedsync_flush_all() (_hooks.flush_deferred),
- *   for every thread's buffer, the buffers of ended threads included.
+ * - on tracedsync_flush_all() (_hooks.flush_deferred), for every thread's
+ *   buffer, the buffers of ended threads included: before a recording is
+ *   read, and when a sink is removed.
  *
- * So a reader never misses an event that happened before it read, and the
- * records a sink receives are the same, with the same sequence numbers (a
- * recording sorts by them); only when it receives them changes.
+ * A recording replaces the chunks in its list by their records when it is
+ * read (tracedsync_expand, _hooks.expand_chunks).  So a reader never misses
+ * an event that happened before it read, and the records are the same, with
+ * the same sequence numbers (a recording sorts by them); only when they are
+ * made changes, and an event costs about 100 bytes until then.
  *
- * Each buffer is written by its own thread only, and read by a flush in any
- * thread.  Neither runs Python code while it changes a buffer (a flush first
- * detaches the entries, then builds their records), so under the GIL each
- * change is atomic; free-threaded builds do not build this extension.  A
- * buffer holds strong references to what its records will hold (code
- * objects, identities, thread infos: never a lock), and at most CAPACITY of
- * them.  The registry holds every buffer; it is bounded like _hooks.spent: a
- * new buffer, once there are registry_limit of them, first hands on every
- * buffer's records and forgets those of ended threads.
+ * Each buffer is written by its own thread only, and emptied by a flush in
+ * any thread.  Neither runs Python code while it changes a buffer (a flush
+ * moves the entries to a new chunk first), so under the GIL each change is
+ * atomic; free-threaded builds do not build this extension.  A buffer holds
+ * strong references to what its records will hold (code objects, identities,
+ * thread infos: never a lock), at most TRACEDSYNC_BUFFER_CAPACITY entries.
+ * The registry holds every buffer; it is bounded like _hooks.spent: a new
+ * buffer, once there are registry_limit of them, first hands on every
+ * buffer's entries and forgets the buffers of ended threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

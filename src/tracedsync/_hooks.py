@@ -519,10 +519,10 @@ def expand_chunks(records: list[Any], start: int = 0) -> int:
 def flush_deferred() -> None:
     """Hand every record the C accelerator has kept back to its sinks.
 
-    Called before anything reads what a sink received (a
-    :class:`~tracedsync.Trace`'s records), or counts it (:func:`_check_room`),
-    and after a sink is removed, so that it has every event that happened
-    before.  Nothing to do without the accelerator.
+    Called before anything reads what a sink received or counts it (a
+    :class:`~tracedsync.Trace`'s records, its ``room()``), and after a sink
+    is removed, so that it has every event that happened before.  Nothing to
+    do without the accelerator.
     """
     flush = _flush_deferred
     if flush is not None:

@@ -283,9 +283,8 @@ class Lock(_LockBase):
             if reference is None:
                 reference = _lockorder.prepare_lock(self)
             entry = (reference, self._order_key, code, offset, None)
-            try:  # an attribute read: cheaper than getattr() with a default
-                held = _order_thread.held
-            except AttributeError:  # the thread's first lock
+            held = getattr(_order_thread, "held", None)
+            if held is None:
                 _lockorder.thread_state()
                 held = getattr(_order_thread, "held", None)
             if held or self._handoff:
@@ -333,10 +332,7 @@ class Lock(_LockBase):
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
         if _hooks.active:
             if _hooks.ordering:
-                try:
-                    held = _order_thread.held
-                except AttributeError:  # this thread never took a lock
-                    held = None
+                held = getattr(_order_thread, "held", None)
                 if held and held[-1][0] is self._weak_self:  # released innermost first
                     held.pop()
                 else:

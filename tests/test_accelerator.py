@@ -121,7 +121,8 @@ def _chain(chains: dict[int, int], chain: int | None) -> int | None:
 
 
 def _held(chains: dict[int, int]) -> tuple[Any, ...]:
-    """The thread's held-lock entries, comparably."""
+    """The thread's held-lock entries, comparably (a bare outermost entry,
+    see ``_lockorder.Outermost``, as its lock's name alone)."""
     held = getattr(_lockorder._per_thread, "held", None) or []
     return tuple(
         (
@@ -130,6 +131,8 @@ def _held(chains: dict[int, int]) -> tuple[Any, ...]:
             _line(entry[2], entry[3]),
             _chain(chains, entry[4]),
         )
+        if type(entry) is tuple
+        else getattr(entry(), "name", None)
         for entry in held
     )
 
@@ -724,3 +727,69 @@ def test_a_collection_the_acquire_asks_for_runs_before_the_lock_is_taken(
     # here allocates after gc.enable() and it runs later, at a collection the
     # test's own allocations ask for).
     assert "taken" in seen and [ran for ran in seen if ran != "taken"] == [False]
+
+
+@on_both_implementations
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+@pytest.mark.parametrize("mode", ["default", "record"])
+def test_no_collection_finds_a_lock_taken_without_an_owner(
+    implementation: str, kind: str, mode: str
+) -> None:
+    # A collection runs finalizers, which may take locks; one that finds a
+    # lock taken with no owner yet (between the raw acquire and the owner's
+    # store, or between the owner's clearing and the raw release) would wait
+    # for its own thread, and one that finds an RLock owned at depth 0 would
+    # release it under its owner's feet, where threading's locks run no
+    # Python code at all.
+    # Asked for at every allocation (threshold 1), no collection may run
+    # there: every allocation of acquire and release comes outside that
+    # window (a thread's first lock, a lock's first acquisition, a fresh
+    # frame, a nested acquire, recording's records).
+    _accel.select(implementation)
+    mine: dict[int, list[Any]] = {}
+    found: list[str] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            for lock in mine.get(get_ident(), ()):
+                if lock._lock.locked() and (
+                    lock._owner is None or getattr(lock, "_depth", None) == 0
+                ):
+                    found.append(lock.name)
+
+    def fresh_frame(lock: Any, inner: Any) -> None:
+        with lock:
+            inner.acquire()
+            inner.release()
+        lock.acquire()
+        lock.release()
+
+    def rounds() -> None:
+        locks = mine.setdefault(get_ident(), [])
+        for number in range(30):
+            lock = getattr(tracedsync, kind)(name=f"outer{number}")
+            inner = getattr(tracedsync, kind)(name=f"inner{number}")
+            locks += [lock, inner]
+            fresh_frame(lock, inner)
+            fresh_frame(lock, inner)
+
+    recording = tracedsync.record() if mode == "record" else None
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(watch)
+    try:
+        if recording is not None:
+            recording.start()
+        gc.set_threshold(1)
+        rounds()
+        thread = threading.Thread(target=rounds)  # a thread's first lock
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(watch)
+        if recording is not None:
+            recording.stop()
+    assert found == []
+    assert sum(len(locks) for locks in mine.values()) == 120

@@ -65,6 +65,7 @@ _SLOTS = {
 _COMMON_SLOTS = (
     "_lock",
     "_owner",
+    "_held_list",
     "_acquired_code",
     "_acquired_offset",
     "_acquired_ns",

@@ -79,7 +79,7 @@ def held_locks() -> list[Lock | RLock]:
     found: list[Any] = []
     seen: set[int] = set()
     for entry in list(held):
-        lock = entry[0]()
+        lock = _lockorder.entry_lock(entry)
         if lock is None or lock._owner != me or id(lock) in seen:
             continue
         seen.add(id(lock))

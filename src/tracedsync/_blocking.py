@@ -234,7 +234,7 @@ def acquire_contended(
         refused={"timeout": timeout},
     )
     code, offset = user_site(frame)  # before the wait: see Lock._take
-    prepared = _lockorder.prepared_entry(lock, code, offset) if _hooks.ordering else None
+    prepared = _lockorder.prepared_entry(lock) if _hooks.ordering else None
     try:
         try:
             acquired = _wait_and_take(

@@ -49,6 +49,12 @@ _getframe = sys._getframe
 _sequence = _hooks.sequence
 _order_thread = _lockorder._per_thread
 
+#: From 3.12 a collection an allocation asks for runs when the next call
+#: returns, not inside the allocation: the raw acquire's argument tuple needs
+#: a primer then (see ``Lock.acquire``).  Up to 3.11 that tuple is made, and
+#: any collection it asks for run, before the raw lock is taken.
+COLLECTS_AT_CALLS = sys.version_info >= (3, 12)
+
 #: ``acquire()``'s default timeout: ``timeout is NO_TIMEOUT`` tells the common
 #: call (default or an explicit ``-1``) from ``-1.0`` and every other value.
 NO_TIMEOUT = -1
@@ -109,6 +115,7 @@ class _LockBase:
         "_acquired_offset",
         "_created_code",
         "_created_line",
+        "_held_list",
         "_identity",
         "_instance",
         "_lock",
@@ -130,18 +137,27 @@ class _LockBase:
     #: Bytecode offset of the acquire in ``_acquired_code``: cheaper to capture
     #: than a line number, which is computed only when a report needs it.
     _acquired_offset: int
-    #: ``time.monotonic_ns()`` of the acquisition, kept only while observed.
-    _acquired_ns: int
+    #: ``time.monotonic_ns()`` of the acquisition less tracedsync's time in
+    #: the thread so far (see ``_hooks.spent``), kept only while observed; 0
+    #: when not.  An int, or from the C accelerator a float holding the same
+    #: whole number (see ``hold_start`` in ``_speedups.c``): read it with
+    #: ``int()``.
+    _acquired_ns: float
     _identity: Identity | None
     #: Which instance of its site (or given name) this is: see ``_sites.new_instance``.
     _instance: int | str
     _order_key: str | None
     _owner: int | None
+    #: The held-lock list of the thread that took the lock on ``Lock``'s
+    #: pure-Python hot path (its entry on top), until the lock is released;
+    #: else ``None``.  Spares release() a thread-local lookup.
+    _held_list: list[Any] | None
 
     def _init_common(self, name: str | None) -> None:
         check_name(name)
         self._lock = allocate_lock()
         self._owner = None
+        self._held_list = None
         self._acquired_code = None
         self._acquired_offset = 0
         self._acquired_ns = 0
@@ -197,6 +213,7 @@ class _LockBase:
     def _undo_acquire(self) -> None:
         """Release a just-made acquisition that a hook refused."""
         _lockorder.released(self)
+        self._held_list = None
         self._owner = None
         self._lock.release()
 
@@ -266,43 +283,51 @@ class Lock(_LockBase):
             code, offset = _site(frame)
         # _lockorder.acquired's commonest case, inlined (the hottest path of
         # all: a Lock under the defaults): the thread holds no other lock, so
-        # there is no order to check, only this lock to note as held.  Its
-        # entry is built before the raw lock is taken: between taking it and
-        # returning nothing allocates, so the garbage collector (a __del__
-        # taking this lock) never runs where threading.Lock runs no Python
-        # code.  A lock's first acquisition (no weak reference yet), a
-        # handoff lock or a nested acquire goes through the checker.  A
-        # thread's first lock and a lock's first acquisition get their
-        # bookkeeping here, before the raw lock too.  Every allocation here
-        # comes before a getattr call: from 3.12 a collection an allocation
-        # asks for runs when the next call returns, and that must not be the
-        # raw acquire's (lock taken, no owner yet).
-        held: list[Any] | None = None
+        # there is no order to check, only this lock to note as held, by its
+        # bare weak reference (see _lockorder.Outermost), which allocates
+        # nothing.  Nothing allocates between taking the raw lock and
+        # returning either, so the garbage collector (a __del__ taking this
+        # lock) never runs where threading.Lock runs no Python code.  What
+        # allocates (a lock's first weak reference, the site's frame object,
+        # a thread's first held list) comes before the get_ident() call: from
+        # 3.12 a collection an allocation asks for runs when the next call
+        # returns, and that must not be the raw acquire's (lock taken, no
+        # owner yet).  The raw acquire allocates too: its argument tuple, a
+        # new one only when no 1-tuple is free, and from 3.12 that one can
+        # ask for a collection as the acquire returns.  The primer, made and
+        # dropped just before get_ident(), leaves a 1-tuple free for it (and
+        # any collection the primer itself asks for runs at get_ident()).  On
+        # 3.13 with pure Python, the gc stress scenario (benchmarks/stress.py)
+        # failed 2 runs of 20 without it, 0 of 40 with it.  The held list is
+        # kept in the lock for release().
+        commonest = False
         if _hooks.ordering:
-            reference = self._weak_self
-            if reference is None:
-                reference = _lockorder.prepare_lock(self)
-            entry = (reference, self._order_key, code, offset, None)
-            held = getattr(_order_thread, "held", None)
-            if held is None:
-                _lockorder.thread_state()
-                held = getattr(_order_thread, "held", None)
-            if held or self._handoff:
-                held = None
+            if self._weak_self is None:
+                _lockorder.prepare_lock(self)
+            try:
+                held = _order_thread.held
+            except AttributeError:
+                held = _lockorder.thread_state()
+            commonest = not held and not self._handoff
+        if COLLECTS_AT_CALLS:
+            primer = (offset,)  # see above
+            del primer
+        me = get_ident()  # the last call before the raw lock: see above
         if self._lock.acquire(False):
-            self._owner = get_ident()
-            self._acquired_code, self._acquired_offset = code, offset
-            if _hooks.active:  # _after_acquire, inlined: the hot path
-                if held is not None:
-                    held.append(entry)
-                elif _hooks.ordering:
-                    try:
-                        _lockorder.acquired(self, frame, blocking and timeout < 0)
-                    except REPORTED_ERRORS as error:
-                        __tracebackhide__ = True
-                        raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
-                if _hooks.observing:
-                    self._observe_acquired(code, offset, blocking, timeout)
+            self._owner = me
+            self._acquired_code = code
+            self._acquired_offset = offset
+            if commonest:
+                held.append(self._weak_self)
+                self._held_list = held
+            elif _hooks.ordering:
+                try:
+                    _lockorder.acquired(self, frame, blocking and timeout < 0)
+                except REPORTED_ERRORS as error:
+                    __tracebackhide__ = True
+                    raise error.with_traceback(None)  # noqa: B904 - the same error, user frames only
+            if _hooks.observing:
+                self._observe_acquired(code, offset, blocking, timeout)
             return True
         try:
             return _blocking.acquire_contended(self, blocking, timeout, frame)
@@ -330,22 +355,63 @@ class Lock(_LockBase):
 
     def release(self) -> None:
         """Release the lock, as :meth:`threading.Lock.release` (any thread may)."""
+        held = self._held_list
+        if held is not None:
+            # acquire()'s commonest case undone: the thread that took the
+            # lock there releases it, innermost first.
+            self._held_list = None
+            if held and held[-1] is self._weak_self and self._owner == get_ident():
+                held.pop()
+                if _hooks.observing:
+                    self._release_observed(_getframe(1))
+                    return
+                self._owner = None
+                self._acquired_ns = 0
+                self._lock.release()
+                return
         if _hooks.active:
             if _hooks.ordering:
-                held = getattr(_order_thread, "held", None)
-                if held and held[-1][0] is self._weak_self:  # released innermost first
-                    held.pop()
-                else:
-                    _lockorder.released(self)
+                _lockorder.released(self)
             if _hooks.observing:
                 self._release_observed(_getframe(1))
                 return
         owner = self._owner
+        if owner is not None and owner != get_ident():  # a call: before the owner goes
+            self._handoff = True
         self._owner = None
         self._acquired_ns = 0
-        if owner is not None and owner != get_ident():
-            self._handoff = True
         self._lock.release()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's own release() is what ``with`` calls: the __exit__
+        # below inlines Lock.release's commonest case, so a subclass that
+        # overrides release() gets the one that calls it.
+        super().__init_subclass__(**kwargs)
+        overrides = cls.__mro__[: cls.__mro__.index(Lock)]
+        if any("release" in vars(klass) for klass in overrides) and not any(
+            "__exit__" in vars(klass) for klass in overrides
+        ):
+            cls.__exit__ = _LockBase.__exit__  # type: ignore[method-assign]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        held = self._held_list
+        if held is not None:  # release()'s commonest case, inlined: see there
+            self._held_list = None
+            if held and held[-1] is self._weak_self and self._owner == get_ident():
+                held.pop()
+                if _hooks.observing:
+                    self._release_observed(_getframe(1))
+                    return
+                self._owner = None
+                self._acquired_ns = 0
+                self._lock.release()
+                return
+        self.release()
 
     def _release_observed(self, frame: FrameType) -> None:
         """Release, publishing the ``release`` event (the order checker has been told)."""
@@ -354,9 +420,12 @@ class Lock(_LockBase):
             _hooks.release_edge(self)
         acquired_ns, self._acquired_ns = self._acquired_ns, 0
         owner = self._owner
-        self._owner = None
+        # Between the owner's clearing and the raw release nothing calls: a
+        # collection or a signal handler run there (at a call's return) would
+        # find the lock taken with no owner.
         if owner is not None and owner != get_ident():
             self._handoff = True
+        self._owner = None
         try:
             self._lock.release()
         except RuntimeError as error:
@@ -373,7 +442,7 @@ class Lock(_LockBase):
         # while the holder may be adding to it, after this release's time was
         # taken: never below zero.
         spent = _hooks.spent.get(owner or 0, 0)
-        held_ns = max(0, now - spent - acquired_ns) if acquired_ns else None
+        held_ns = max(0, int(now - spent - acquired_ns)) if acquired_ns else None
         code, offset = _site(frame)
         data = ("outcome", "released", "held_ns", held_ns)
         _hooks.publish(seq, now, "lock.release", self, code, offset, data)
@@ -400,8 +469,13 @@ class Lock(_LockBase):
     def _acquire_restore(self, state: None, /) -> None:
         frame = _getframe(1)
         code, offset = _site(frame)  # before the raw lock: see acquire
+        if COLLECTS_AT_CALLS:
+            primer = (offset,)  # see acquire
+            del primer
+        me = get_ident()  # the last call before the raw lock: see acquire
         if self._lock.acquire(False):
-            self._take(code, offset)
+            self._owner = me
+            self._acquired_code, self._acquired_offset = code, offset
             if _hooks.active:
                 self._after_acquire(frame, True, -1, may_raise=False)
         else:
@@ -409,6 +483,7 @@ class Lock(_LockBase):
 
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self._held_list = None
         self._owner = None
 
     def __repr__(self) -> str:
@@ -468,8 +543,7 @@ class RLock(_LockBase):
         """Acquire the lock, as :meth:`threading.RLock.acquire`."""
         if timeout != -1:
             _check_acquire_arguments(blocking, timeout)
-        me = get_ident()
-        if self._owner == me:
+        if self._owner == get_ident():
             self._depth += 1
             if _hooks.observing:
                 self._observe_acquired(*_site(_getframe(1)), blocking, timeout)
@@ -486,7 +560,11 @@ class RLock(_LockBase):
         # collector runs in between finds this thread owning the lock (and
         # recurses) instead of waiting for itself.  The C accelerator
         # inlines the entry and its push as Lock's does.
-        prepared = _lockorder.prepared_entry(self, code, offset) if _hooks.ordering else None
+        prepared = _lockorder.prepared_entry(self) if _hooks.ordering else None
+        if COLLECTS_AT_CALLS:
+            primer = (offset,)  # see Lock.acquire
+            del primer
+        me = get_ident()  # the last call before the raw lock: see Lock.acquire
         if self._lock.acquire(False):
             self._owner = me
             self._depth = 1
@@ -539,13 +617,15 @@ class RLock(_LockBase):
         if self._owner != get_ident():
             raise RuntimeError("cannot release un-acquired lock")
         depth = self._depth - 1
-        self._depth = depth
         if depth == 0:
-            if _hooks.ordering:
+            if _hooks.ordering:  # a call: while the lock is still whole
                 _lockorder.released(self)
+            self._depth = 0
             self._owner = None
             self._acquired_ns = 0
             self._lock.release()
+        else:
+            self._depth = depth
 
     def _undo_acquire(self) -> None:
         _lockorder.released(self)
@@ -579,15 +659,18 @@ class RLock(_LockBase):
             raise RuntimeError(error)
         depth = self._depth - levels
         held_ns = None
-        self._depth = depth
         if depth == 0:
             if self._acquired_ns:  # less tracedsync's time meanwhile (see _hooks.spent)
-                held_ns = max(0, now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns)
-            self._acquired_ns = 0
-            self._owner = None
+                held_ns = max(0, int(now - _hooks.spent.get(get_ident(), 0) - self._acquired_ns))
             if _hooks.release_edge is not None:
                 _hooks.release_edge(self)
+            # From here to the raw release nothing calls (see Lock._release_observed).
+            self._depth = 0
+            self._acquired_ns = 0
+            self._owner = None
             self._lock.release()
+        else:
+            self._depth = depth
         data: _hooks.PairsData = ("outcome", "released", "depth", depth, "held_ns", held_ns)
         if whole:  # a condition wait releases every level at once
             data = (*data, "levels", levels)
@@ -619,6 +702,10 @@ class RLock(_LockBase):
     def _acquire_restore(self, state: tuple[int, int], /) -> None:
         frame = _getframe(1)
         code, offset = _site(frame)  # before the raw lock: see acquire
+        if COLLECTS_AT_CALLS:
+            primer = (offset,)  # see Lock.acquire
+            del primer
+        get_ident()  # the last call before the raw lock: see Lock.acquire
         if self._lock.acquire(False):
             self._depth, self._owner = state
             self._acquired_code, self._acquired_offset = code, offset

@@ -43,7 +43,7 @@ import sys
 import weakref
 from _thread import _local, get_ident
 from time import monotonic_ns
-from types import CodeType, FrameType
+from types import FrameType
 
 from tracedsync import _hooks
 from tracedsync._findings import report_finding
@@ -91,7 +91,16 @@ UNKNOWN_CHAIN = -1
 #: it: a thread holding one lock at a time never looks its chain up.
 #: ``Lock.acquire`` and ``Lock.release`` (:mod:`tracedsync._lock`) inline the
 #: commonest cases of :func:`acquired` and :func:`released`: keep them in step.
+#:
+#: The outermost entry may also be the bare weak reference (an
+#: :data:`Outermost`), which the pure-Python hot path pushes when the thread
+#: holds nothing else: it allocates nothing.  It stands for the tuple made of
+#: the lock's own slots (its ``_order_key``, ``_acquired_code`` and
+#: ``_acquired_offset``, which are the thread's while it holds the lock) and
+#: is turned into that tuple (:func:`expand_outermost`) before anything else
+#: reads the list; only an empty list gets one, so it is never under another.
 Held = tuple["weakref.ref[Any]", str, Any, int, int | None]
+Outermost = weakref.ref[Any]
 
 
 class EdgeInfo(NamedTuple):
@@ -440,6 +449,26 @@ def _key(lock: Any) -> str:
     return key
 
 
+def entry_lock(entry: Held | Outermost) -> Any:
+    """The lock of a held-lock entry, either form, or ``None`` if it died."""
+    reference = entry[0] if isinstance(entry, tuple) else entry
+    return reference()
+
+
+def expand_outermost(held: list[Any]) -> None:
+    """Make ``held`` (the calling thread's list) hold only :data:`Held`
+    tuples: a bare outermost entry becomes its tuple, or is dropped if its
+    lock has died (a lock that cannot be released any more orders nothing
+    and guards nothing)."""
+    if held and type(held[0]) is not tuple:
+        reference = held[0]
+        lock = reference()
+        if lock is None:
+            del held[0]
+        else:
+            held[0] = (reference, _key(lock), lock._acquired_code, lock._acquired_offset, None)
+
+
 def forget_held() -> None:
     """Forget the locks the calling thread holds (for a fresh start)."""
     thread_state().clear()
@@ -464,19 +493,20 @@ def _chain_at(held: list[Held], index: int) -> int:
     return chain
 
 
-def prepared_entry(lock: Any, code: CodeType | None, offset: int) -> Held | None:
-    """The held-lock entry :func:`acquired` will need for ``lock`` taken at
-    ``code``/``offset`` when the calling thread holds no other lock, built
-    before the lock is taken: nothing then allocates between taking it and
-    recording it (see ``Lock.acquire``).  ``None`` when the checker must look
-    (another lock held, a handoff lock).  A thread's first lock and a
-    lock's first acquisition get their bookkeeping here."""
-    reference = lock._weak_self
+def prepared_entry(lock: Any) -> Outermost | None:
+    """The held-lock entry :func:`acquired` will need for ``lock`` when the
+    calling thread holds no other lock (the bare reference: see
+    :data:`Outermost`), made before the lock is taken: nothing then
+    allocates between taking it and recording it (see ``Lock.acquire``).
+    ``None`` when the checker must look (another lock held, a handoff lock).
+    A thread's first lock and a lock's first acquisition get their
+    bookkeeping here."""
+    reference: Outermost | None = lock._weak_self
     if reference is None:
         reference = prepare_lock(lock)
     if thread_state() or lock._handoff:
         return None
-    return (reference, lock._order_key, code, offset, None)
+    return reference
 
 
 def prepare_lock(lock: Any) -> weakref.ref[Any]:
@@ -491,7 +521,7 @@ def prepare_lock(lock: Any) -> weakref.ref[Any]:
 
 
 def acquired(
-    lock: Any, frame: FrameType | None, may_raise: bool, prepared: Held | None = None
+    lock: Any, frame: FrameType | None, may_raise: bool, prepared: Outermost | None = None
 ) -> None:
     """The calling thread just acquired ``lock`` (not a recursive re-entry);
     ``prepared`` is its entry from :func:`prepared_entry`, if there is one.
@@ -510,6 +540,7 @@ def acquired(
     if prepared is not None and not held:
         held.append(prepared)
         return
+    expand_outermost(held)
     reference = lock._weak_self
     if reference is None:
         reference = lock._weak_self = weakref.ref(lock)
@@ -549,9 +580,12 @@ def released(lock: Any) -> None:
     except AttributeError:
         return
     reference = lock._weak_self  # the very object each Held entry of it holds
-    if held and held[-1][0] is reference:
-        held.pop()
-        return
+    if held:
+        top = held[-1]
+        if top is reference or (type(top) is tuple and top[0] is reference):
+            held.pop()
+            return
+    expand_outermost(held)
     for position in range(len(held) - 1, -1, -1):
         if held[position][0] is reference:
             _remove(held, position)

@@ -88,8 +88,10 @@ class Trace:
 
     @property
     def dropped(self) -> int:
-        """How many events arrived after the trace was full and were not kept."""
-        _hooks.flush_deferred()
+        """How many events arrived after the trace was full and were not kept.
+
+        Nothing kept back in a thread's buffer counts: events are kept back
+        only below the sequence number where the trace may be full."""
         return self._dropped
 
     # -- reading ---------------------------------------------------------

@@ -49,8 +49,8 @@
 /* Slot offsets; handoff is -1 for RLock (a class attribute: never a handoff),
  * depth -1 for Lock (no recursion). */
 typedef struct {
-    Py_ssize_t lock, owner, acquired_code, acquired_offset, acquired_ns, weak_self, order_key,
-        identity, handoff, depth;
+    Py_ssize_t lock, owner, held_list, acquired_code, acquired_offset, acquired_ns, weak_self,
+        order_key, identity, handoff, depth;
 } Offsets;
 
 /* One accelerated class. */
@@ -257,14 +257,11 @@ delegate(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs
 /* The calling thread's get_ident() as an int object, and (with need_held)
  * getattr(_lockorder._per_thread, "held", None): new references.  Both are
  * kept in the thread state's dict, in the list [ident, held list or None,
- * spare entry or None, thread info or None, the _hooks._info_epoch it was
+ * thread info or None, the _hooks._info_epoch it was
  * read under, the thread's event buffer (see defer) or None] (*record_out, borrowed; NULL without a thread state dict): the held list is created once per thread and never replaced, and a
  * new thread state (as after a PyGILState re-entry) has a new dict.  The
- * ident is checked against the running thread's (fork).  The spare entry is
- * the last held-list entry release() popped, if nothing else refers to it:
- * the next acquire of the same lock at the same site reuses it instead of
- * building an equal tuple. */
-enum { REC_IDENT, REC_HELD, REC_SPARE, REC_INFO, REC_EPOCH, REC_BUFFER, REC_SIZE };
+ * ident is checked against the running thread's (fork). */
+enum { REC_IDENT, REC_HELD, REC_INFO, REC_EPOCH, REC_BUFFER, REC_SIZE };
 
 /* The calling thread's record, cached per OS thread (a borrowed reference)
  * with what proves it is still the one in its thread state's dict: the
@@ -353,7 +350,6 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
         PyList_SET_ITEM(fresh, REC_IDENT, Py_NewRef(ident));
         PyList_SET_ITEM(fresh, REC_HELD,
                         Py_NewRef(held != NULL && PyList_CheckExact(held) ? held : Py_None));
-        PyList_SET_ITEM(fresh, REC_SPARE, Py_NewRef(Py_None));
         PyList_SET_ITEM(fresh, REC_INFO, Py_NewRef(Py_None));
         PyList_SET_ITEM(fresh, REC_EPOCH, Py_NewRef(Py_None));
         PyList_SET_ITEM(fresh, REC_BUFFER, Py_NewRef(Py_None));
@@ -375,45 +371,15 @@ thread_state(int need_held, PyObject **ident_out, PyObject **held_out, PyObject 
     return 0;
 }
 
-/* Whether two bytecode offsets (ints) are equal: the same site's offset is a
- * new int object at each call past the small ints. */
-static int
-equal_offsets(PyObject *a, PyObject *b)
+/* self._owner = owner, and self._held_list = None: the held list is kept
+ * only by Lock's pure-Python hot path, for the acquisition it made (see
+ * _lock.Lock.acquire); any other change of owner ends that acquisition. */
+static inline void
+set_owner(Kind *k, PyObject *self, PyObject *owner)
 {
-    if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b))
-        return 0;
-    long x = PyLong_AsLong(a), y = PyLong_AsLong(b);
-    if (x == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return x == y;
-}
-
-/* The spare entry of record, made (reference, key, code, offset, None), if
- * nothing else refers to it (a new reference, taken out of the record), else
- * NULL.  Rewriting a tuple only this function can see is what CPython's own
- * zip() and enumerate() do with their result tuples: an acquire at a new
- * site, or of another lock, allocates nothing (see run_pending). */
-static PyObject *
-take_spare(PyObject *record, PyObject *reference, PyObject *key, PyObject *code, PyObject *offset)
-{
-    if (record == NULL)
-        return NULL;
-    PyObject *spare = PyList_GET_ITEM(record, REC_SPARE);
-    if (spare == Py_None || Py_REFCNT(spare) != 1 || !PyTuple_CheckExact(spare)
-        || PyTuple_GET_SIZE(spare) != 5 || PyTuple_GET_ITEM(spare, 4) != Py_None)
-        return NULL;
-    PyList_SET_ITEM(record, REC_SPARE, Py_NewRef(Py_None));
-    PyObject *fields[4] = {reference, key, code, offset};
-    for (int i = 0; i < 4; i++) {
-        PyObject *old = PyTuple_GET_ITEM(spare, i);
-        if (old != fields[i] && !(i == 3 && equal_offsets(old, offset))) {
-            PyTuple_SET_ITEM(spare, i, Py_NewRef(fields[i]));
-            Py_DECREF(old);  /* a weak reference, a key, a code object, an int */
-        }
-    }
-    return spare;  /* the record's reference, now the caller's */
+    set_slot(self, k->off.owner, owner);
+    if (SLOT(self, held_list) != Py_None)
+        set_slot(self, k->off.held_list, Py_None);
 }
 
 /* Before a raw lock is taken: do what the interpreter would do at its next
@@ -579,7 +545,8 @@ raw_do_release(PyObject *raw)
 static inline int
 slots_ready(Kind *k, PyObject *self)
 {
-    return SLOT(self, lock) && SLOT(self, owner) && SLOT(self, weak_self) && SLOT(self, order_key)
+    return SLOT(self, lock) && SLOT(self, owner) && SLOT(self, held_list) && SLOT(self, weak_self)
+           && SLOT(self, order_key)
            && (k->off.handoff < 0 || SLOT(self, handoff)) && (k->off.depth < 0 || SLOT(self, depth))
            && SLOT(self, acquired_code) && SLOT(self, acquired_offset) && SLOT(self, acquired_ns)
            && SLOT(self, identity);
@@ -763,6 +730,17 @@ as_long_long(PyObject *value, long long *out)
         return -1;
     }
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The object a lock's _acquired_ns keeps for a hold that started at ns (see
+ * _lock._LockBase._acquired_ns): a float holding that whole number, since a
+ * float comes from the interpreter's free list and an int this large is
+ * allocated, then freed at the release.  Exact below 2**53 ns (104 days of
+ * the monotonic clock), within a few nanoseconds beyond.  A new reference. */
+static PyObject *
+hold_start(long long ns)
+{
+    return PyFloat_FromDouble((double)ns);
 }
 
 /* time.monotonic_ns() */
@@ -1192,7 +1170,7 @@ observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyOb
         < 0)
         goto done;
     if (depth == 1) {  /* a recursive acquire does not restart the hold */
-        if ((base = PyLong_FromLongLong(now - spent)) == NULL)
+        if ((base = hold_start(now - spent)) == NULL)
             goto done;
         set_slot(self, k->off.acquired_ns, base);
     }
@@ -1370,13 +1348,8 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
             if (handoff < 0)
                 goto done;
         }
-        if (empty && reference != Py_None && !handoff) {
-            PyObject *key = SLOT(self, order_key);
-            entry = take_spare(record, reference, key, code, offset);
-            if (entry == NULL
-                && (entry = PyTuple_Pack(5, reference, key, code, offset, Py_None)) == NULL)
-                goto done;
-        }
+        if (empty && reference != Py_None && !handoff)
+            entry = Py_NewRef(reference);  /* the bare entry: see _lockorder.Outermost */
         else
             Py_CLEAR(held);
     }
@@ -1393,7 +1366,7 @@ acquire_impl(Kind *k, PyObject *self, PyObject *const *args, Py_ssize_t nargs, P
     if (taken < 0)
         goto done;
     if (taken) {
-        set_slot(self, k->off.owner, ident);
+        set_owner(k, self, ident);
         if (k->reentrant)
             set_slot(self, k->off.depth, one);
         set_slot(self, k->off.acquired_code, code);
@@ -1507,13 +1480,19 @@ PER_KIND(acquire, acquire_trimmed)
 
 /* ---- release (Lock and RLock) ------------------------------------------- */
 
-/* Whether held[-1][0] is reference (held is a non-empty list). */
+/* Whether held's last entry is reference's: held[-1][0] is reference, or
+ * held[-1] is reference itself (the bare outermost entry the pure-Python hot
+ * path pushes: see _lockorder.Outermost).  held is a non-empty list. */
 static inline int
 innermost_is(PyObject *held, PyObject *reference)
 {
     PyObject *last = PyList_GET_ITEM(held, PyList_GET_SIZE(held) - 1);
     if (PyTuple_CheckExact(last) && PyTuple_GET_SIZE(last) > 0)
         return PyTuple_GET_ITEM(last, 0) == reference;
+    if (last == reference)
+        return 1;
+    if (PyWeakref_CheckRefExact(last))  /* another lock's bare entry */
+        return 0;
     PyObject *first = PySequence_GetItem(last, 0);
     if (first == NULL)
         return -1;
@@ -1542,14 +1521,11 @@ forget_held(Kind *k, PyObject *self, PyObject **record_out)
             Py_DECREF(held);
             return -1;
         }
-        if (same) {  /* held.pop(), keeping the entry as the spare */
+        if (same) {  /* held.pop() */
             Py_ssize_t size = PyList_GET_SIZE(held);
             PyObject *entry = PyList_GET_ITEM(held, size - 1);
             Py_SET_SIZE(held, size - 1);
-            if (record != NULL && Py_REFCNT(entry) == 1)
-                Py_SETREF(((PyListObject *)record)->ob_item[REC_SPARE], entry);
-            else
-                Py_DECREF(entry);
+            Py_DECREF(entry);
             popped = 1;
         }
     }
@@ -1579,19 +1555,22 @@ forget_held(Kind *k, PyObject *self, PyObject **record_out)
 static int
 unlock(Kind *k, PyObject *self)
 {
-    set_slot(self, k->off.owner, Py_None);
+    set_owner(k, self, Py_None);
     set_slot(self, k->off.acquired_ns, zero);
     return raw_do_release(SLOT(self, lock));
 }
 
 /* held_ns of a release at now: max(0, now - spent - acquired_ns) if
  * acquired_ns else None (NO_HOLD), spent being tracedsync's time in the
- * holder so far (see _hooks.spent).  0, or -1 raised. */
+ * holder so far (see _hooks.spent).  acquired_ns is an int or, made by
+ * hold_start, a float.  0, or -1 raised. */
 static int
 held_for(long long now, long long spent, PyObject *acquired_ns, long long *held_ns)
 {
     long long since;
-    if (as_long_long(acquired_ns, &since) < 0)
+    if (PyFloat_CheckExact(acquired_ns))
+        since = (long long)PyFloat_AS_DOUBLE(acquired_ns);
+    else if (as_long_long(acquired_ns, &since) < 0)
         return -1;
     long long held = now - spent - since;
     *held_ns = since == 0 ? NO_HOLD : held > 0 ? held : 0;
@@ -1619,7 +1598,7 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame, PyObject *r
     acquired = Py_NewRef(SLOT(self, acquired_ns));
     set_slot(self, k->off.acquired_ns, zero);
     owner = Py_NewRef(SLOT(self, owner));
-    set_slot(self, k->off.owner, Py_None);
+    set_owner(k, self, Py_None);
     int mine = 0;
     if (owner != Py_None) {
         /* The acquire stored the thread record's own ident object. */
@@ -1933,7 +1912,7 @@ lock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs, Py
     }
     int taken = raw_try_acquire(SLOT(self, lock));
     if (taken > 0) {  /* self._take(code, offset) */
-        set_slot(self, k->off.owner, ident);
+        set_owner(k, self, ident);
         set_slot(self, k->off.acquired_code, code);
         set_slot(self, k->off.acquired_offset, offset);
     }
@@ -1995,7 +1974,7 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     int taken = raw_try_acquire(SLOT(self, lock));
     if (taken > 0) {  /* self._depth, self._owner = state; the site */
         set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
-        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+        set_owner(k, self, PyTuple_GET_ITEM(state, 1));
         set_slot(self, k->off.acquired_code, code);
         set_slot(self, k->off.acquired_offset, offset);
     }
@@ -2013,7 +1992,7 @@ rlock_acquire_restore(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         Py_DECREF(called);
         set_slot(self, k->off.depth, PyTuple_GET_ITEM(state, 0));
-        set_slot(self, k->off.owner, PyTuple_GET_ITEM(state, 1));
+        set_owner(k, self, PyTuple_GET_ITEM(state, 1));
     }
     int ordering = hook_flag(ORDERING);
     if (ordering < 0)
@@ -2220,6 +2199,7 @@ install(PyObject *module, PyObject *config)
     Kind made = {.reentrant = reentrant};
     if (take_offset(config, "_lock", 0, &made.off.lock) < 0
         || take_offset(config, "_owner", 0, &made.off.owner) < 0
+        || take_offset(config, "_held_list", 0, &made.off.held_list) < 0
         || take_offset(config, "_acquired_code", 0, &made.off.acquired_code) < 0
         || take_offset(config, "_acquired_offset", 0, &made.off.acquired_offset) < 0
         || take_offset(config, "_acquired_ns", 0, &made.off.acquired_ns) < 0

@@ -685,12 +685,11 @@ static PyTypeObject Sequence_Type = {
     .tp_repr = (reprfunc)sequence_repr,
 };
 
-/* next(_hooks.sequence), as a C number: 0, or -1 raised. */
+/* next(_hooks.sequence), as a C number: 0, or -1 raised.  The cached
+ * globals must be fresh (the caller checked, and no Python code ran since). */
 static int
 next_sequence(long long *out)
 {
-    if (hooks_fresh() < 0)
-        return -1;
     if (Py_IS_TYPE(hooks.sequence, &Sequence_Type)) {
         *out = ((SequenceObject *)hooks.sequence)->next++;
         return 0;
@@ -808,14 +807,17 @@ spent_of(PyObject *ident, long long *out)
 
 /* spent_of(ident) for ident, the calling thread's get_ident(): read again
  * only when _hooks.spent has changed since (any thread's entry), cached per
- * OS thread and thread state (see cached). */
+ * OS thread and thread state (see cached).  The cached globals must be fresh
+ * (the caller checked, and no Python code ran since). */
 static int
-spent_of_me(PyObject *ident, long long *out)
+spent_of_me(PyObject *ident, PyObject *record, long long *out)
 {
-    if (hooks_fresh() < 0)
-        return -1;
     uint64_t version = SPENT_VERSION();
-    uint64_t tstate = PyThreadState_GetID(PyThreadState_Get());
+    /* record, if not NULL, is the thread's record thread_state() returned
+     * during this operation: then the cache's thread state is this one. */
+    uint64_t tstate = record != NULL && record == cached.record
+                          ? cached.tstate_id
+                          : PyThreadState_GetID(PyThreadState_Get());
     if (cached.spent_valid && cached.spent_version == version && cached.spent_tstate == tstate) {
         *out = cached.spent;
         return 0;
@@ -946,7 +948,7 @@ publish(Kind *k, PyObject *self, PyObject *seq, long long now, PyObject *event, 
     int status = -1;
     PyObject *info = NULL, *found = NULL, *time = NULL, *record = NULL, *sinks = NULL;
     Py_XINCREF(thread_record);
-    if ((info = thread_info_of(thread_record)) == NULL)
+    if (hooks_fresh() < 0 || (info = thread_info_of(thread_record)) == NULL)
         goto done;
     if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 1) {
         PyErr_SetString(PyExc_TypeError, "tracedsync: unexpected thread info");
@@ -1026,10 +1028,12 @@ done:
  * error.  Kept only while _hooks._deferring says every sink is a recording's
  * list (then nothing is charged or rendered either), below the sequence
  * number where a bounded sink may be full (_check_room runs on publishing),
- * and for a primitive that has its identity already (identity() is Python).
- * A buffer that is full or holds records for other sinks is handed on first,
- * and the event published: handing on may have run Python code that changed
- * all of the above. */
+ * for a primitive that has its identity already (identity() is Python), and
+ * for a thread whose thread info is in its record (publishing puts it
+ * there: thread_info() is Python).  A buffer that is full or holds records
+ * for other sinks is handed on first, and the event published: handing on
+ * may have run Python code that changed all of the above.  The cached
+ * globals must be fresh (the caller checked, and no Python code ran since). */
 static int
 defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObject *code,
       PyObject *offset, PyObject *data, long long held_ns, PyObject *depth,
@@ -1037,11 +1041,12 @@ defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObjec
 {
     if (thread_record == NULL || identity == Py_None)
         return 0;
-    if (hooks_fresh() < 0)
-        return -1;
     if (!hooks.deferring || hooks.charging || hooks.logging_debug)
         return 0;
     if (seq >= hooks.room_check_at)
+        return 0;
+    PyObject *info = PyList_GET_ITEM(thread_record, REC_INFO);
+    if (info == Py_None || PyList_GET_ITEM(thread_record, REC_EPOCH) != hooks.info_epoch)
         return 0;
     PyObject *buffer = PyList_GET_ITEM(thread_record, REC_BUFFER);
     if (buffer == Py_None) {
@@ -1058,22 +1063,10 @@ defer(PyObject *identity, long long seq, long long now, PyObject *event, PyObjec
         Py_DECREF(buffer);
         return flushed < 0 ? -1 : 0;
     }
-    PyObject *info = thread_info_of(thread_record);
-    if (info == NULL)
-        return -1;
-    if (hooks_fresh() < 0) {  /* thread_info() may have run Python code */
-        Py_DECREF(info);
-        return -1;
-    }
-    if (PyList_GET_ITEM(thread_record, REC_BUFFER) != buffer
-        || !tracedsync_buffer_has_room(buffer, hooks.sinks) || !hooks.deferring) {
-        Py_DECREF(info);
-        return 0;
-    }
     tracedsync_Entry entry = {
         .seq = seq,
         .now = now,
-        .info = info,
+        .info = Py_NewRef(info),
         .event = Py_NewRef(event),
         .identity = Py_NewRef(identity),
         .code = Py_NewRef(code),
@@ -1162,7 +1155,7 @@ observe_acquired(Kind *k, PyObject *self, PyObject *code, PyObject *offset, PyOb
     long long seq, now, spent;
     ident = thread_record != NULL ? Py_NewRef(PyList_GET_ITEM(thread_record, REC_IDENT))
                                   : PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (ident == NULL || monotonic_ns(&now) < 0 || spent_of_me(ident, &spent) < 0
+    if (ident == NULL || monotonic_ns(&now) < 0 || spent_of_me(ident, thread_record, &spent) < 0
         || next_sequence(&seq) < 0)
         goto done;
     if (record_event(k, self, seq, now, k->reentrant ? s_rlock_acquire : s_lock_acquire, code,
@@ -1581,7 +1574,7 @@ held_for(long long now, long long spent, PyObject *acquired_ns, long long *held_
 static int
 stamp(long long *seq, long long *now)
 {
-    return next_sequence(seq) < 0 || monotonic_ns(now) < 0 ? -1 : 0;
+    return hooks_fresh() < 0 || next_sequence(seq) < 0 || monotonic_ns(now) < 0 ? -1 : 0;
 }
 
 /* Lock._release_observed(frame) (its caller has told the order checker),
@@ -1643,7 +1636,9 @@ lock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame, PyObject *r
         goto done;
     }
     long long spent;  /* the holder's: spent.get(owner or 0, 0) */
-    if ((mine ? spent_of_me(owner, &spent) : spent_of(owner == Py_None ? zero : owner, &spent)) < 0
+    if ((mine ? spent_of_me(owner, record, &spent)
+              : spent_of(owner == Py_None ? zero : owner, &spent))
+            < 0
         || held_for(now, spent, acquired, &held_ns) < 0
         || frame_site(frame, &code, &offset) < 0
         || (record == NULL && thread_state(0, &ident, &holder_held, &record) < 0))
@@ -1690,7 +1685,7 @@ rlock_release_recorded(Kind *k, PyObject *self, PyFrameObject *frame)
         goto done;
     long long spent = -1;
     if (unlocks) {
-        if (spent_of_me(ident, &spent) < 0
+        if (spent_of_me(ident, record, &spent) < 0
             || held_for(now, spent, SLOT(self, acquired_ns), &held_ns) < 0)
             goto done;
         if (unlock(k, self) < 0)

@@ -245,6 +245,11 @@ class _LockBase:
             raise held_error(self)
 
 
+#: The locks given their own ``strict`` (see ``Lock.strict``), weakly: rare,
+#: so kept here rather than in a slot of every lock (the memory per lock).
+_strict_locks: weakref.WeakKeyDictionary[Lock, bool] = weakref.WeakKeyDictionary()
+
+
 class Lock(_LockBase):
     """A traced drop-in for :func:`threading.Lock`.
 
@@ -257,7 +262,7 @@ class Lock(_LockBase):
     re-acquire at once.
     """
 
-    __slots__ = ("_handoff", "strict")
+    __slots__ = ("_handoff",)
 
     def __new__(cls, *, name: str | None = None, strict: bool | None = None) -> Lock:
         if not settings.enabled and cls is Lock:
@@ -266,11 +271,24 @@ class Lock(_LockBase):
 
     def __init__(self, *, name: str | None = None, strict: bool | None = None) -> None:
         self._init_common(name)
-        #: Per-lock override of the global ``strict`` setting (``None``: use it).
-        self.strict = strict
+        if strict is not None:
+            self.strict = strict
         #: Set once another thread than the acquirer released the lock (a
         #: handoff): anyone may release it, so it never closes a deadlock cycle.
         self._handoff = False
+
+    @property
+    def strict(self) -> bool | None:
+        """This lock's own ``strict`` setting, overriding
+        ``tracedsync.configure(strict=...)``; ``None``: the global one."""
+        return _strict_locks.get(self)
+
+    @strict.setter
+    def strict(self, value: bool | None) -> None:
+        if value is None:
+            _strict_locks.pop(self, None)
+        else:
+            _strict_locks[self] = value
 
     def acquire(self, blocking: bool = True, timeout: float = NO_TIMEOUT) -> bool:
         """Acquire the lock, as :meth:`threading.Lock.acquire`."""

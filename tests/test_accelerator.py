@@ -793,3 +793,65 @@ def test_no_collection_finds_a_lock_taken_without_an_owner(
             recording.stop()
     assert found == []
     assert sum(len(locks) for locks in mine.values()) == 120
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+@pytest.mark.parametrize("mode", ["default", "record", "race_edge"])
+def test_the_calls_of_acquire_and_release_never_see_a_lock_half_changed(
+    monkeypatch: pytest.MonkeyPatch, kind: str, mode: str
+) -> None:
+    # A call is where the interpreter runs what is pending (a collection and
+    # its finalizers, a signal handler), which may take the lock: it must
+    # find it whole, taken with an owner (an RLock at depth 1 or more) or
+    # free.  Every call the pure-Python methods make of get_ident(), of the
+    # order checker and of the race detector's edge checks each lock here.
+    _accel.select("python")
+    locks: list[Any] = []
+    torn: list[str] = []
+
+    def check(where: str) -> None:
+        for lock in locks:
+            taken = lock._lock.locked()
+            depth = getattr(lock, "_depth", None)
+            if (taken and lock._owner is None) or (
+                lock._owner is not None and (not taken or depth == 0)
+            ):
+                torn.append(f"{lock.name} in {where}")
+
+    def watched(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            check(name)
+            result = function(*args)
+            check(name)
+            return result
+
+        return call
+
+    from tracedsync import _lock
+
+    monkeypatch.setattr(_lock, "get_ident", watched("get_ident", get_ident))
+    monkeypatch.setattr(_lockorder, "released", watched("released", _lockorder.released))
+    monkeypatch.setattr(_lockorder, "acquired", watched("acquired", _lockorder.acquired))
+    if mode == "race_edge":
+        monkeypatch.setattr(_hooks, "release_edge", watched("release_edge", lambda lock: None))
+    outer = getattr(tracedsync, kind)(name="outer")
+    inner = getattr(tracedsync, kind)(name="inner")
+    locks += [outer, inner]
+    recording = tracedsync.record() if mode != "default" else None
+    if recording is not None:
+        recording.start()
+    try:
+        for _ in range(3):
+            with outer:
+                inner.acquire()
+                inner.release()
+            outer.acquire()
+            if kind == "RLock":
+                outer.acquire()
+                outer.release()
+            outer.release()
+    finally:
+        if recording is not None:
+            recording.stop()
+    assert torn == []
+    assert not outer._lock.locked() and not inner._lock.locked()

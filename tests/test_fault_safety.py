@@ -320,8 +320,9 @@ def test_no_collection_runs_while_tracedsync_reads_the_thread_list() -> None:
     strict=False,
     reason="3.12+, pure Python: the argument tuple of the raw lock's own acquire(False)"
     " can still ask for a collection, which runs as that call returns (lock taken, owner"
-    " not yet recorded); rare, depends on the tuple free list (the C takes the raw lock"
-    " without a tuple)",
+    " not yet recorded); rare: the tuple is new only when no 1-tuple is free, and the"
+    " methods free one just before (the primer), which another thread may take first"
+    " (the C takes the raw lock without a tuple)",
 )
 @pytest.mark.timeout(60)
 def test_no_collection_runs_between_taking_a_lock_and_returning() -> None:
@@ -480,8 +481,8 @@ def test_no_collection_runs_between_taking_a_contended_lock_and_returning() -> N
     sys.version_info >= (3, 12) and _accel.implementation() == "python",
     strict=False,
     reason="3.12+, pure Python: as for Lock, the raw lock's own acquire(False) argument"
-    " tuple, in the Python _acquire_restore methods (the C ones take the raw lock without"
-    " a tuple)",
+    " tuple, in the Python _acquire_restore methods, made rare by the primer (the C ones"
+    " take the raw lock without a tuple)",
 )
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["RLock", "Lock"])

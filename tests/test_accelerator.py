@@ -795,6 +795,7 @@ def test_no_collection_finds_a_lock_taken_without_an_owner(
     assert sum(len(locks) for locks in mine.values()) == 120
 
 
+@pytest.mark.usefixtures("restore_implementation")
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
 @pytest.mark.parametrize("mode", ["default", "record", "race_edge"])
 def test_the_calls_of_acquire_and_release_never_see_a_lock_half_changed(

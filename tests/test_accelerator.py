@@ -856,3 +856,24 @@ def test_the_calls_of_acquire_and_release_never_see_a_lock_half_changed(
             recording.stop()
     assert torn == []
     assert not outer._lock.locked() and not inner._lock.locked()
+
+
+@needs_c
+@pytest.mark.usefixtures("restore_implementation")
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_a_hold_the_c_started_is_measured_by_the_python_methods(kind: str) -> None:
+    # The C keeps a hold's start as a float (hold_start in _speedups.c: a
+    # float comes from a free list); the Python methods that may release
+    # the lock (here after the implementation is switched while it is held)
+    # read it too, and an event's held_ns stays an int.
+    _accel.select("c")
+    lock = getattr(tracedsync, kind)()
+    with tracedsync.record() as trace:
+        lock.acquire()
+        assert type(lock._acquired_ns) is float
+        _accel.select("python")
+        lock.release()
+    release = trace.events()[-1]
+    assert release["event"].endswith(".release")
+    assert type(release["held_ns"]) is int
+    assert 0 <= release["held_ns"] <= release["time_ns"] - trace.events()[-2]["time_ns"]
